@@ -168,9 +168,8 @@ where
         let rpc = path.trim_start_matches('/');
         let Some(peer) = req.extensions().get::<PeerInfo>().cloned() else {
             tracing::warn!(target: AUTHZ_TARGET, rpc, decision = "deny", "request without a verified client identity");
-            let status = tonic::Status::permission_denied(format!(
-                "no verified client identity for {rpc}"
-            ));
+            let status =
+                tonic::Status::permission_denied(format!("no verified client identity for {rpc}"));
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
         if !self.allow.permits(&path, &peer.id) {

@@ -37,11 +37,12 @@ pub fn client_config(
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let loaded = files.load()?;
     let provider = provider();
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(loaded.roots), provider.clone())
-        .with_crls(loaded.crls)
-        .allow_unknown_revocation_status()
-        .only_check_end_entity_revocation()
-        .build()?;
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(loaded.roots), provider.clone())
+            .with_crls(loaded.crls)
+            .allow_unknown_revocation_status()
+            .only_check_end_entity_revocation()
+            .build()?;
     let verifier = Arc::new(SpiffeServerVerifier {
         inner: webpki,
         trust_domain: trust_domain.to_owned(),
@@ -77,7 +78,11 @@ pub fn channel(
         let config = tls.borrow().clone();
         let server_name = server_name.clone();
         async move {
-            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+            let host = uri
+                .host()
+                .unwrap_or_default()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
             let port = uri.port_u16().unwrap_or(443);
             let tcp = TcpStream::connect((host, port)).await?;
             tcp.set_nodelay(true)?;
@@ -86,7 +91,9 @@ pub fn channel(
                 TlsConnector::from(config).connect(server_name, tcp),
             )
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+            })??;
             Ok::<_, std::io::Error>(TokioIo::new(tls))
         }
     });

@@ -31,7 +31,12 @@ pub enum Role {
 
 impl Role {
     /// Every role, in a stable order.
-    pub const ALL: [Role; 4] = [Role::WebFrontend, Role::SetService, Role::GetService, Role::Worker];
+    pub const ALL: [Role; 4] = [
+        Role::WebFrontend,
+        Role::SetService,
+        Role::GetService,
+        Role::Worker,
+    ];
 
     /// The role's path segment in a SPIFFE ID.
     pub fn as_str(self) -> &'static str {

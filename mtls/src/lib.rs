@@ -31,7 +31,9 @@ pub use client::{CONNECT_TIMEOUT, channel, client_config};
 pub use error::{IdentityError, TlsError};
 pub use identity::{MAX_SPIFFE_ID_LEN, Role, SpiffeId, validate_trust_domain};
 pub use pem::{TlsFiles, read_certs};
-pub use server::{HANDSHAKE_TIMEOUT, MtlsIncoming, MtlsStream, PeerInfo, ServerTls, incoming, server_config};
+pub use server::{
+    HANDSHAKE_TIMEOUT, MtlsIncoming, MtlsStream, PeerInfo, ServerTls, incoming, server_config,
+};
 
 /// The tracing target of handshake outcomes.
 pub const TLS_TARGET: &str = "tokenvault::tls";

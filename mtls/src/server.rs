@@ -62,14 +62,12 @@ pub fn server_config(files: &TlsFiles, trust_domain: &str) -> Result<ServerTls, 
         source,
     })?;
     let provider = provider();
-    let webpki = WebPkiClientVerifier::builder_with_provider(
-        Arc::new(loaded.roots),
-        provider.clone(),
-    )
-    .with_crls(loaded.crls)
-    .allow_unknown_revocation_status()
-    .only_check_end_entity_revocation()
-    .build()?;
+    let webpki =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(loaded.roots), provider.clone())
+            .with_crls(loaded.crls)
+            .allow_unknown_revocation_status()
+            .only_check_end_entity_revocation()
+            .build()?;
     let verifier = Arc::new(SpiffeClientVerifier {
         inner: webpki,
         trust_domain: trust_domain.to_owned(),

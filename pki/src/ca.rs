@@ -8,8 +8,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 use tokenvault_mtls::SpiffeId;
@@ -33,7 +33,9 @@ pub struct Ca {
 
 impl fmt::Debug for Ca {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ca").field("key", &"<redacted>").finish_non_exhaustive()
+        f.debug_struct("Ca")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,7 +90,10 @@ impl LeafSpec {
         Ok(Self {
             id,
             dns: vec!["localhost".to_owned()],
-            ips: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])],
+            ips: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ],
             not_before: now - Duration::minutes(5),
             not_after: now + Duration::days(i64::from(days)),
         })
@@ -164,9 +169,13 @@ impl Ca {
         dn.push(DnType::CommonName, spec.id.to_string());
         dn.push(DnType::OrganizationName, "tokenvault");
         params.distinguished_name = dn;
-        params.subject_alt_names.push(SanType::URI(spec.id.to_string().try_into()?));
+        params
+            .subject_alt_names
+            .push(SanType::URI(spec.id.to_string().try_into()?));
         for dns in &spec.dns {
-            params.subject_alt_names.push(SanType::DnsName(dns.clone().try_into()?));
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(dns.clone().try_into()?));
         }
         for ip in &spec.ips {
             params.subject_alt_names.push(SanType::IpAddress(*ip));

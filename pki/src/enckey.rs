@@ -10,7 +10,9 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeySize, PrivateDecryptingKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
@@ -43,8 +45,8 @@ impl fmt::Debug for EncryptionKeyPair {
 impl EncryptionKeyPair {
     /// Generates a new RSA-4096 key pair.
     pub fn generate() -> Result<Self, PkiError> {
-        let key =
-            PrivateDecryptingKey::generate(KeySize::Rsa4096).map_err(|_| PkiError::KeyGeneration)?;
+        let key = PrivateDecryptingKey::generate(KeySize::Rsa4096)
+            .map_err(|_| PkiError::KeyGeneration)?;
         let der = key.as_der().map_err(|_| PkiError::KeyGeneration)?;
         let private = RsaPrivateKey::from_pkcs8_der(der.as_ref())
             .map_err(|e| PkiError::KeyEncoding(e.to_string()))?;
@@ -89,7 +91,10 @@ mod tests {
         let n = rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(n)?);
         let e = rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode("AQAB")?);
         let public = RsaPublicKey::new(n, e)?;
-        assert_eq!(thumbprint(&public), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&public),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
         Ok(())
     }
 }

@@ -140,11 +140,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen { force } => {
             let pair = state.keygen(force)?;
             writeln!(out, "generated RSA-4096 key {}", pair.kid)?;
-            writeln!(out, "public:  {}/{}.pem", state.public_keys_dir().display(), pair.kid)?;
-            writeln!(out, "private: {}/{}.pem", state.private_keys_dir().display(), pair.kid)?;
+            writeln!(
+                out,
+                "public:  {}/{}.pem",
+                state.public_keys_dir().display(),
+                pair.kid
+            )?;
+            writeln!(
+                out,
+                "private: {}/{}.pem",
+                state.private_keys_dir().display(),
+                pair.kid
+            )?;
         }
         Command::List => {
-            writeln!(out, "{:<5} {:<52} {:<40} {:<28} PATH", "KIND", "IDENTITY", "DETAIL", "EXPIRES")?;
+            writeln!(
+                out,
+                "{:<5} {:<52} {:<40} {:<28} PATH",
+                "KIND", "IDENTITY", "DETAIL", "EXPIRES"
+            )?;
             for e in state.list()? {
                 writeln!(
                     out,

@@ -104,7 +104,12 @@ impl StateDir {
 
     /// Creates a new CA for `trust_domain`.
     pub fn init(&self, trust_domain: &str, days: u32, force: bool) -> Result<Ca, PkiError> {
-        for p in [self.ca_cert_path(), self.ca_key_path(), self.bundle_path(), self.pki_toml()] {
+        for p in [
+            self.ca_cert_path(),
+            self.ca_key_path(),
+            self.bundle_path(),
+            self.pki_toml(),
+        ] {
             ensure_writable(&p, force)?;
         }
         let ca = Ca::generate(trust_domain, days)?;
@@ -112,9 +117,24 @@ impl StateDir {
             trust_domain: trust_domain.to_owned(),
         })
         .map_err(|e| PkiError::KeyEncoding(e.to_string()))?;
-        write_file(&self.ca_key_path(), ca.key_pem().as_bytes(), PRIVATE_MODE, force)?;
-        write_file(&self.ca_cert_path(), ca.cert_pem().as_bytes(), PUBLIC_MODE, force)?;
-        write_file(&self.bundle_path(), ca.cert_pem().as_bytes(), PUBLIC_MODE, force)?;
+        write_file(
+            &self.ca_key_path(),
+            ca.key_pem().as_bytes(),
+            PRIVATE_MODE,
+            force,
+        )?;
+        write_file(
+            &self.ca_cert_path(),
+            ca.cert_pem().as_bytes(),
+            PUBLIC_MODE,
+            force,
+        )?;
+        write_file(
+            &self.bundle_path(),
+            ca.cert_pem().as_bytes(),
+            PUBLIC_MODE,
+            force,
+        )?;
         write_file(&self.pki_toml(), toml.as_bytes(), PUBLIC_MODE, force)?;
         Ok(ca)
     }
@@ -125,10 +145,11 @@ impl StateDir {
         if !path.exists() {
             return Err(PkiError::NoCa(self.root.clone()));
         }
-        let parsed: PkiToml = toml::from_str(&read_text(&path)?).map_err(|e| PkiError::Invalid {
-            path: path.clone(),
-            reason: e.message().to_owned(),
-        })?;
+        let parsed: PkiToml =
+            toml::from_str(&read_text(&path)?).map_err(|e| PkiError::Invalid {
+                path: path.clone(),
+                reason: e.message().to_owned(),
+            })?;
         Ok(parsed.trust_domain)
     }
 
@@ -188,12 +209,11 @@ impl StateDir {
             out.push(describe_cert("cert", &path)?);
         }
         for path in sorted_files(&self.public_keys_dir(), "pem")? {
-            let (kid, bits) = public_key_info(&read_text(&path)?).map_err(|reason| {
-                PkiError::Invalid {
+            let (kid, bits) =
+                public_key_info(&read_text(&path)?).map_err(|reason| PkiError::Invalid {
                     path: path.clone(),
                     reason,
-                }
-            })?;
+                })?;
             let has_private = self.private_keys_dir().join(format!("{kid}.pem")).exists();
             out.push(Entry {
                 kind: "key",
@@ -235,8 +255,11 @@ fn describe_cert(kind: &'static str, path: &Path) -> Result<Entry, PkiError> {
         path: path.to_owned(),
         reason,
     };
-    let certs = tokenvault_mtls::read_certs("certificate", path).map_err(|e| invalid(e.to_string()))?;
-    let der = certs.first().ok_or_else(|| invalid("no certificate".into()))?;
+    let certs =
+        tokenvault_mtls::read_certs("certificate", path).map_err(|e| invalid(e.to_string()))?;
+    let der = certs
+        .first()
+        .ok_or_else(|| invalid("no certificate".into()))?;
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| invalid(e.to_string()))?;
     let uris: Vec<String> = cert
         .subject_alternative_name()

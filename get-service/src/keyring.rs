@@ -1,0 +1,179 @@
+//! Loading the token-encryption private keys from a directory.
+//!
+//! Holds private keys: key files are read into buffers wiped on drop and
+//! handed to aws-lc-rs; nothing here prints, logs or returns key bytes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokenvault_seal::{KEY_BITS, kid_from_spki_der};
+use zeroize::Zeroizing;
+
+/// The largest private key file read, in bytes.
+const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
+const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+const END: &str = "-----END PRIVATE KEY-----";
+
+/// Why a private key could not be loaded. Never contains key material.
+#[derive(Debug, thiserror::Error)]
+#[error("private key {}: {reason}", path.display())]
+pub struct KeyLoadError {
+    /// The key file, or the directory.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn err(path: &Path, reason: impl Into<String>) -> KeyLoadError {
+    KeyLoadError {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// The token-encryption private keys, by key id (RFC 7638 thumbprint of the
+/// public half). Its `Debug` output shows only the key ids.
+pub struct PrivateKeyRing {
+    pub(crate) keys: BTreeMap<String, OaepPrivateDecryptingKey>,
+}
+
+impl fmt::Debug for PrivateKeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKeyRing")
+            .field("kids", &self.kids())
+            .finish()
+    }
+}
+
+impl PrivateKeyRing {
+    /// Loads every `*.pem` file in `dir` (hidden files and non-files are
+    /// skipped; symlinks are followed). Each must be an RSA-4096 private key
+    /// in unencrypted PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), readable by
+    /// its owner only (no group/other permission bits), and named
+    /// `<kid>.pem` where kid is computed from the key. Any other `*.pem`
+    /// file, or an empty directory, is an error naming the path.
+    pub fn load_dir(dir: &Path) -> Result<Self, KeyLoadError> {
+        let entries = fs::read_dir(dir).map_err(|e| err(dir, format!("cannot list: {e}")))?;
+        let mut keys = BTreeMap::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| err(dir, format!("cannot list: {e}")))?
+                .path();
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden || path.extension().is_none_or(|ext| ext != "pem") {
+                continue;
+            }
+            if !fs::metadata(&path)
+                .map_err(|e| err(&path, e.to_string()))?
+                .is_file()
+            {
+                continue;
+            }
+            let (kid, key) = load_file(&path)?;
+            let stem = path.file_stem().map(|s| s.to_string_lossy());
+            if stem.as_deref() != Some(kid.as_str()) {
+                return Err(err(
+                    &path,
+                    format!("the key's id is {kid}; the file must be named {kid}.pem"),
+                ));
+            }
+            keys.insert(kid, key);
+        }
+        if keys.is_empty() {
+            return Err(err(dir, "no *.pem private keys in this directory"));
+        }
+        Ok(Self { keys })
+    }
+
+    /// Whether a key with this id is loaded.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// All loaded key ids, sorted.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.keys().map(String::as_str).collect()
+    }
+}
+
+/// Reads, checks and parses one key file; returns its kid and the key.
+fn load_file(path: &Path) -> Result<(String, OaepPrivateDecryptingKey), KeyLoadError> {
+    let file = File::open(path).map_err(|e| err(path, e.to_string()))?;
+    // Checked on the open file, so the mode is that of what is read.
+    let meta = file.metadata().map_err(|e| err(path, e.to_string()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(err(
+            path,
+            format!("mode {mode:04o} gives group or others access; it must be 0600 or 0400"),
+        ));
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_KEY_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| err(path, e.to_string()))?;
+    if bytes.len() as u64 > MAX_KEY_FILE_LEN {
+        return Err(err(path, format!("larger than {MAX_KEY_FILE_LEN} bytes")));
+    }
+    let pem = std::str::from_utf8(&bytes).map_err(|_| err(path, "not a PEM file"))?;
+    let der = pkcs8_der(pem).map_err(|reason| err(path, reason))?;
+    let key = PrivateDecryptingKey::from_pkcs8(&der)
+        .map_err(|e| err(path, format!("not an RSA PKCS#8 private key ({e})")))?;
+    let bits = key.key_size_bits();
+    if bits != KEY_BITS {
+        return Err(err(
+            path,
+            format!("an RSA-{bits} key; token-encryption keys must be RSA-{KEY_BITS}"),
+        ));
+    }
+    let spki = key
+        .public_key()
+        .as_der()
+        .map_err(|_| err(path, "cannot encode its public key"))?;
+    let kid = kid_from_spki_der(spki.as_ref()).map_err(|e| err(path, e.to_string()))?;
+    let key = OaepPrivateDecryptingKey::new(key)
+        .map_err(|_| err(path, "rejected by aws-lc-rs for RSA-OAEP"))?;
+    Ok((kid, key))
+}
+
+/// The DER inside a single unencrypted PKCS#8 PEM block.
+fn pkcs8_der(pem: &str) -> Result<Zeroizing<Vec<u8>>, &'static str> {
+    if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
+        return Err("a PKCS#1 key; convert it to PKCS#8 (openssl pkcs8 -topk8 -nocrypt)");
+    }
+    if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        return Err("an encrypted PKCS#8 key; only unencrypted PKCS#8 is supported");
+    }
+    let start = pem
+        .find(BEGIN)
+        .map(|i| i + BEGIN.len())
+        .ok_or("no -----BEGIN PRIVATE KEY----- block")?;
+    let len = pem
+        .get(start..)
+        .and_then(|rest| rest.find(END))
+        .ok_or("no -----END PRIVATE KEY----- line")?;
+    if pem.matches(BEGIN).count() != 1 {
+        return Err("more than one private key in one file");
+    }
+    let body: Zeroizing<Vec<u8>> = Zeroizing::new(
+        pem.bytes()
+            .skip(start)
+            .take(len)
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect(),
+    );
+    STANDARD
+        .decode(body.as_slice())
+        .map(Zeroizing::new)
+        .map_err(|_| "the PEM body is not valid base64")
+}

@@ -1,0 +1,126 @@
+//! Opening a sealed token: structural checks (via `tokenvault-seal`), the
+//! account/provider check, RSA-OAEP key unwrap and AES-256-GCM decryption.
+//!
+//! Holds the content-encryption key and the plaintext only in buffers wiped
+//! on drop; the plaintext is returned to the caller in one.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::rand;
+use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey};
+use tokenvault_seal::{CEK_LEN, SealError, SealedToken};
+use zeroize::Zeroizing;
+
+use crate::PrivateKeyRing;
+
+/// Why a sealed token could not be opened. Messages never contain token
+/// bytes or plaintext.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Not a well-formed JWE compact serialization with our header.
+    #[error("malformed sealed token: {0}")]
+    Malformed(&'static str),
+    /// Longer than [`tokenvault_seal::MAX_SEALED_TOKEN_LEN`].
+    #[error("sealed token is too large: {len} bytes, the limit is {max}")]
+    TooLarge {
+        /// The token's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A part has the wrong length.
+    #[error("truncated sealed token: {0}")]
+    Truncated(&'static str),
+    /// An algorithm or header feature other than RSA-OAEP-256 + A256GCM.
+    #[error("unsupported sealed token: {0}")]
+    UnsupportedAlgorithm(&'static str),
+    /// Sealed under a key this service does not hold.
+    #[error("sealed under unknown token-encryption key id {0:?}")]
+    UnknownKey(String),
+    /// The header names another account or provider than requested.
+    #[error("sealed token's {field} does not match the {field} it was read for")]
+    ContextMismatch {
+        /// `"account"` or `"provider"`.
+        field: &'static str,
+    },
+    /// Key unwrap or authenticated decryption failed (wrong key or tampered
+    /// token); deliberately one error for both (RFC 7516 section 11.5).
+    #[error("sealed token cannot be decrypted: wrong key or tampered")]
+    DecryptionFailed,
+    /// The cryptographic library failed (e.g. random numbers).
+    #[error("cryptographic operation failed")]
+    Internal,
+}
+
+impl From<SealError> for OpenError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Malformed(what) => Self::Malformed(what),
+            SealError::TooLarge { len, max } => Self::TooLarge { len, max },
+            SealError::Truncated(what) => Self::Truncated(what),
+            SealError::UnsupportedAlgorithm(what) => Self::UnsupportedAlgorithm(what),
+            SealError::UnknownKey(kid) => Self::UnknownKey(kid),
+            SealError::ContextMismatch { field } => Self::ContextMismatch { field },
+            _ => Self::Internal,
+        }
+    }
+}
+
+impl PrivateKeyRing {
+    /// Opens `token`, which must have been read for `expected_account` at
+    /// `expected_provider`, and returns the plaintext refresh token.
+    ///
+    /// In order: structural validation ([`SealedToken::parse`]), the header's
+    /// account and provider ([`OpenError::ContextMismatch`], before any
+    /// private-key operation), the key id ([`OpenError::UnknownKey`]), then
+    /// decryption. A failed RSA-OAEP unwrap carries on with a random key, so
+    /// it fails in AES-GCM like a tampered ciphertext, with the same
+    /// [`OpenError::DecryptionFailed`] and similar timing.
+    pub fn open(
+        &self,
+        token: &str,
+        expected_account: &str,
+        expected_provider: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+        let sealed = SealedToken::parse(token)?;
+        sealed.check_context(expected_account, expected_provider)?;
+        let key = self
+            .keys
+            .get(sealed.kid())
+            .ok_or_else(|| OpenError::UnknownKey(sealed.kid().to_owned()))?;
+        let cek = unwrap_cek(key, sealed.encrypted_key())?;
+        let aes = UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| OpenError::Internal)?;
+        let (ciphertext, tag) = (sealed.ciphertext(), sealed.tag());
+        let mut buf = Zeroizing::new(Vec::with_capacity(ciphertext.len() + tag.len()));
+        buf.extend_from_slice(ciphertext);
+        buf.extend_from_slice(tag);
+        let len = LessSafeKey::new(aes)
+            .open_in_place(
+                Nonce::assume_unique_for_key(*sealed.iv()),
+                Aad::from(sealed.aad()),
+                buf.as_mut_slice(),
+            )
+            .map_err(|_| OpenError::DecryptionFailed)?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+/// RSA-OAEP-SHA256 unwrap of the content-encryption key. Per RFC 7516
+/// section 11.5, if it fails (or yields a key of the wrong length) a random
+/// key is returned instead, so the failure surfaces only at AES-GCM.
+fn unwrap_cek(
+    key: &OaepPrivateDecryptingKey,
+    encrypted_key: &[u8],
+) -> Result<Zeroizing<[u8; CEK_LEN]>, OpenError> {
+    let mut cek = Zeroizing::new([0u8; CEK_LEN]);
+    rand::fill(cek.as_mut()).map_err(|_| OpenError::Internal)?;
+    let mut out = Zeroizing::new(vec![0u8; key.min_output_size()]);
+    if let Ok(unwrapped) = key.decrypt(&OAEP_SHA256_MGF1SHA256, encrypted_key, &mut out, None)
+        && unwrapped.len() == CEK_LEN
+    {
+        cek.copy_from_slice(unwrapped);
+    }
+    Ok(cek)
+}

@@ -1,0 +1,83 @@
+//! Starting set-service: TLS, store, keys, the allow-list, health and
+//! reflection, then serving until the shutdown future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokenvault_mtls::{AllowList, AuthzLayer, incoming, server_config};
+use tokenvault_proto::v1::set_service_server::{SERVICE_NAME, SetServiceServer};
+use tokenvault_seal::PublicKeySet;
+use tokenvault_store::TokenWriter;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::Server;
+
+use crate::config::{AllowConfig, Config};
+use crate::error::{ConfigError, ServeError};
+use crate::service::SetServiceImpl;
+
+/// The allow-list for set-service's RPCs; health and reflection are open to
+/// every authenticated peer.
+pub fn allow_list(allow: &AllowConfig) -> AllowList {
+    let path = |method: &str| format!("/{SERVICE_NAME}/{method}");
+    AllowList::new()
+        .allow(&path("StoreRefreshToken"), &allow.store_refresh_token)
+        .allow(&path("DisconnectAccount"), &allow.disconnect_account)
+        .allow(&path("RecordAccountStatus"), &allow.record_account_status)
+        .allow_any_peer("grpc.health.v1.Health")
+        .allow_any_peer("grpc.reflection.v1.ServerReflection")
+}
+
+/// Runs set-service on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.validate()?;
+    let tls = server_config(&config.tls, &config.trust_domain)?;
+    tracing::info!(
+        identity = %tls.identity,
+        cert_not_after_unix = tls.not_after_unix,
+        "loaded TLS certificate"
+    );
+    let keys = PublicKeySet::load_dir(&config.public_keys_dir).map_err(ServeError::Keys)?;
+    if keys.kids().is_empty() {
+        return Err(ConfigError::Invalid {
+            setting: "public_keys_dir",
+            reason: format!("no public keys in {}", config.public_keys_dir.display()),
+        }
+        .into());
+    }
+    let store = TokenWriter::connect(&config.store.url)
+        .await
+        .map_err(ServeError::Store)?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<SetServiceServer<SetServiceImpl>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tokenvault_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let service = SetServiceImpl::new(store, keys, config.providers.clone(), config.limits.clone());
+    let max = config.limits.max_message_bytes;
+
+    // The sender is where certificate reloads will be published.
+    let (_tls_tx, tls_rx) = watch::channel(Arc::clone(&tls.config));
+    let local = listener.local_addr().ok();
+    tracing::info!(listen = ?local, "set-service serving");
+    Server::builder()
+        .layer(AuthzLayer::new(allow_list(&config.allow)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            SetServiceServer::new(service)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(incoming(listener, tls_rx), shutdown)
+        .await?;
+    tracing::info!("set-service stopped");
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The `tokenvault.v1.SetService` RPCs: validate, then append to the store.
+//!
+//! Every input is checked before anything is written, so a rejected request
+//! changes nothing. Each call logs the caller, the RPC, the account, the
+//! provider and the outcome on the `tokenvault::audit` target; never the token.
+//! This service holds a sealed token only for the length of one request and
+//! has no key that could open it.
+
+use std::sync::Arc;
+
+use tokenvault_mtls::PeerInfo;
+use tokenvault_proto::v1::set_service_server::SetService;
+use tokenvault_proto::v1::{
+    AccountStatus, DisconnectAccountRequest, DisconnectAccountResponse, RecordAccountStatusRequest,
+    RecordAccountStatusResponse, StoreRefreshTokenRequest, StoreRefreshTokenResponse,
+};
+use tokenvault_seal::{PublicKeySet, SealedToken};
+use tokenvault_store::{TokenStatus, TokenWriter};
+use tonic::{Request, Response, Status};
+
+use crate::config::Limits;
+use crate::error::RpcError;
+use crate::validate;
+
+/// The tracing target of per-call audit lines.
+pub const AUDIT_TARGET: &str = "tokenvault::audit";
+
+/// The set-service implementation.
+#[derive(Debug, Clone)]
+pub struct SetServiceImpl {
+    store: TokenWriter,
+    keys: Arc<PublicKeySet>,
+    providers: Arc<Vec<String>>,
+    limits: Limits,
+}
+
+impl SetServiceImpl {
+    /// A service that writes to `store` and accepts tokens sealed with `keys`.
+    pub fn new(
+        store: TokenWriter,
+        keys: PublicKeySet,
+        providers: Vec<String>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            store,
+            keys: Arc::new(keys),
+            providers: Arc::new(providers),
+            limits,
+        }
+    }
+
+    fn check_target(&self, account: &str, provider: &str) -> Result<(), RpcError> {
+        validate::account(account)?;
+        validate::known_provider(provider, &self.providers)
+    }
+
+    async fn store_refresh_token(
+        &self,
+        req: &StoreRefreshTokenRequest,
+    ) -> Result<StoreRefreshTokenResponse, RpcError> {
+        self.check_target(&req.account, &req.provider)?;
+        if req.sealed_token.len() > self.limits.max_sealed_token_bytes {
+            return Err(RpcError::TooLarge(format!(
+                "sealed_token: {} bytes, the limit is {}",
+                req.sealed_token.len(),
+                self.limits.max_sealed_token_bytes
+            )));
+        }
+        let sealed = SealedToken::parse(&req.sealed_token)?;
+        if !self.keys.contains(sealed.kid()) {
+            return Err(RpcError::InvalidArgument(format!(
+                "sealed_token: unknown key id {:?}",
+                sealed.kid()
+            )));
+        }
+        sealed.check_context(&req.account, &req.provider)?;
+        let outcome = self
+            .store
+            .store(&req.account, &req.provider, &req.sealed_token, sealed.kid())
+            .await?;
+        Ok(StoreRefreshTokenResponse {
+            version: u64::try_from(outcome.version).unwrap_or_default(),
+            already_stored: outcome.already_stored,
+        })
+    }
+
+    async fn disconnect_account(&self, req: &DisconnectAccountRequest) -> Result<(), RpcError> {
+        self.check_target(&req.account, &req.provider)?;
+        self.store.disconnect(&req.account, &req.provider).await?;
+        Ok(())
+    }
+
+    async fn record_account_status(
+        &self,
+        req: &RecordAccountStatusRequest,
+    ) -> Result<(), RpcError> {
+        self.check_target(&req.account, &req.provider)?;
+        validate::reason(&req.reason)?;
+        let status = match AccountStatus::try_from(req.status) {
+            Ok(AccountStatus::Active) => TokenStatus::Active,
+            Ok(AccountStatus::ReauthorizationRequired) => TokenStatus::ReauthorizationRequired,
+            Ok(AccountStatus::Disconnected) => {
+                return Err(RpcError::InvalidArgument(
+                    "status: use DisconnectAccount to disconnect".into(),
+                ));
+            }
+            _ => {
+                return Err(RpcError::InvalidArgument(
+                    "status: must be ACTIVE or REAUTHORIZATION_REQUIRED".into(),
+                ));
+            }
+        };
+        self.store
+            .record_status(&req.account, &req.provider, status, &req.reason)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Logs one audit line and turns the result into a gRPC response.
+fn finish<T>(
+    rpc: &'static str,
+    peer: Option<&PeerInfo>,
+    account: &str,
+    provider: &str,
+    result: Result<T, RpcError>,
+) -> Result<Response<T>, Status> {
+    let caller = peer.map(|p| p.id.to_string()).unwrap_or_default();
+    let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
+    match result {
+        Ok(v) => {
+            tracing::info!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, outcome = "ok");
+            Ok(Response::new(v))
+        }
+        Err(e) => {
+            tracing::warn!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, outcome = e.outcome(), error = %e);
+            Err(e.into())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SetService for SetServiceImpl {
+    async fn store_refresh_token(
+        &self,
+        request: Request<StoreRefreshTokenRequest>,
+    ) -> Result<Response<StoreRefreshTokenResponse>, Status> {
+        let peer = request.extensions().get::<PeerInfo>().cloned();
+        let req = request.into_inner();
+        let result = SetServiceImpl::store_refresh_token(self, &req).await;
+        finish(
+            "StoreRefreshToken",
+            peer.as_ref(),
+            &req.account,
+            &req.provider,
+            result,
+        )
+    }
+
+    async fn disconnect_account(
+        &self,
+        request: Request<DisconnectAccountRequest>,
+    ) -> Result<Response<DisconnectAccountResponse>, Status> {
+        let peer = request.extensions().get::<PeerInfo>().cloned();
+        let req = request.into_inner();
+        let result = SetServiceImpl::disconnect_account(self, &req)
+            .await
+            .map(|()| DisconnectAccountResponse {});
+        finish(
+            "DisconnectAccount",
+            peer.as_ref(),
+            &req.account,
+            &req.provider,
+            result,
+        )
+    }
+
+    async fn record_account_status(
+        &self,
+        request: Request<RecordAccountStatusRequest>,
+    ) -> Result<Response<RecordAccountStatusResponse>, Status> {
+        let peer = request.extensions().get::<PeerInfo>().cloned();
+        let req = request.into_inner();
+        let result = SetServiceImpl::record_account_status(self, &req)
+            .await
+            .map(|()| RecordAccountStatusResponse {});
+        finish(
+            "RecordAccountStatus",
+            peer.as_ref(),
+            &req.account,
+            &req.provider,
+            result,
+        )
+    }
+}

@@ -1,0 +1,157 @@
+//! The read side (get-service): the newest sealed token version and the status of an
+//! (account, provider). Returns sealed tokens only (opening them is `tokenvault-seal`'s job);
+//! never writes. On PostgreSQL it connects as `tokenvault_reader` in read-only sessions; on SQLite
+//! it opens the file read-only.
+
+use crate::db::{self, Db, Role, Sql, check_id, on_db};
+use crate::types::{Latest, StatusRecord, TokenStatus};
+use crate::{Result, StoreError};
+
+const LATEST: Sql = Sql::both(
+    "SELECT id, kind, sealed_token, kid FROM token_events \
+     WHERE account = $1 AND provider = $2 ORDER BY id DESC LIMIT 1",
+);
+
+/// The newest status row, and the kind of the newest token event (to let a tombstone win over a
+/// status row recorded concurrently with the disconnect).
+const STATUS: Sql = Sql {
+    postgres: "SELECT s.status, s.reason, CAST(EXTRACT(EPOCH FROM s.created_at) AS bigint), \
+               (SELECT e.kind FROM token_events e \
+                 WHERE e.account = s.account AND e.provider = s.provider \
+                 ORDER BY e.id DESC LIMIT 1) \
+               FROM token_status s WHERE s.account = $1 AND s.provider = $2 \
+               ORDER BY s.id DESC LIMIT 1",
+    sqlite: "SELECT s.status, s.reason, s.created_at, \
+             (SELECT e.kind FROM token_events e \
+               WHERE e.account = s.account AND e.provider = s.provider \
+               ORDER BY e.id DESC LIMIT 1) \
+             FROM token_status s WHERE s.account = $1 AND s.provider = $2 \
+             ORDER BY s.id DESC LIMIT 1",
+};
+
+type LatestRow = (i64, String, Option<String>, Option<String>);
+type StatusRow = (String, String, i64, Option<String>);
+
+/// Read-only handle. Cheap to clone (shares the pool).
+#[derive(Debug, Clone)]
+pub struct TokenReader {
+    db: Db,
+}
+
+impl TokenReader {
+    /// Connects to `url`. PostgreSQL: connect as `tokenvault_reader`. SQLite (`sqlite://path`):
+    /// opens the file read-only; if it does not exist, fails with [`StoreError::Unavailable`]
+    /// naming the path (the writer creates it). A down database gives
+    /// [`StoreError::Unavailable`] within a few seconds.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let db = db::connect(url, Role::Reader).await?;
+        Ok(TokenReader { db })
+    }
+
+    /// The newest row for (account, provider): its sealed token, a tombstone, or nothing.
+    pub async fn latest(&self, account: &str, provider: &str) -> Result<Latest> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        let row: Option<LatestRow> = on_db!(&self.db, LATEST, |pool, q| {
+            sqlx::query_as(q)
+                .bind(account)
+                .bind(provider)
+                .fetch_optional(pool)
+                .await?
+        });
+        match row {
+            None => Ok(Latest::NotFound),
+            Some((_, kind, _, _)) if kind == "tombstone" => Ok(Latest::Disconnected),
+            Some((version, kind, Some(sealed_token), Some(kid))) if kind == "token" => {
+                Ok(Latest::Token {
+                    version,
+                    sealed_token,
+                    kid,
+                })
+            }
+            // The schema's guard trigger makes this unreachable; report it rather than guess.
+            Some((version, kind, _, _)) => Err(StoreError::Database(format!(
+                "row {version} ({kind}) is the newest but holds no sealed token"
+            ))),
+        }
+    }
+
+    /// The current status of (account, provider), or `None` if nothing was ever stored.
+    /// Newest event wins: a stored token means active, a tombstone disconnected, unless a later
+    /// status record (e.g. reauthorization required) says otherwise.
+    pub async fn status(&self, account: &str, provider: &str) -> Result<Option<StatusRecord>> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        let row: Option<StatusRow> = on_db!(&self.db, STATUS, |pool, q| {
+            sqlx::query_as(q)
+                .bind(account)
+                .bind(provider)
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some((status, reason, updated_at_unix, newest_kind)) = row else {
+            return Ok(None);
+        };
+        let status: TokenStatus = status
+            .parse()
+            .map_err(|e| StoreError::Database(format!("{e}")))?;
+        if newest_kind.as_deref() == Some("tombstone") && status != TokenStatus::Disconnected {
+            return Ok(Some(StatusRecord {
+                status: TokenStatus::Disconnected,
+                reason: "disconnected".to_owned(),
+                updated_at_unix,
+            }));
+        }
+        Ok(Some(StatusRecord {
+            status,
+            reason,
+            updated_at_unix,
+        }))
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::TokenWriter;
+
+    /// The reader's own SQLite pool is read-only: a write through it fails.
+    #[tokio::test]
+    async fn sqlite_reader_pool_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("vault.db").display());
+        let writer = TokenWriter::connect(&url).await.unwrap();
+        writer
+            .store("acct", "google", "sealed-1", "k1")
+            .await
+            .unwrap();
+
+        let reader = TokenReader::connect(&url).await.unwrap();
+        let Db::Sqlite(pool) = &reader.db else {
+            panic!("expected SQLite");
+        };
+        let err = sqlx::query(
+            "INSERT INTO token_events (account, provider, kind) VALUES ('a', 'b', 'tombstone')",
+        )
+        .execute(pool)
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("readonly"), "{err}");
+        let err = sqlx::query("DELETE FROM token_events")
+            .execute(pool)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("readonly"), "{err}");
+        assert!(matches!(
+            reader.latest("acct", "google").await.unwrap(),
+            Latest::Token { .. }
+        ));
+    }
+}

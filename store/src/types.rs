@@ -1,0 +1,122 @@
+//! Public value types of the store API. May hold a sealed token ([`Latest::Token`]), never a
+//! plaintext one; `Debug` output redacts the sealed token.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Longest accepted account or provider id, and key id, in characters.
+pub const MAX_ID_LEN: usize = 256;
+/// Longest accepted sealed token, in bytes.
+pub const MAX_SEALED_TOKEN_LEN: usize = 64 * 1024;
+/// Longest accepted status reason, in characters.
+pub const MAX_REASON_LEN: usize = 1024;
+
+/// What [`crate::TokenWriter::store`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOutcome {
+    /// The version (row id) holding this sealed token.
+    pub version: i64,
+    /// True when exactly this sealed token was already stored for this (account, provider), e.g. a
+    /// retried request: nothing was inserted and `version` is the existing row's. That row may
+    /// since have been superseded; a retry never makes an old token the newest version again.
+    pub already_stored: bool,
+}
+
+/// What [`crate::TokenWriter::disconnect`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisconnectOutcome {
+    /// The version (row id) of the tombstone.
+    pub version: i64,
+    /// True when the newest row already was a tombstone: nothing was inserted.
+    pub already_disconnected: bool,
+}
+
+/// The newest row of an (account, provider).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Latest {
+    /// The newest row is a sealed token.
+    Token {
+        /// Its version (row id).
+        version: i64,
+        /// The sealed token (JWE compact serialization).
+        sealed_token: String,
+        /// The id of the key it is sealed with.
+        kid: String,
+    },
+    /// The newest row is a tombstone: the account was disconnected.
+    Disconnected,
+    /// Nothing was ever stored for this (account, provider).
+    NotFound,
+}
+
+impl fmt::Debug for Latest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Latest::Token { version, kid, .. } => f
+                .debug_struct("Token")
+                .field("version", version)
+                .field("sealed_token", &"<redacted>")
+                .field("kid", kid)
+                .finish(),
+            Latest::Disconnected => f.write_str("Disconnected"),
+            Latest::NotFound => f.write_str("NotFound"),
+        }
+    }
+}
+
+/// Status of an (account, provider)'s grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenStatus {
+    /// A token is stored and usable (implied by storing a token).
+    Active,
+    /// The provider rejected the grant (`invalid_grant`); the user must reconnect.
+    ReauthorizationRequired,
+    /// The account was disconnected (implied by a tombstone).
+    Disconnected,
+}
+
+impl TokenStatus {
+    /// The value stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Active => "active",
+            TokenStatus::ReauthorizationRequired => "reauthorization_required",
+            TokenStatus::Disconnected => "disconnected",
+        }
+    }
+}
+
+impl fmt::Display for TokenStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status string that is not one of [`TokenStatus`]'s values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown token status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for TokenStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(TokenStatus::Active),
+            "reauthorization_required" => Ok(TokenStatus::ReauthorizationRequired),
+            "disconnected" => Ok(TokenStatus::Disconnected),
+            other => Err(UnknownStatus(other.to_owned())),
+        }
+    }
+}
+
+/// The current status of an (account, provider): its newest status record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRecord {
+    /// The status.
+    pub status: TokenStatus,
+    /// Why (free text from the recorder, or "token stored" / "disconnected").
+    pub reason: String,
+    /// When it was recorded, in seconds since the Unix epoch.
+    pub updated_at_unix: i64,
+}

@@ -1,0 +1,242 @@
+//! The write side (set-service): appends sealed token versions, tombstones and status records.
+//!
+//! Holds sealed tokens only in flight (as arguments); never a plaintext token, and never reads a
+//! stored sealed token back (on PostgreSQL its role cannot). Every operation is a single
+//! INSERT statement, so nothing is ever half-written.
+
+use sha2::{Digest, Sha256};
+
+use crate::db::{self, Db, Role, Sql, check_id, check_sealed_token, on_db};
+use crate::types::{DisconnectOutcome, MAX_REASON_LEN, StoreOutcome, TokenStatus};
+use crate::{Result, StoreError};
+
+const INSERT_TOKEN: Sql = Sql::both(
+    "INSERT INTO token_events (account, provider, kind, sealed_token, kid, token_hash) \
+     VALUES ($1, $2, 'token', $3, $4, $5) \
+     ON CONFLICT DO NOTHING \
+     RETURNING id",
+);
+
+const FIND_TOKEN: Sql = Sql::both(
+    "SELECT id FROM token_events WHERE account = $1 AND provider = $2 AND token_hash = $3",
+);
+
+/// Appends a tombstone unless nothing is stored or the newest row already is one.
+const INSERT_TOMBSTONE: Sql = Sql::both(
+    "INSERT INTO token_events (account, provider, kind) \
+     SELECT $1, $2, 'tombstone' \
+     WHERE (SELECT kind FROM token_events WHERE account = $1 AND provider = $2 \
+            ORDER BY id DESC LIMIT 1) = 'token' \
+     RETURNING id",
+);
+
+const NEWEST_KIND: Sql = Sql::both(
+    "SELECT id, kind FROM token_events WHERE account = $1 AND provider = $2 \
+     ORDER BY id DESC LIMIT 1",
+);
+
+/// Appends a status row only while the newest row is a token.
+const INSERT_STATUS: Sql = Sql::both(
+    "INSERT INTO token_status (account, provider, status, reason) \
+     SELECT $1, $2, $3, $4 \
+     WHERE (SELECT kind FROM token_events WHERE account = $1 AND provider = $2 \
+            ORDER BY id DESC LIMIT 1) = 'token'",
+);
+
+/// PostgreSQL: can this session read sealed tokens? (It should not, as the writer.)
+const PG_CAN_READ_SECRETS: &str =
+    "SELECT has_column_privilege('token_events', 'sealed_token', 'SELECT')";
+
+/// Append-only writer handle. Cheap to clone (shares the pool).
+#[derive(Debug, Clone)]
+pub struct TokenWriter {
+    db: Db,
+}
+
+impl TokenWriter {
+    /// Connects to `url`. PostgreSQL: connect as `tokenvault_writer` (the schema must have been
+    /// migrated by the owner with [`crate::migrate`]). SQLite (`sqlite://path`): creates the file
+    /// if missing and runs the SQLite migrations. A down database gives
+    /// [`StoreError::Unavailable`] within a few seconds.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let db = db::connect(url, Role::Writer).await?;
+        match &db {
+            Db::Sqlite(pool) => crate::admin::SQLITE_MIGRATOR.run(pool).await?,
+            Db::Postgres(pool) => {
+                let can_read: bool = sqlx::query_scalar(PG_CAN_READ_SECRETS)
+                    .fetch_one(pool)
+                    .await?;
+                if can_read {
+                    tracing::warn!(
+                        "the writer's database role can read sealed tokens; \
+                         connect as tokenvault_writer"
+                    );
+                }
+            }
+        }
+        Ok(TokenWriter { db })
+    }
+
+    /// Appends `sealed_token` (sealed with key `kid`) as the newest version for
+    /// (account, provider), superseding (and pruning) every earlier version and reviving a
+    /// disconnected account. Storing exactly the same sealed token again inserts nothing and
+    /// returns `already_stored = true` with the existing row's version.
+    pub async fn store(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: &str,
+        kid: &str,
+    ) -> Result<StoreOutcome> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        check_id("key id", kid)?;
+        check_sealed_token(sealed_token)?;
+        let hash = Sha256::digest(sealed_token.as_bytes()).to_vec();
+
+        let inserted: Option<i64> = on_db!(&self.db, INSERT_TOKEN, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(account)
+                .bind(provider)
+                .bind(sealed_token)
+                .bind(kid)
+                .bind(&hash)
+                .fetch_optional(pool)
+                .await?
+        });
+        let outcome = match inserted {
+            Some(version) => StoreOutcome {
+                version,
+                already_stored: false,
+            },
+            None => {
+                let existing: Option<i64> = on_db!(&self.db, FIND_TOKEN, |pool, q| {
+                    sqlx::query_scalar(q)
+                        .bind(account)
+                        .bind(provider)
+                        .bind(&hash)
+                        .fetch_optional(pool)
+                        .await?
+                });
+                let version = existing.ok_or_else(|| {
+                    StoreError::Conflict("the token was neither inserted nor found".to_owned())
+                })?;
+                StoreOutcome {
+                    version,
+                    already_stored: true,
+                }
+            }
+        };
+        tracing::debug!(
+            account,
+            provider,
+            kid,
+            version = outcome.version,
+            already_stored = outcome.already_stored,
+            "stored sealed token"
+        );
+        Ok(outcome)
+    }
+
+    /// Appends a tombstone: no later read returns a token until a new one is stored. Disconnecting
+    /// an already disconnected account inserts nothing (`already_disconnected = true`).
+    /// [`StoreError::NotFound`] if nothing was ever stored for (account, provider).
+    pub async fn disconnect(&self, account: &str, provider: &str) -> Result<DisconnectOutcome> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        let inserted: Option<i64> = on_db!(&self.db, INSERT_TOMBSTONE, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(account)
+                .bind(provider)
+                .fetch_optional(pool)
+                .await?
+        });
+        if let Some(version) = inserted {
+            tracing::debug!(account, provider, version, "disconnected");
+            return Ok(DisconnectOutcome {
+                version,
+                already_disconnected: false,
+            });
+        }
+        match self.newest_kind(account, provider).await? {
+            None => Err(StoreError::NotFound),
+            Some((version, kind)) if kind == "tombstone" => Ok(DisconnectOutcome {
+                version,
+                already_disconnected: true,
+            }),
+            // A token was stored between the two statements; the caller may retry.
+            Some(_) => Err(StoreError::Conflict(
+                "a new token was stored concurrently; retry the disconnect".to_owned(),
+            )),
+        }
+    }
+
+    /// Appends a status record (e.g. [`TokenStatus::ReauthorizationRequired`] after the provider
+    /// answered `invalid_grant`). [`StoreError::NotFound`] if nothing was ever stored;
+    /// [`StoreError::Conflict`] if the account is disconnected (store a new token to reconnect);
+    /// [`StoreError::Invalid`] for [`TokenStatus::Disconnected`] (use [`Self::disconnect`], which
+    /// also hides the token) or an over-long reason.
+    pub async fn record_status(
+        &self,
+        account: &str,
+        provider: &str,
+        status: TokenStatus,
+        reason: &str,
+    ) -> Result<()> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        if status == TokenStatus::Disconnected {
+            return Err(StoreError::Invalid(
+                "record a disconnect with disconnect(), which also tombstones the token".to_owned(),
+            ));
+        }
+        if reason.chars().count() > MAX_REASON_LEN {
+            return Err(StoreError::Invalid(format!(
+                "reason is longer than {MAX_REASON_LEN} characters"
+            )));
+        }
+        if reason
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(StoreError::Invalid(
+                "reason contains control characters".to_owned(),
+            ));
+        }
+        let affected = on_db!(&self.db, INSERT_STATUS, |pool, q| {
+            sqlx::query(q)
+                .bind(account)
+                .bind(provider)
+                .bind(status.as_str())
+                .bind(reason)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if affected == 1 {
+            tracing::debug!(account, provider, %status, "recorded status");
+            return Ok(());
+        }
+        match self.newest_kind(account, provider).await? {
+            None => Err(StoreError::NotFound),
+            Some(_) => Err(StoreError::Conflict(
+                "the account is disconnected; store a new token to reconnect it".to_owned(),
+            )),
+        }
+    }
+
+    async fn newest_kind(&self, account: &str, provider: &str) -> Result<Option<(i64, String)>> {
+        Ok(on_db!(&self.db, NEWEST_KIND, |pool, q| {
+            sqlx::query_as(q)
+                .bind(account)
+                .bind(provider)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// Closes the pool, waiting for in-flight statements.
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+}

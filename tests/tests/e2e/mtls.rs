@@ -1,0 +1,183 @@
+//! The mutual-TLS layer, through a real set-service on 127.0.0.1 port 0:
+//! who gets in, who is refused at the handshake, and who gets
+//! PERMISSION_DENIED.
+
+use tokenvault_mtls::{Role, TlsFiles};
+use tokenvault_proto::v1::StoreRefreshTokenRequest;
+use tokenvault_proto::v1::set_service_client::SetServiceClient;
+use tokenvault_seal::PublicKeySet;
+use tokenvault_tests::services::{set_service_config, sqlite_url};
+use tokenvault_tests::{RunningService, TestPki, grpc_channel, init_tracing, start_set_service};
+use tonic::Code;
+
+struct Fixture {
+    pki: TestPki,
+    server: RunningService,
+    keys: PublicKeySet,
+}
+
+async fn fixture() -> Fixture {
+    init_tracing();
+    let pki = TestPki::new().unwrap();
+    let config = set_service_config(&pki, &sqlite_url(&pki.scratch())).unwrap();
+    let server = start_set_service(config).await.unwrap();
+    let keys = PublicKeySet::load_dir(&pki.public_keys_dir()).unwrap();
+    Fixture { pki, server, keys }
+}
+
+impl Fixture {
+    fn request(&self, account: &str) -> StoreRefreshTokenRequest {
+        StoreRefreshTokenRequest {
+            account: account.to_owned(),
+            provider: "oidc".to_owned(),
+            sealed_token: self
+                .keys
+                .seal(account, "oidc", b"refresh-token-value")
+                .unwrap(),
+        }
+    }
+
+    async fn store_as(&self, files: &TlsFiles, account: &str) -> Result<(), tonic::Status> {
+        let channel = grpc_channel(&self.server.address(), files, Role::SetService).unwrap();
+        SetServiceClient::new(channel)
+            .store_refresh_token(self.request(account))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A failed handshake surfaces as a transport error on the first call, never
+/// as an answer from the service.
+fn assert_handshake_refused(result: Result<(), tonic::Status>) {
+    let status = result.expect_err("the call should have failed at the handshake");
+    assert!(
+        matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Internal
+        ),
+        "expected a transport failure, got {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn allowed_caller_succeeds() {
+    let f = fixture().await;
+    let web = f.pki.issue(Role::WebFrontend, None).unwrap();
+    f.store_as(&web, "alice").await.unwrap();
+    let get = f.pki.issue(Role::GetService, None).unwrap();
+    f.store_as(&get, "bob").await.unwrap();
+    f.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_role_gets_permission_denied_naming_caller_and_rpc() {
+    let f = fixture().await;
+    let worker = f.pki.issue(Role::Worker, Some("billing")).unwrap();
+    let status = f.store_as(&worker, "alice").await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("spiffe://tokenvault.test/worker/billing"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status
+            .message()
+            .contains("tokenvault.v1.SetService/StoreRefreshToken"),
+        "{}",
+        status.message()
+    );
+
+    // get-service may store but not disconnect.
+    let get = f.pki.issue(Role::GetService, None).unwrap();
+    let channel = grpc_channel(&f.server.address(), &get, Role::SetService).unwrap();
+    let status = SetServiceClient::new(channel)
+        .disconnect_account(tokenvault_proto::v1::DisconnectAccountRequest {
+            account: "alice".into(),
+            provider: "oidc".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("DisconnectAccount"));
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_fails_the_handshake() {
+    let f = fixture().await;
+    let other = TestPki::new().unwrap();
+    let mut foreign = other.issue(Role::WebFrontend, None).unwrap();
+    // Trust our server, but present a certificate from the other CA.
+    foreign.ca = f.pki.state().bundle_path();
+    assert_handshake_refused(f.store_as(&foreign, "alice").await);
+}
+
+#[tokio::test]
+async fn expired_certificate_fails_the_handshake() {
+    let f = fixture().await;
+    let expired = f.pki.issue_expired(Role::WebFrontend).unwrap();
+    assert_handshake_refused(f.store_as(&expired, "alice").await);
+}
+
+#[tokio::test]
+async fn certificate_without_spiffe_id_fails_the_handshake() {
+    let f = fixture().await;
+    let none = f.pki.issue_with_uris("no-spiffe", &[]).unwrap();
+    assert_handshake_refused(f.store_as(&none, "alice").await);
+}
+
+#[tokio::test]
+async fn certificate_with_two_spiffe_ids_fails_the_handshake() {
+    let f = fixture().await;
+    let two = f
+        .pki
+        .issue_with_uris(
+            "two-spiffe",
+            &[
+                "spiffe://tokenvault.test/web-frontend",
+                "spiffe://tokenvault.test/worker/x",
+            ],
+        )
+        .unwrap();
+    assert_handshake_refused(f.store_as(&two, "alice").await);
+}
+
+#[tokio::test]
+async fn certificate_from_another_trust_domain_fails_the_handshake() {
+    let f = fixture().await;
+    let foreign = f
+        .pki
+        .issue_with_uris("foreign-td", &["spiffe://elsewhere.test/web-frontend"])
+        .unwrap();
+    assert_handshake_refused(f.store_as(&foreign, "alice").await);
+}
+
+#[tokio::test]
+async fn plaintext_client_fails() {
+    let f = fixture().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", f.server.address()))
+        .unwrap()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(5))
+        .connect_lazy();
+    let result = SetServiceClient::new(channel)
+        .store_refresh_token(f.request("alice"))
+        .await
+        .map(|_| ());
+    assert_handshake_refused(result);
+}
+
+#[tokio::test]
+async fn client_refuses_a_server_with_the_wrong_role() {
+    let f = fixture().await;
+    let web = f.pki.issue(Role::WebFrontend, None).unwrap();
+    // web-frontend expects get-service here, but set-service answers.
+    let channel = grpc_channel(&f.server.address(), &web, Role::GetService).unwrap();
+    let result = SetServiceClient::new(channel)
+        .store_refresh_token(f.request("alice"))
+        .await
+        .map(|_| ());
+    assert_handshake_refused(result);
+}

@@ -1,0 +1,1 @@
+//! set-service behaviour (filled in with the store).
