@@ -1,1 +1,0 @@
-//! PostgreSQL test databases (filled in with the store).
