@@ -15,7 +15,9 @@
 //! A `sqlite://path` URL selects SQLite, a `postgres://` (or `postgresql://`) URL selects PostgreSQL.
 //!
 //! Versions are the rows' ids: they only grow, so the newest row (largest id) of an
-//! (account, provider) wins. Storing a token implies status `active` and a tombstone implies
+//! (account, provider) wins. Inserts of one (account, provider) are serialised in the database (a
+//! per-key transaction lock on PostgreSQL, the file lock on SQLite), so a key's ids follow commit
+//! order even under concurrent stores. Storing a token implies status `active` and a tombstone implies
 //! `disconnected`: the database's AFTER INSERT trigger appends that status row in the same statement,
 //! so the status table alone answers "what is the status" (newest status row wins).
 //! The same trigger prunes: it clears the sealed token of every superseded version (the row and its

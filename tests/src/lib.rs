@@ -7,6 +7,7 @@
 //! directories that are removed when dropped.
 #![forbid(unsafe_code)]
 
+pub mod keys;
 pub mod logs;
 pub mod pki;
 pub mod services;

@@ -7,8 +7,11 @@
 -- Both tables are append-only: the writer role may only INSERT. The one permitted in-place change is
 -- made by the owner-defined trigger below, which clears the secret of superseded token rows.
 
+-- Row ids are drawn by the BEFORE INSERT trigger below, never by the inserting role.
+CREATE SEQUENCE public.token_events_id_seq AS bigint;
+
 CREATE TABLE public.token_events (
-    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id           bigint      PRIMARY KEY,
     account      text        NOT NULL CHECK (char_length(account) BETWEEN 1 AND 256),
     provider     text        NOT NULL CHECK (char_length(provider) BETWEEN 1 AND 256),
     kind         text        NOT NULL CHECK (kind IN ('token', 'tombstone')),
@@ -25,6 +28,8 @@ CREATE TABLE public.token_events (
             AND NOT pruned)
     )
 );
+
+ALTER SEQUENCE public.token_events_id_seq OWNED BY public.token_events.id;
 
 -- Idempotent stores: the same sealed token for the same (account, provider) is stored once.
 -- Tombstones have a NULL token_hash and never collide.
@@ -44,8 +49,31 @@ CREATE TABLE public.token_status (
 
 CREATE INDEX token_status_newest ON public.token_status (account, provider, id DESC);
 
+-- Before every insert: serialise inserts per (account, provider) until commit, and only then draw
+-- the row id. So for one key, ids follow commit order, and the AFTER trigger below (whose statements
+-- take fresh READ COMMITTED snapshots) sees every earlier row of its key, even under concurrent
+-- inserts. Runs as the owner, so the writer needs no privilege on the sequence.
+CREATE FUNCTION public.token_events_before_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext(NEW.account), hashtext(NEW.provider));
+    NEW.id := nextval('public.token_events_id_seq');
+    RETURN NEW;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION public.token_events_before_insert() FROM PUBLIC;
+
+CREATE TRIGGER token_events_before_insert
+    BEFORE INSERT ON public.token_events
+    FOR EACH ROW EXECUTE FUNCTION public.token_events_before_insert();
+
 -- After every new token or tombstone: clear the secret of all earlier token rows of the same
--- (account, provider) and append the implied status (token -> active, tombstone -> disconnected).
+-- (account, provider) and append the implied status (token -> active, tombstone -> disconnected),
+-- still under the per-key lock, so status rows of one key also follow commit order.
 -- Runs as the owner (SECURITY DEFINER), so the writer needs no UPDATE privilege. It only touches rows
 -- with a smaller id than the new row, so the newest row is never altered.
 CREATE FUNCTION public.token_events_after_insert() RETURNS trigger
@@ -121,7 +149,8 @@ GRANT USAGE ON SCHEMA public TO tokenvault_writer, tokenvault_reader;
 -- Writer: INSERT of the caller-supplied columns only (id, pruned and created_at are set by the
 -- database), plus SELECT on the non-secret columns that its INSERT ... RETURNING, conflict lookups
 -- and "is there anything stored" checks need. Never SELECT on sealed_token or kid.
--- Identity columns need no sequence privilege.
+-- No sequence privilege: token_events ids come from the owner's trigger, token_status ids from an
+-- identity column (which needs none).
 GRANT INSERT (account, provider, kind, sealed_token, kid, token_hash)
     ON public.token_events TO tokenvault_writer;
 GRANT SELECT (id, account, provider, kind, token_hash)

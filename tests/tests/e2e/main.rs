@@ -2,5 +2,11 @@
 //! use the harness in `tokenvault-tests`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod jose_interop;
 mod mtls;
+mod open;
+mod seal;
 mod set_service;
+mod store_behaviour;
+mod store_postgres;
+mod store_sqlite;

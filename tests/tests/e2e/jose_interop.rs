@@ -3,23 +3,18 @@
 //! Fails, rather than skips, when jwcrypto is missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::error::Error;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{ACCOUNT, Fixture, PLAINTEXT, PROVIDER, pair};
 use tokenvault_get_service::OpenError;
 use tokenvault_seal::SealedToken;
+use tokenvault_tests::keys::{ACCOUNT, Fixture, PLAINTEXT, PROVIDER, pair};
 
 type R = Result<(), Box<dyn Error>>;
 
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../seal/tests/interop/jwe_interop.py"
-);
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/jwe_interop.py");
 const INSTALL: &str = "pip install jwcrypto==1.6.1";
 
 /// The Python interpreter: `$PYTHON`, or `python3`.

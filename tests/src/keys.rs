@@ -1,6 +1,7 @@
-//! Shared fixtures: one RSA-4096 key pair per test binary, written the way
-//! `pki keygen` writes it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Token-encryption key fixtures: one RSA-4096 key pair per test process,
+//! written the way `pki keygen` writes it, with the public key set and the
+//! private key ring loaded from them.
+#![allow(clippy::expect_used)]
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub fn pair() -> &'static EncryptionKeyPair {
 }
 
 /// A state directory holding `pairs` under `keys/{public,private}/<kid>.pem`.
+#[derive(Debug)]
 pub struct Fixture {
     pub dir: TempDir,
     pub ring: PrivateKeyRing,

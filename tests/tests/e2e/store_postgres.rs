@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestStore};
 use sqlx::{Connection, postgres::PgConnection};
 use tokenvault_store::{Latest, StoreError, TokenReader, TokenWriter};
+use tokenvault_tests::store::{self as common, Backend, TestStore};
 
 /// Runs `sql` and returns the SQLSTATE it failed with (panics if it succeeded).
 async fn sqlstate_of(conn: &mut PgConnection, sql: &str) -> String {

@@ -1,8 +1,6 @@
 //! Opening sealed tokens: round trips, every refusal, key-file checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::error::Error;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -14,10 +12,10 @@ use aws_lc_rs::rsa::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
-use common::{ACCOUNT, Fixture, PLAINTEXT, PROVIDER, pair};
 use tokenvault_get_service::{OpenError, PrivateKeyRing};
 use tokenvault_pki::{EncryptionKeyPair, PRIVATE_MODE, PUBLIC_MODE, write_file};
 use tokenvault_seal::MAX_SEALED_TOKEN_LEN;
+use tokenvault_tests::keys::{ACCOUNT, Fixture, PLAINTEXT, PROVIDER, pair};
 
 type R = Result<(), Box<dyn Error>>;
 

@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{Backend, TestStore};
 use tokenvault_store::{
     DisconnectOutcome, Latest, MAX_SEALED_TOKEN_LEN, StoreAdmin, StoreError, TokenReader,
     TokenStatus, TokenWriter,
 };
+use tokenvault_tests::store::{Backend, TestStore};
 
 struct Handles {
     writer: TokenWriter,
