@@ -11,6 +11,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
     tonic_prost_build::configure()
+        // Messages that carry a token get a hand-written, redacting Debug
+        // (src/redact.rs) instead of the derived one.
+        .skip_debug([
+            ".tokenvault.v1.StoreRefreshTokenRequest",
+            ".tokenvault.v1.GetAccessTokenResponse",
+        ])
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -145,6 +145,13 @@ pub struct Authz<S> {
     allow: Arc<AllowList>,
 }
 
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B, ResBody> Service<http::Request<B>> for Authz<S>
@@ -172,6 +179,14 @@ where
                 tonic::Status::permission_denied(format!("no verified client identity for {rpc}"));
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
+        if now_unix() > peer.not_after_unix {
+            tracing::warn!(target: AUTHZ_TARGET, caller = %peer.id, peer = %peer.addr, rpc, decision = "deny", "client certificate expired during the connection");
+            let status = tonic::Status::unauthenticated(format!(
+                "the client certificate of {} has expired; reconnect with a current one",
+                peer.id
+            ));
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        }
         if !self.allow.permits(&path, &peer.id) {
             tracing::warn!(target: AUTHZ_TARGET, caller = %peer.id, peer = %peer.addr, rpc, decision = "deny", "caller not on the allow-list");
             let status = tonic::Status::permission_denied(format!(

@@ -107,7 +107,16 @@ fn read_crls(
     path: &Path,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let bytes = read(setting, path)?;
-    CertificateRevocationListDer::pem_slice_iter(&bytes)
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| bad_pem(setting, path, "certificate revocation lists"))
+        .map_err(|_| bad_pem(setting, path, "certificate revocation lists"))?;
+    // A configured CRL file with no CRL in it would silently turn revocation off.
+    if crls.is_empty() {
+        return Err(TlsError::Empty {
+            setting,
+            path: path.to_owned(),
+            what: "certificate revocation list",
+        });
+    }
+    Ok(crls)
 }

@@ -17,7 +17,7 @@ use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -31,6 +31,9 @@ use crate::{TLS_TARGET, provider};
 
 /// How long a client may take to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many TLS handshakes may be in progress at once; further connections
+/// wait in the accept queue.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 512;
 
 /// A server config together with facts about this server's own certificate.
 #[derive(Debug, Clone)]
@@ -92,6 +95,9 @@ pub struct PeerInfo {
     pub id: SpiffeId,
     /// The client's address.
     pub addr: SocketAddr,
+    /// When the client certificate expires, in seconds since the Unix epoch.
+    /// A connection may outlive its certificate; requests after this are refused.
+    pub not_after_unix: i64,
 }
 
 /// A TLS connection whose client certificate has been verified.
@@ -169,7 +175,15 @@ async fn accept_loop(
     tls: watch::Receiver<Arc<ServerConfig>>,
     tx: mpsc::Sender<Result<MtlsStream, io::Error>>,
 ) {
+    let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     loop {
+        let permit = tokio::select! {
+            _ = tx.closed() => return,
+            permit = handshakes.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         let accepted = tokio::select! {
             _ = tx.closed() => return,
             accepted = listener.accept() => accepted,
@@ -187,7 +201,9 @@ async fn accept_loop(
         let acceptor = TlsAcceptor::from(tls.borrow().clone());
         let tx = tx.clone();
         tokio::spawn(async move {
-            match handshake(acceptor, tcp, addr).await {
+            let outcome = handshake(acceptor, tcp, addr).await;
+            drop(permit);
+            match outcome {
                 Ok(stream) => {
                     let _ = tx.send(Ok(stream)).await;
                 }
@@ -216,8 +232,13 @@ async fn handshake(
         .and_then(|c| c.first())
         .ok_or_else(|| "no client certificate".to_owned())?;
     let id = SpiffeId::from_certificate_der(leaf).map_err(|e| e.to_string())?;
+    let not_after_unix = crate::not_after_unix(leaf).map_err(|e| e.to_string())?;
     Ok(MtlsStream {
         inner: stream,
-        peer: PeerInfo { id, addr },
+        peer: PeerInfo {
+            id,
+            addr,
+            not_after_unix,
+        },
     })
 }

@@ -1,9 +1,10 @@
-//! Writing PKI files safely: atomically (temp file, fsync, rename), with
-//! mode 0600 for private keys, and never over an existing file unless forced.
+//! Writing PKI files safely: atomically (temp file, fsync, then link or
+//! rename), with mode 0600 for private keys in 0700 directories, and never over
+//! an existing file unless forced.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::PkiError;
@@ -29,7 +30,13 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<(
         source,
     };
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(err)?;
+        // A directory made for a private key is 0700.
+        let dir_mode = if mode == PRIVATE_MODE { 0o700 } else { 0o755 };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(dir_mode)
+            .create(dir)
+            .map_err(err)?;
     }
     let file_name = path
         .file_name()
@@ -51,11 +58,31 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<(
         let _ = fs::remove_file(&tmp);
         return Err(err(e));
     }
-    if !force && path.exists() {
+    let placed = if force {
+        fs::rename(&tmp, path)
+    } else {
+        // link() fails if the target exists, so two concurrent runs cannot
+        // overwrite each other's file.
+        let linked = fs::hard_link(&tmp, path);
         let _ = fs::remove_file(&tmp);
-        return Err(PkiError::Exists(path.to_owned()));
+        linked
+    };
+    match placed {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&tmp);
+            return Err(PkiError::Exists(path.to_owned()));
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(err(e));
+        }
     }
-    fs::rename(&tmp, path).map_err(err)
+    // Make the new directory entry durable too.
+    if let Some(Ok(d)) = path.parent().map(fs::File::open) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Reads a UTF-8 file, naming the path on failure.

@@ -2,13 +2,16 @@
 //!
 //! Generated from `proto/tokenvault/v1/tokenvault.proto` at build time by
 //! protox and tonic-prost-build; the `.proto` file documents which status code
-//! each failure returns. This crate holds no secrets and no logic.
+//! each failure returns. This crate holds no secrets and no logic; messages that
+//! carry a token (sealed or not) have a `Debug` that prints its length only.
 
 /// Messages and the `SetService` and `GetService` clients and servers.
 #[allow(missing_debug_implementations, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("tokenvault.v1");
 }
+
+mod redact;
 
 /// The encoded file descriptor set, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -88,8 +88,13 @@ impl fmt::Debug for StoreConfig {
     }
 }
 
-/// Hides a password in a `scheme://user:password@host` URL.
+/// Hides a password in a `scheme://user:password@host` URL, and drops the
+/// query string (which may carry `password=`).
 pub fn redact_url(url: &str) -> String {
+    let url = match url.split_once('?') {
+        Some((base, _)) => return format!("{}?<redacted>", redact_url(base)),
+        None => url,
+    };
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let creds = &url[scheme_end + 3..at];
@@ -171,9 +176,11 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))?;
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut applied = Vec::new();
         for (var, key, is_list) in ENV_OVERRIDES {
             if let Some(value) = env(var) {
+                applied.push((*var, *key));
                 let value = if *is_list {
                     toml::Value::Array(
                         value
@@ -189,9 +196,18 @@ impl Config {
                 set_dotted(&mut table, key, value);
             }
         }
-        let config: Config = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.message().to_owned()))?;
+        let config: Config = table.try_into().map_err(|e: toml::de::Error| {
+            // Display names the setting ("... in `tls.cert`"); say so when the
+            // value came from the environment.
+            let mut msg = e.to_string().trim().replace('\n', " ");
+            if let Some((var, _)) = applied
+                .iter()
+                .find(|(_, key)| msg.ends_with(&format!("in `{key}`")))
+            {
+                msg.push_str(&format!(" (set by {var})"));
+            }
+            ConfigError::Parse(msg)
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -305,12 +321,15 @@ url = "sqlite://state/tokenvault.db"
     fn errors_name_the_setting() {
         let cases = [
             (GOOD.replace("listen = \"127.0.0.1:7401\"\n", ""), "listen"),
-            (GOOD.replace("127.0.0.1:7401", "nowhere"), "socket address"),
+            (GOOD.replace("127.0.0.1:7401", "nowhere"), "in `listen`"),
             (
                 GOOD.replace("tokenvault.local", "Bad Domain"),
                 "trust_domain",
             ),
-            (GOOD.replace("cert = \"c.pem\"\n", ""), "cert"),
+            (
+                GOOD.replace("cert = \"c.pem\"\n", ""),
+                "missing field `cert` in `tls`",
+            ),
             (GOOD.replace("sqlite://", "mysql://"), "store.url"),
             (GOOD.replace("[\"google\", \"github\"]", "[]"), "providers"),
             (
@@ -328,6 +347,15 @@ url = "sqlite://state/tokenvault.db"
     }
 
     #[test]
+    fn a_bad_override_names_the_variable() {
+        let env = |k: &str| (k == ENV_LISTEN).then(|| "nowhere".to_owned());
+        match Config::from_toml(GOOD, env) {
+            Ok(_) => unreachable!("accepted a bad listen address"),
+            Err(e) => assert!(e.to_string().contains(ENV_LISTEN), "{e}"),
+        }
+    }
+
+    #[test]
     fn debug_redacts_the_database_password() {
         let s = StoreConfig {
             url: "postgres://writer:hunter2@db/tokenvault".into(),
@@ -335,5 +363,7 @@ url = "sqlite://state/tokenvault.db"
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"));
         assert!(shown.contains("writer:<redacted>@db"));
+        let q = redact_url("postgres://db/tv?user=w&password=hunter2");
+        assert!(!q.contains("hunter2"), "{q}");
     }
 }

@@ -49,7 +49,7 @@ pub enum RpcError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
-    FailedPrecondition(String),
+    Aborted(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -63,7 +63,7 @@ impl RpcError {
             RpcError::InvalidArgument(_) => "invalid_argument",
             RpcError::TooLarge(_) => "too_large",
             RpcError::NotFound(_) => "not_found",
-            RpcError::FailedPrecondition(_) => "failed_precondition",
+            RpcError::Aborted(_) => "aborted",
             RpcError::Unavailable(_) => "unavailable",
             RpcError::Internal(_) => "internal",
         }
@@ -76,7 +76,7 @@ impl From<RpcError> for Status {
             RpcError::InvalidArgument(m) => Status::invalid_argument(m),
             RpcError::TooLarge(m) => Status::resource_exhausted(m),
             RpcError::NotFound(m) => Status::not_found(m),
-            RpcError::FailedPrecondition(m) => Status::failed_precondition(m),
+            RpcError::Aborted(m) => Status::aborted(m),
             RpcError::Unavailable(m) => Status::unavailable(m),
             RpcError::Internal(m) => Status::internal(m),
         }
@@ -103,7 +103,7 @@ impl From<tokenvault_store::StoreError> for RpcError {
             }
             S::Unavailable(_) => RpcError::Unavailable(format!("the store is unavailable: {e}")),
             S::Invalid(m) => RpcError::InvalidArgument(m),
-            S::Conflict(m) => RpcError::FailedPrecondition(m),
+            S::Conflict(m) => RpcError::Aborted(m),
             other => RpcError::Internal(format!("store error: {other}")),
         }
     }

@@ -127,6 +127,10 @@ fn finish<T>(
     result: Result<T, RpcError>,
 ) -> Result<Response<T>, Status> {
     let caller = peer.map(|p| p.id.to_string()).unwrap_or_default();
+    // Unvalidated input may be long; log at most the first 128 characters.
+    let account: String = account.chars().take(validate::MAX_ACCOUNT_LEN).collect();
+    let provider: String = provider.chars().take(validate::MAX_PROVIDER_LEN).collect();
+    let (account, provider) = (account.as_str(), provider.as_str());
     let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
     match result {
         Ok(v) => {

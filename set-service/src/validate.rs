@@ -19,10 +19,6 @@ pub fn account(account: &str) -> Result<(), RpcError> {
             .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b));
     if ok {
         Ok(())
-    } else if account.len() > MAX_ACCOUNT_LEN {
-        Err(RpcError::TooLarge(format!(
-            "account: longer than {MAX_ACCOUNT_LEN} characters"
-        )))
     } else {
         Err(RpcError::InvalidArgument(
             "account: use 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':', '@', '-'".into(),
@@ -89,7 +85,7 @@ mod tests {
         ));
         assert!(matches!(
             account(&"a".repeat(129)),
-            Err(RpcError::TooLarge(_))
+            Err(RpcError::InvalidArgument(_))
         ));
     }
 

@@ -114,11 +114,17 @@ async fn connect_sqlite(options: SqliteConnectOptions, role: Role) -> Result<Sql
             (busy.read_only(true).create_if_missing(false), 8)
         }
         Role::Writer | Role::Owner => (
-            busy.read_only(false)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // A stored token must survive a power loss once `store` has returned.
-                .synchronous(SqliteSynchronous::Full),
+            {
+                create_private_file(busy.get_filename())?;
+                busy
+            }
+            .read_only(false)
+            .create_if_missing(true)
+            // Pruned ciphertexts are overwritten, not left in free pages.
+            .pragma("secure_delete", "ON")
+            .journal_mode(SqliteJournalMode::Wal)
+            // A stored token must survive a power loss once `store` has returned.
+            .synchronous(SqliteSynchronous::Full),
             4,
         ),
     };
@@ -128,6 +134,31 @@ async fn connect_sqlite(options: SqliteConnectOptions, role: Role) -> Result<Sql
         .connect_with(options)
         .await?;
     Ok(pool)
+}
+
+/// Creates a missing SQLite file with mode 0600 before SQLite opens it, so the
+/// sealed tokens (and the `-wal`/`-shm` files, which SQLite gives the same
+/// mode) are not world-readable. An existing file keeps the mode ops gave it.
+fn create_private_file(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create SQLite file {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// The same statement for both backends, or a variant per backend where their SQL differs.

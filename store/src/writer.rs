@@ -57,7 +57,8 @@ impl TokenWriter {
     /// Connects to `url`. PostgreSQL: connect as `tokenvault_writer` (the schema must have been
     /// migrated by the owner with [`crate::migrate`]). SQLite (`sqlite://path`): creates the file
     /// if missing and runs the SQLite migrations. A down database gives
-    /// [`StoreError::Unavailable`] within a few seconds.
+    /// [`StoreError::Unavailable`] within a few seconds. A PostgreSQL role that
+    /// can read `sealed_token` is refused with [`StoreError::Invalid`].
     pub async fn connect(url: &str) -> Result<Self> {
         let db = db::connect(url, Role::Writer).await?;
         match &db {
@@ -67,10 +68,13 @@ impl TokenWriter {
                     .fetch_one(pool)
                     .await?;
                 if can_read {
-                    tracing::warn!(
+                    // The writer must never be able to read a ciphertext back.
+                    pool.close().await;
+                    return Err(StoreError::Invalid(
                         "the writer's database role can read sealed tokens; \
                          connect as tokenvault_writer"
-                    );
+                            .to_owned(),
+                    ));
                 }
             }
         }

@@ -7,7 +7,9 @@ use tokenvault_proto::v1::StoreRefreshTokenRequest;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_seal::PublicKeySet;
 use tokenvault_tests::services::{set_service_config, sqlite_url};
-use tokenvault_tests::{RunningService, TestPki, grpc_channel, init_tracing, start_set_service};
+use tokenvault_tests::{
+    RunningService, TestPki, captured_logs, grpc_channel, init_tracing, start_set_service,
+};
 use tonic::Code;
 
 struct Fixture {
@@ -47,8 +49,9 @@ impl Fixture {
 }
 
 /// A failed handshake surfaces as a transport error on the first call, never
-/// as an answer from the service.
-fn assert_handshake_refused(result: Result<(), tonic::Status>) {
+/// as an answer from the service; and the server logs why it refused, which
+/// must be one of `reasons`.
+async fn assert_handshake_refused(result: Result<(), tonic::Status>, reasons: &[&str]) {
     let status = result.expect_err("the call should have failed at the handshake");
     assert!(
         matches!(
@@ -57,6 +60,19 @@ fn assert_handshake_refused(result: Result<(), tonic::Status>) {
         ),
         "expected a transport failure, got {status:?}"
     );
+    // The server logs the refusal from its own task; give it a moment.
+    for _ in 0..100 {
+        let logs = captured_logs();
+        if let Some(line) = logs.lines().find(|l| l.contains("TLS handshake refused")) {
+            assert!(
+                reasons.iter().any(|r| line.contains(r)),
+                "refused for another reason than {reasons:?}: {line}"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the server logged no refused handshake");
 }
 
 #[tokio::test]
@@ -111,21 +127,29 @@ async fn certificate_from_another_ca_fails_the_handshake() {
     let mut foreign = other.issue(Role::WebFrontend, None).unwrap();
     // Trust our server, but present a certificate from the other CA.
     foreign.ca = f.pki.state().bundle_path();
-    assert_handshake_refused(f.store_as(&foreign, "alice").await);
+    assert_handshake_refused(
+        f.store_as(&foreign, "alice").await,
+        &["UnknownIssuer", "BadSignature"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn expired_certificate_fails_the_handshake() {
     let f = fixture().await;
     let expired = f.pki.issue_expired(Role::WebFrontend).unwrap();
-    assert_handshake_refused(f.store_as(&expired, "alice").await);
+    assert_handshake_refused(
+        f.store_as(&expired, "alice").await,
+        &["certificate expired"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn certificate_without_spiffe_id_fails_the_handshake() {
     let f = fixture().await;
     let none = f.pki.issue_with_uris("no-spiffe", &[]).unwrap();
-    assert_handshake_refused(f.store_as(&none, "alice").await);
+    assert_handshake_refused(f.store_as(&none, "alice").await, &["NoSpiffeId"]).await;
 }
 
 #[tokio::test]
@@ -141,7 +165,7 @@ async fn certificate_with_two_spiffe_ids_fails_the_handshake() {
             ],
         )
         .unwrap();
-    assert_handshake_refused(f.store_as(&two, "alice").await);
+    assert_handshake_refused(f.store_as(&two, "alice").await, &["SeveralUris(2)"]).await;
 }
 
 #[tokio::test]
@@ -151,7 +175,7 @@ async fn certificate_from_another_trust_domain_fails_the_handshake() {
         .pki
         .issue_with_uris("foreign-td", &["spiffe://elsewhere.test/web-frontend"])
         .unwrap();
-    assert_handshake_refused(f.store_as(&foreign, "alice").await);
+    assert_handshake_refused(f.store_as(&foreign, "alice").await, &["ForeignTrustDomain"]).await;
 }
 
 #[tokio::test]
@@ -166,7 +190,7 @@ async fn plaintext_client_fails() {
         .store_refresh_token(f.request("alice"))
         .await
         .map(|_| ());
-    assert_handshake_refused(result);
+    assert_handshake_refused(result, &["InvalidContentType", "corrupt message"]).await;
 }
 
 #[tokio::test]
@@ -179,5 +203,7 @@ async fn client_refuses_a_server_with_the_wrong_role() {
         .store_refresh_token(f.request("alice"))
         .await
         .map(|_| ());
-    assert_handshake_refused(result);
+    // The client aborts after seeing the server's certificate; the server
+    // sees the alert.
+    assert_handshake_refused(result, &["UnexpectedPeer", "AlertReceived", "alert"]).await;
 }

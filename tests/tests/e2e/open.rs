@@ -160,6 +160,27 @@ fn every_refusal_is_distinct() -> R {
         matches!(&e, OpenError::UnknownKey(k) if k == unknown),
         "unknown kid: {e}"
     );
+    // A header rewritten to name another account: refused before decrypting.
+    let e = open_err(
+        &f,
+        &with_header(&token, |h| h.replace(ACCOUNT, "mallory@example.com")),
+    );
+    assert!(
+        matches!(e, OpenError::ContextMismatch { .. }),
+        "tampered header: {e}"
+    );
+    // A header changed in a way that still parses and still names this row
+    // (an extra member) is caught by AES-GCM, which authenticates the header:
+    // cryptographically indistinguishable from tampered ciphertext, so it is
+    // DecryptionFailed (see docs/ARCHITECTURE.md).
+    let e = open_err(
+        &f,
+        &with_header(&token, |h| h.replacen('{', "{\"x\":1,", 1)),
+    );
+    assert!(
+        matches!(e, OpenError::DecryptionFailed),
+        "header tampered within the context: {e}"
+    );
     let e = open_err(&f, &token[..token.len() - 6]);
     assert!(matches!(e, OpenError::Truncated(_)), "cut tag: {e}");
     let e = open_err(&f, &format!("{}.", parts[..4].join(".")));

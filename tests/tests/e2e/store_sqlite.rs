@@ -75,3 +75,15 @@ async fn migrate_creates_the_file_and_is_idempotent() {
     let admin = StoreAdmin::connect(&url).await.unwrap();
     assert_eq!(admin.count_rows().await.unwrap().token_events, 1);
 }
+
+#[tokio::test]
+async fn a_new_database_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, path) = url_in(&dir);
+    let writer = TokenWriter::connect(&url).await.unwrap();
+    writer.store("a", "p", "sealed", "kid").await.unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    writer.close().await;
+}

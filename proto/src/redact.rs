@@ -1,0 +1,59 @@
+//! Hand-written `Debug` for the messages that carry a token, so that `{:?}`
+//! never prints one: the token field shows its length only.
+
+use std::fmt;
+
+use crate::v1::{GetAccessTokenResponse, StoreRefreshTokenRequest};
+
+/// Shows `<redacted, N bytes>` in place of a secret.
+struct Redacted(usize);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<redacted, {} bytes>", self.0)
+    }
+}
+
+impl fmt::Debug for StoreRefreshTokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreRefreshTokenRequest")
+            .field("account", &self.account)
+            .field("provider", &self.provider)
+            .field("sealed_token", &Redacted(self.sealed_token.len()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for GetAccessTokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetAccessTokenResponse")
+            .field("access_token", &Redacted(self.access_token.len()))
+            .field("token_type", &self.token_type)
+            .field("expires_at_unix", &self.expires_at_unix)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_tokens() {
+        let req = StoreRefreshTokenRequest {
+            account: "a".into(),
+            provider: "p".into(),
+            sealed_token: "SECRET-SEALED".into(),
+        };
+        let resp = GetAccessTokenResponse {
+            access_token: "SECRET-ACCESS".into(),
+            token_type: "Bearer".into(),
+            expires_at_unix: 1,
+            scopes: vec![],
+        };
+        let shown = format!("{req:?} {resp:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("<redacted, 13 bytes>"));
+    }
+}
