@@ -26,6 +26,7 @@ pub fn allow_list(allow: &AllowConfig) -> AllowList {
         .allow(&path("RecordAccountStatus"), &allow.record_account_status)
         .allow_any_peer("grpc.health.v1.Health")
         .allow_any_peer("grpc.reflection.v1.ServerReflection")
+        .allow_any_peer("grpc.reflection.v1alpha.ServerReflection")
 }
 
 /// Runs set-service on `listener` until `shutdown` resolves.
@@ -57,9 +58,19 @@ pub async fn run(
     health
         .set_serving::<SetServiceServer<SetServiceImpl>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tokenvault_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions (newer tools ask v1, many clients still
+    // v1alpha), advertising only the services this server serves.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tokenvault_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(SERVICE_NAME)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    let reflection_alpha = reflection().build_v1alpha()?;
+    let reflection = reflection().build_v1()?;
     let service = SetServiceImpl::new(store, keys, config.providers.clone(), config.limits.clone());
     let max = config.limits.max_message_bytes;
 
@@ -71,6 +82,7 @@ pub async fn run(
         .layer(AuthzLayer::new(allow_list(&config.allow)))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_alpha)
         .add_service(
             SetServiceServer::new(service)
                 .max_decoding_message_size(max)
