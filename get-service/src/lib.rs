@@ -1,10 +1,16 @@
-//! tokenvault `get-service`: the only crate that can open a sealed token.
+//! tokenvault `get-service`: the only crate that can open a sealed token, and
+//! the service that trades stored refresh tokens for short-lived access tokens
+//! for workers (`GetService`, mutual TLS, `worker` identities only).
 //!
-//! For now this is the opening code: [`PrivateKeyRing`] loads the
-//! token-encryption private keys (RSA-4096, PKCS#8 PEM, `<kid>.pem`, mode
-//! 0600) and [opens](PrivateKeyRing::open) sealed tokens made by
-//! `tokenvault-seal`, after checking that the token's header names the
-//! account and provider it was read for.
+//! - [`PrivateKeyRing`] loads the token-encryption private keys (RSA-4096,
+//!   PKCS#8 PEM, `<kid>.pem`, mode 0600) and [opens](PrivateKeyRing::open)
+//!   sealed tokens made by `tokenvault-seal`, after checking that the token's
+//!   header names the account and provider it was read for.
+//! - [`broker`] caches access tokens, runs one refresh per account at a time,
+//!   refreshes ahead of expiry, and handles rotated and dead grants.
+//! - [`provider`] talks OAuth 2.0 to the providers; [`writer`] stores rotated
+//!   refresh tokens and account statuses through set-service.
+//! - [`run`] serves it all; `main.rs` also disables core dumps.
 //!
 //! This crate holds the private keys (in aws-lc-rs, loaded from buffers wiped
 //! on drop) and, in the caller's hands, plaintext refresh tokens returned in
@@ -13,8 +19,22 @@
 //! deliberately not a direct dependency, so it cannot be called from here.
 #![forbid(unsafe_code)]
 
+pub mod broker;
+pub mod config;
+pub mod error;
+mod hardening;
 mod keyring;
 mod open;
+pub mod provider;
+mod server;
+mod service;
+pub mod token;
+pub mod writer;
+
+pub use config::Config;
+pub use error::{ConfigError, ServeError, TokenError};
+pub use hardening::disable_core_dumps;
+pub use server::{allow_list, run};
 
 pub use keyring::{KeyLoadError, PrivateKeyRing};
 pub use open::OpenError;

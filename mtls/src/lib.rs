@@ -12,16 +12,21 @@
 //! - [`AuthzLayer`] enforces a per-RPC [`AllowList`] and answers everything
 //!   else with `PERMISSION_DENIED`.
 //!
+//! - [`settings`] loads a service's TOML config with named environment
+//!   overrides, the same way for every service.
+//!
 //! This crate holds certificates and the service's own TLS key only while
 //! building a config. It never sees a refresh token or the token-encryption key.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod authz;
 mod client;
 mod error;
 mod identity;
 mod pem;
 mod server;
+pub mod settings;
 mod verify;
 
 use std::sync::Arc;

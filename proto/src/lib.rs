@@ -11,6 +11,7 @@ pub mod v1 {
     tonic::include_proto!("tokenvault.v1");
 }
 
+pub mod ids;
 mod redact;
 
 /// The encoded file descriptor set, for gRPC server reflection.

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tokenvault_mtls::settings::{EnvOverride, load_toml, redact_url};
 use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
 
 use crate::error::ConfigError;
@@ -34,17 +35,17 @@ pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_SET_PUBLIC_KEYS_DIR";
 /// Overrides `providers`, comma-separated.
 pub const ENV_PROVIDERS: &str = "TOKENVAULT_SET_PROVIDERS";
 
-/// Which setting each environment variable overrides, and whether it is a list.
-const ENV_OVERRIDES: &[(&str, &str, bool)] = &[
-    (ENV_LISTEN, "listen", false),
-    (ENV_TRUST_DOMAIN, "trust_domain", false),
-    (ENV_TLS_CERT, "tls.cert", false),
-    (ENV_TLS_KEY, "tls.key", false),
-    (ENV_TLS_CA, "tls.ca", false),
-    (ENV_TLS_CRL, "tls.crl", false),
-    (ENV_STORE_URL, "store.url", false),
-    (ENV_PUBLIC_KEYS_DIR, "public_keys_dir", false),
-    (ENV_PROVIDERS, "providers", true),
+/// Which setting each environment variable overrides.
+const ENV_OVERRIDES: &[EnvOverride] = &[
+    EnvOverride::scalar(ENV_LISTEN, "listen"),
+    EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
+    EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
+    EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
+    EnvOverride::scalar(ENV_TLS_CA, "tls.ca"),
+    EnvOverride::scalar(ENV_TLS_CRL, "tls.crl"),
+    EnvOverride::scalar(ENV_STORE_URL, "store.url"),
+    EnvOverride::scalar(ENV_PUBLIC_KEYS_DIR, "public_keys_dir"),
+    EnvOverride::list(ENV_PROVIDERS, "providers"),
 ];
 
 /// The whole set-service configuration.
@@ -85,30 +86,6 @@ impl fmt::Debug for StoreConfig {
         f.debug_struct("StoreConfig")
             .field("url", &redact_url(&self.url))
             .finish()
-    }
-}
-
-/// Hides a password in a `scheme://user:password@host` URL, and drops the
-/// query string (which may carry `password=`).
-pub fn redact_url(url: &str) -> String {
-    let url = match url.split_once('?') {
-        Some((base, _)) => return format!("{}?<redacted>", redact_url(base)),
-        None => url,
-    };
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let creds = &url[scheme_end + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:<redacted>{}",
-                    &url[..scheme_end + 3],
-                    &creds[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -175,39 +152,7 @@ impl Config {
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        let mut applied = Vec::new();
-        for (var, key, is_list) in ENV_OVERRIDES {
-            if let Some(value) = env(var) {
-                applied.push((*var, *key));
-                let value = if *is_list {
-                    toml::Value::Array(
-                        value
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(|s| toml::Value::String(s.to_owned()))
-                            .collect(),
-                    )
-                } else {
-                    toml::Value::String(value)
-                };
-                set_dotted(&mut table, key, value);
-            }
-        }
-        let config: Config = table.try_into().map_err(|e: toml::de::Error| {
-            // Display names the setting ("... in `tls.cert`"); say so when the
-            // value came from the environment.
-            let mut msg = e.to_string().trim().replace('\n', " ");
-            if let Some((var, _)) = applied
-                .iter()
-                .find(|(_, key)| msg.ends_with(&format!("in `{key}`")))
-            {
-                msg.push_str(&format!(" (set by {var})"));
-            }
-            ConfigError::Parse(msg)
-        })?;
+        let config: Config = load_toml(text, ENV_OVERRIDES, env).map_err(ConfigError::Parse)?;
         config.validate()?;
         Ok(config)
     }
@@ -253,25 +198,6 @@ impl Config {
             });
         }
         Ok(())
-    }
-}
-
-fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
-    match key.split_once('.') {
-        Some((head, rest)) => {
-            let entry = table
-                .entry(head)
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if !entry.is_table() {
-                *entry = toml::Value::Table(toml::Table::new());
-            }
-            if let toml::Value::Table(inner) = entry {
-                set_dotted(inner, rest, value);
-            }
-        }
-        None => {
-            table.insert(key.to_owned(), value);
-        }
     }
 }
 
@@ -363,7 +289,5 @@ url = "sqlite://state/tokenvault.db"
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"));
         assert!(shown.contains("writer:<redacted>@db"));
-        let q = redact_url("postgres://db/tv?user=w&password=hunter2");
-        assert!(!q.contains("hunter2"), "{q}");
     }
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use tokenvault_mtls::PeerInfo;
+use tokenvault_mtls::{PeerInfo, audit};
 use tokenvault_proto::v1::set_service_server::SetService;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, DisconnectAccountResponse, RecordAccountStatusRequest,
@@ -21,9 +21,6 @@ use tonic::{Request, Response, Status};
 use crate::config::Limits;
 use crate::error::RpcError;
 use crate::validate;
-
-/// The tracing target of per-call audit lines.
-pub const AUDIT_TARGET: &str = "tokenvault::audit";
 
 /// The set-service implementation.
 #[derive(Debug, Clone)]
@@ -126,19 +123,13 @@ fn finish<T>(
     provider: &str,
     result: Result<T, RpcError>,
 ) -> Result<Response<T>, Status> {
-    let caller = peer.map(|p| p.id.to_string()).unwrap_or_default();
-    // Unvalidated input may be long; log at most the first 128 characters.
-    let account: String = account.chars().take(validate::MAX_ACCOUNT_LEN).collect();
-    let provider: String = provider.chars().take(validate::MAX_PROVIDER_LEN).collect();
-    let (account, provider) = (account.as_str(), provider.as_str());
-    let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
     match result {
         Ok(v) => {
-            tracing::info!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, outcome = "ok");
+            audit::record(rpc, peer, account, provider, Ok(()));
             Ok(Response::new(v))
         }
         Err(e) => {
-            tracing::warn!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, outcome = e.outcome(), error = %e);
+            audit::record(rpc, peer, account, provider, Err((e.outcome(), &e)));
             Err(e.into())
         }
     }

@@ -9,11 +9,19 @@
 
 pub mod keys;
 pub mod logs;
+pub mod oidc;
 pub mod pki;
 pub mod services;
 pub mod store;
+pub mod system;
 
 pub use logs::{assert_not_logged, captured_logs, init_tracing};
 pub use pki::TestPki;
-pub use services::{RunningService, grpc_channel, start_set_service};
+pub use services::{RunningService, grpc_channel, start_get_service, start_set_service};
 pub use store::{Backend, TestStore};
+
+/// Installs aws-lc-rs as rustls's process-wide provider (reqwest brings none
+/// of its own), as get-service does at start-up.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

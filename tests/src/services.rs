@@ -3,13 +3,17 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use tokenvault_get_service::config::{CacheConfig, SetServiceConfig};
+use tokenvault_get_service::provider::ProviderConfig;
 use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
 use tokenvault_set_service::config::{AllowConfig, Limits, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::oidc::OidcServer;
 use crate::pki::{TRUST_DOMAIN, TestPki};
 
 /// A service running in this process; stopped when dropped or by [`stop`].
@@ -73,28 +77,95 @@ pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("tokenvault.db").display())
 }
 
-/// Starts set-service on 127.0.0.1 port 0 and waits until it accepts.
-pub async fn start_set_service(
-    config: tokenvault_set_service::Config,
-) -> anyhow::Result<RunningService> {
+/// Runs `serve` (a service's `run` with its listener, config and shutdown
+/// future) in a task, on a listener already bound to 127.0.0.1 port 0.
+async fn spawn_service<F, Fut, E>(serve: F) -> anyhow::Result<RunningService>
+where
+    F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<anyhow::Error>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel();
-    let (ready_tx, mut ready_rx) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        let _ = ready_tx.send(true);
-        tokenvault_set_service::run(listener, config, async {
-            let _ = rx.await;
-        })
-        .await
-        .map_err(anyhow::Error::from)
-    });
-    let _ = ready_rx.changed().await;
+    let running = serve(listener, rx);
+    let task = tokio::spawn(async move { running.await.map_err(Into::into) });
     Ok(RunningService {
         addr,
         shutdown: Some(tx),
         task: Some(task),
     })
+}
+
+/// Starts set-service on 127.0.0.1 port 0.
+pub async fn start_set_service(
+    config: tokenvault_set_service::Config,
+) -> anyhow::Result<RunningService> {
+    spawn_service(|listener, rx| {
+        tokenvault_set_service::run(listener, config, async {
+            let _ = rx.await;
+        })
+    })
+    .await
+}
+
+/// Starts get-service on 127.0.0.1 port 0.
+pub async fn start_get_service(
+    config: tokenvault_get_service::Config,
+) -> anyhow::Result<RunningService> {
+    spawn_service(|listener, rx| {
+        tokenvault_get_service::run(listener, config, async {
+            let _ = rx.await;
+        })
+    })
+    .await
+}
+
+/// A get-service config for `pki`, reading `store_url`, writing through
+/// set-service at `set_address`, with `providers`.
+pub fn get_service_config(
+    pki: &TestPki,
+    store_url: &str,
+    set_address: &str,
+    providers: Vec<ProviderConfig>,
+) -> anyhow::Result<tokenvault_get_service::Config> {
+    Ok(tokenvault_get_service::Config {
+        listen: "127.0.0.1:0".parse()?,
+        trust_domain: TRUST_DOMAIN.to_owned(),
+        tls: pki.issue(Role::GetService, None)?,
+        store: tokenvault_get_service::config::StoreConfig {
+            url: store_url.to_owned(),
+        },
+        private_keys_dir: pki.private_keys_dir(),
+        public_keys_dir: pki.public_keys_dir(),
+        set_service: SetServiceConfig {
+            address: set_address.to_owned(),
+        },
+        providers,
+        cache: CacheConfig::default(),
+        allow: tokenvault_get_service::config::AllowConfig::default(),
+    })
+}
+
+/// The provider config of the test authorization server, named `oidc`,
+/// configured by issuer URL through discovery, with `timeout_secs` per call.
+pub fn oidc_provider_config(
+    oidc: &OidcServer,
+    timeout_secs: u64,
+) -> anyhow::Result<ProviderConfig> {
+    Ok(toml::from_str(&format!(
+        r#"
+name = "oidc"
+issuer = "{issuer}"
+client_id = "{id}"
+client_secret = "{secret}"
+client_auth = "client_secret_basic"
+timeout_secs = {timeout_secs}
+"#,
+        issuer = oidc.issuer(),
+        id = crate::oidc::CLIENT_ID,
+        secret = crate::oidc::CLIENT_SECRET,
+    ))?)
 }
 
 /// A lazily connecting mTLS channel to `address` with `files`, expecting the

@@ -2,9 +2,11 @@
 //! use the harness in `tokenvault-tests`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod get_service;
 mod grpc_discovery;
 mod jose_interop;
 mod mtls;
+mod oidc_peer;
 mod open;
 mod seal;
 mod set_service;

@@ -1,0 +1,206 @@
+//! get-service configuration: a typed TOML file with environment overrides
+//! named as constants. A wrong or missing setting stops start-up with a
+//! message that names it. Provider client secrets are held by
+//! [`ProviderConfig`] and never printed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tokenvault_mtls::settings::{EnvOverride, load_toml, redact_url};
+use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
+
+use crate::error::ConfigError;
+use crate::provider::ProviderConfig;
+
+/// Path of the TOML config file (used by the binary).
+pub const ENV_CONFIG: &str = "TOKENVAULT_GET_CONFIG";
+/// Overrides `listen`.
+pub const ENV_LISTEN: &str = "TOKENVAULT_GET_LISTEN";
+/// Overrides `trust_domain`.
+pub const ENV_TRUST_DOMAIN: &str = "TOKENVAULT_GET_TRUST_DOMAIN";
+/// Overrides `tls.cert`.
+pub const ENV_TLS_CERT: &str = "TOKENVAULT_GET_TLS_CERT";
+/// Overrides `tls.key`.
+pub const ENV_TLS_KEY: &str = "TOKENVAULT_GET_TLS_KEY";
+/// Overrides `tls.ca`.
+pub const ENV_TLS_CA: &str = "TOKENVAULT_GET_TLS_CA";
+/// Overrides `tls.crl`.
+pub const ENV_TLS_CRL: &str = "TOKENVAULT_GET_TLS_CRL";
+/// Overrides `store.url` (for PostgreSQL, the reader role's URL).
+pub const ENV_STORE_URL: &str = "TOKENVAULT_GET_STORE_URL";
+/// Overrides `private_keys_dir`.
+pub const ENV_PRIVATE_KEYS_DIR: &str = "TOKENVAULT_GET_PRIVATE_KEYS_DIR";
+/// Overrides `public_keys_dir`.
+pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_GET_PUBLIC_KEYS_DIR";
+/// Overrides `set_service.address`.
+pub const ENV_SET_SERVICE_ADDRESS: &str = "TOKENVAULT_GET_SET_SERVICE_ADDRESS";
+
+const ENV_OVERRIDES: &[EnvOverride] = &[
+    EnvOverride::scalar(ENV_LISTEN, "listen"),
+    EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
+    EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
+    EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
+    EnvOverride::scalar(ENV_TLS_CA, "tls.ca"),
+    EnvOverride::scalar(ENV_TLS_CRL, "tls.crl"),
+    EnvOverride::scalar(ENV_STORE_URL, "store.url"),
+    EnvOverride::scalar(ENV_PRIVATE_KEYS_DIR, "private_keys_dir"),
+    EnvOverride::scalar(ENV_PUBLIC_KEYS_DIR, "public_keys_dir"),
+    EnvOverride::scalar(ENV_SET_SERVICE_ADDRESS, "set_service.address"),
+];
+
+/// The whole get-service configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, e.g. `127.0.0.1:7402`.
+    pub listen: SocketAddr,
+    /// The SPIFFE trust domain of every peer.
+    pub trust_domain: String,
+    /// This service's certificate, key, CA bundle and CRL; also used as the
+    /// client certificate towards set-service.
+    pub tls: TlsFiles,
+    /// Where sealed tokens are read from (read-only).
+    pub store: StoreConfig,
+    /// Directory of token-encryption private keys (`<kid>.pem`, mode 0600).
+    pub private_keys_dir: PathBuf,
+    /// Directory of token-encryption public keys, for sealing rotated tokens.
+    pub public_keys_dir: PathBuf,
+    /// Where rotated refresh tokens and account statuses are written.
+    pub set_service: SetServiceConfig,
+    /// The provider catalogue.
+    pub providers: Vec<ProviderConfig>,
+    /// Access-token cache behaviour.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Who may call which RPC.
+    #[serde(default)]
+    pub allow: AllowConfig,
+}
+
+/// The store connection.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/tokenvault.db` (opened read-only) or
+    /// `postgres://reader@host/db`.
+    pub url: String,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+/// How to reach set-service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetServiceConfig {
+    /// `host:port`; the host is checked against set-service's certificate.
+    pub address: String,
+}
+
+/// Access-token cache behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Refresh in the background once a cached token has less than this
+    /// many seconds left, so that workers rarely wait.
+    pub refresh_ahead_secs: u64,
+    /// How long a dead grant is remembered, so that the provider is not
+    /// asked again for it.
+    pub negative_ttl_secs: u64,
+    /// How long one caller may wait for a refresh, retries included.
+    pub refresh_deadline_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            refresh_ahead_secs: 60,
+            negative_ttl_secs: 300,
+            refresh_deadline_secs: 10,
+        }
+    }
+}
+
+/// Per-RPC allow-lists: role names (`worker`) or exact SPIFFE IDs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AllowConfig {
+    /// Who may call `GetAccessToken`.
+    pub get_access_token: Vec<IdentityPattern>,
+    /// Who may call `GetAccountStatus`.
+    pub get_account_status: Vec<IdentityPattern>,
+}
+
+impl Default for AllowConfig {
+    fn default() -> Self {
+        Self {
+            get_access_token: vec![IdentityPattern::Role(Role::Worker)],
+            get_account_status: vec![IdentityPattern::Role(Role::Worker)],
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies overrides from `env`, and checks the result.
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, env)
+    }
+
+    /// Parses TOML text, applies overrides from `env`, and checks the result.
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let config: Config = load_toml(text, ENV_OVERRIDES, env).map_err(ConfigError::Parse)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |setting: &'static str, reason: String| ConfigError::Invalid { setting, reason };
+        tokenvault_mtls::validate_trust_domain(&self.trust_domain)
+            .map_err(|e| invalid("trust_domain", e.to_string()))?;
+        if self.providers.is_empty() {
+            return Err(invalid(
+                "providers",
+                "configure at least one provider".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &self.providers {
+            p.validate()
+                .map_err(|reason| invalid("providers", reason))?;
+            if !names.insert(p.name.as_str()) {
+                return Err(invalid(
+                    "providers",
+                    format!("provider {:?} is configured twice", p.name),
+                ));
+            }
+        }
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
+            return Err(invalid(
+                "store.url",
+                "use sqlite://PATH or postgres://USER@HOST/DB".into(),
+            ));
+        }
+        if self.cache.refresh_deadline_secs == 0 {
+            return Err(invalid(
+                "cache.refresh_deadline_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

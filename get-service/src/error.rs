@@ -1,0 +1,104 @@
+//! get-service errors, and the one place where they become gRPC statuses.
+//! No message here ever contains a token.
+
+use std::path::PathBuf;
+
+use tonic::Status;
+
+/// A setting is missing or wrong; start-up stops with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("config setting {setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+/// Why get-service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("tls: {0}")]
+    Tls(#[from] tokenvault_mtls::TlsError),
+    #[error("private_keys_dir: {0}")]
+    PrivateKeys(#[from] crate::KeyLoadError),
+    #[error("public_keys_dir: {0}")]
+    PublicKeys(tokenvault_seal::SealError),
+    #[error("store.url: {0}")]
+    Store(tokenvault_store::StoreError),
+    #[error("providers: {0}")]
+    Provider(crate::provider::ProviderError),
+    #[error("provider HTTP client: {0}")]
+    Http(String),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Why one access-token request failed. Cloneable, because one refresh's
+/// outcome is handed to every caller waiting on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("no refresh token is stored for this account and provider")]
+    UnknownAccount,
+    #[error("the account was disconnected; reconnect it through the web flow")]
+    Disconnected,
+    #[error(
+        "reauthorization required: the provider rejected the refresh grant ({0}); reconnect the account through the web flow"
+    )]
+    ReauthorizationRequired(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl TokenError {
+    /// A short outcome label for logs and audit lines.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            TokenError::InvalidArgument(_) => "invalid_argument",
+            TokenError::UnknownAccount => "unknown_account",
+            TokenError::Disconnected => "disconnected",
+            TokenError::ReauthorizationRequired(_) => "reauthorization_required",
+            TokenError::Unavailable(_) => "unavailable",
+            TokenError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<TokenError> for Status {
+    fn from(e: TokenError) -> Self {
+        let msg = e.to_string();
+        match e {
+            TokenError::InvalidArgument(_) => Status::invalid_argument(msg),
+            TokenError::UnknownAccount | TokenError::Disconnected => Status::not_found(msg),
+            TokenError::ReauthorizationRequired(_) => Status::failed_precondition(msg),
+            TokenError::Unavailable(_) => Status::unavailable(msg),
+            TokenError::Internal(_) => Status::internal(msg),
+        }
+    }
+}
+
+impl From<tokenvault_store::StoreError> for TokenError {
+    fn from(e: tokenvault_store::StoreError) -> Self {
+        match e {
+            tokenvault_store::StoreError::Unavailable(_) => {
+                TokenError::Unavailable(format!("the store is unavailable: {e}"))
+            }
+            other => TokenError::Internal(format!("store error: {other}")),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Starting get-service: keys, store (read-only), providers, the set-service
+//! client, the allow-list, health and reflection; then serving until the
+//! shutdown future resolves.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokenvault_mtls::{
+    AllowList, AuthzLayer, IdentityPattern, Role, channel, client_config, incoming, server_config,
+};
+use tokenvault_proto::v1::get_service_server::{GetServiceServer, SERVICE_NAME};
+use tokenvault_seal::PublicKeySet;
+use tokenvault_store::TokenReader;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::Server;
+
+use crate::PrivateKeyRing;
+use crate::broker::Broker;
+use crate::config::{AllowConfig, Config};
+use crate::error::ServeError;
+use crate::provider::Provider;
+use crate::service::GetServiceImpl;
+use crate::writer::SetWriter;
+
+/// The largest gRPC message accepted.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// The allow-list for get-service's RPCs; health and reflection are open to
+/// every authenticated peer.
+pub fn allow_list(allow: &AllowConfig) -> AllowList {
+    let path = |method: &str| format!("/{SERVICE_NAME}/{method}");
+    AllowList::new()
+        .allow(&path("GetAccessToken"), &allow.get_access_token)
+        .allow(&path("GetAccountStatus"), &allow.get_account_status)
+        .allow_any_peer("grpc.health.v1.Health")
+        .allow_any_peer("grpc.reflection.v1.ServerReflection")
+        .allow_any_peer("grpc.reflection.v1alpha.ServerReflection")
+}
+
+/// Runs get-service on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.validate()?;
+    // reqwest and rustls use aws-lc-rs, the one crypto provider in the tree.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tls = server_config(&config.tls, &config.trust_domain)?;
+    tracing::info!(identity = %tls.identity, cert_not_after_unix = tls.not_after_unix, "loaded TLS certificate");
+    let keys = Arc::new(PrivateKeyRing::load_dir(&config.private_keys_dir)?);
+    tracing::info!(kids = ?keys.kids(), "loaded token-encryption private keys");
+    let sealer =
+        Arc::new(PublicKeySet::load_dir(&config.public_keys_dir).map_err(ServeError::PublicKeys)?);
+    let reader = TokenReader::connect(&config.store.url)
+        .await
+        .map_err(ServeError::Store)?;
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| ServeError::Http(e.to_string()))?;
+    let mut providers = HashMap::new();
+    for p in &config.providers {
+        let provider = Provider::new(p.clone(), http.clone())
+            .await
+            .map_err(ServeError::Provider)?;
+        providers.insert(p.name.clone(), Arc::new(provider));
+    }
+
+    let client_tls = client_config(
+        &config.tls,
+        &config.trust_domain,
+        IdentityPattern::Role(Role::SetService),
+    )?;
+    let (_client_tls_tx, client_tls_rx) = watch::channel(client_tls);
+    let set_channel = channel(&config.set_service.address, client_tls_rx)?;
+    let writer = SetWriter::new(set_channel, sealer);
+    let broker = Broker::new(reader, keys, providers, writer, config.cache.clone());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<GetServiceServer<GetServiceImpl>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tokenvault_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(SERVICE_NAME)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    let reflection_alpha = reflection().build_v1alpha()?;
+    let reflection = reflection().build_v1()?;
+
+    let (_tls_tx, tls_rx) = watch::channel(Arc::clone(&tls.config));
+    tracing::info!(listen = ?listener.local_addr().ok(), "get-service serving");
+    Server::builder()
+        .layer(AuthzLayer::new(allow_list(&config.allow)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(
+            GetServiceServer::new(GetServiceImpl::new(broker))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(incoming(listener, tls_rx), shutdown)
+        .await?;
+    tracing::info!("get-service stopped");
+    Ok(())
+}

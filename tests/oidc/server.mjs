@@ -1,0 +1,394 @@
+#!/usr/bin/env node
+// tokenvault's test peer: a real OAuth 2.0 / OpenID Connect authorization server
+// (the OpenID-certified `oidc-provider` package), configured like a provider
+// that tokenvault keeps refresh tokens for, plus a few test hooks.
+//
+// FOR TESTS ONLY. It runs plain HTTP on loopback, lets anyone sign in as any
+// account (devInteractions), and exposes unauthenticated /test/* hooks.
+//
+// Usage:
+//   node server.mjs [--port N] [--redirect-uris URI[,URI...]]
+//                   [--access-token-ttl SECONDS] [--state-dir DIR]
+//                   [--exit-with-stdin]
+// Each flag falls back to an environment variable: OIDC_PORT, OIDC_REDIRECT_URIS,
+// OIDC_ACCESS_TOKEN_TTL, OIDC_STATE_DIR. Defaults: port 0 (any free port),
+// redirect URI http://127.0.0.1:9/callback, access tokens live 60 s, state in
+// memory only.
+//
+// With --state-dir, signing keys, cookie keys and every grant, token and session
+// are kept in that directory, so the server can be stopped and started again on
+// the same port (same issuer) and the tokens it issued stay valid.
+//
+// When it listens, it prints exactly one line to stdout:
+//   {"ready":true,"issuer":"http://127.0.0.1:PORT","port":PORT}
+// Everything else (logs) goes to stderr. No token, code or secret is ever
+// logged.
+//
+// Clients (confidential, authorization_code + refresh_token, PKCE S256 required,
+// scope "openid offline_access profile email"):
+//   tokenvault       / tokenvault-secret        client_secret_basic
+//   tokenvault-post  / tokenvault-post-secret   client_secret_post
+//
+// Behaviour that matters to tokenvault:
+// - A refresh token is issued only when `offline_access` is granted, and
+//   oidc-provider drops `offline_access` from an authorization request unless it
+//   carries `prompt=consent` (as Google does). Request it with prompt=consent.
+// - Refresh tokens rotate on every use (rotateRefreshToken: true). Presenting a
+//   refresh token that was already rotated answers `invalid_grant` and revokes
+//   the whole grant: every access and refresh token of it, including the newest.
+// - RFC 7009 revocation (POST /token/revocation) of a refresh token revokes the
+//   whole grant too; of an access token, only that token.
+// - Introspection (POST /token/introspection, client authentication) and
+//   userinfo (GET /me, Bearer access token) are on.
+//
+// Test hooks (development only; unauthenticated; never in a real deployment):
+//   GET  /test/counters      -> {"token_requests":M,"refresh_grants":N,
+//                                "refresh_grants_succeeded":S,"grants_revoked":R}
+//        token_requests: every request that reached POST /token (including
+//        injected failures); refresh_grants: those with
+//        grant_type=refresh_token; refresh_grants_succeeded: refresh grants that
+//        issued tokens; grants_revoked: grants revoked for any reason.
+//   POST /test/reset-counters -> sets all counters to 0.
+//   POST /test/slow?ms=N     -> every token-endpoint response waits N ms first
+//        (0 = off). The request is processed only after the wait and only if the
+//        client is still connected, so a client that times out has not used its
+//        refresh token.
+//   POST /test/fail?status=503&count=K[&error=CODE]
+//                            -> the next K token-endpoint requests answer
+//        `status` with {"error":CODE} (default temporarily_unavailable for 429
+//        and 5xx, invalid_request otherwise) without being processed;
+//        429 and 503 carry `Retry-After: 1`. count=0 clears.
+//   POST /test/revoke-grant?account=ID
+//                            -> revokes every grant of the account (all its
+//        tokens), as when the user removes the app at the provider; answers
+//        {"revoked":<number of grants>}.
+
+import * as crypto from 'node:crypto';
+import * as http from 'node:http';
+import * as querystring from 'node:querystring';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+import { adapterFactory, loadOrCreate, Store } from './store.mjs';
+
+// oidc-provider prints notices with console.info (stdout); stdout is reserved
+// for the ready line.
+console.log = console.error;
+console.info = console.error;
+
+const log = (message) => process.stderr.write(`oidc-peer: ${message}\n`);
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    'redirect-uris': { type: 'string' },
+    'access-token-ttl': { type: 'string' },
+    'state-dir': { type: 'string' },
+    // Exit when stdin closes: the test harness holds the other end, so the
+    // server cannot outlive the test process that started it.
+    'exit-with-stdin': { type: 'boolean' },
+  },
+});
+
+function integer(name, value, fallback) {
+  if (value === undefined || value === '') {
+    return fallback;
+  }
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) {
+    throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+const port = integer('port', args.port ?? process.env.OIDC_PORT, 0);
+const accessTokenTtl = integer(
+  'access-token-ttl',
+  args['access-token-ttl'] ?? process.env.OIDC_ACCESS_TOKEN_TTL,
+  60,
+);
+const redirectUris = (args['redirect-uris'] ?? process.env.OIDC_REDIRECT_URIS ?? 'http://127.0.0.1:9/callback')
+  .split(',')
+  .map((uri) => uri.trim())
+  .filter(Boolean);
+const stateDir = args['state-dir'] ?? process.env.OIDC_STATE_DIR;
+
+if (accessTokenTtl < 1) {
+  throw new Error('access-token-ttl must be at least 1 second');
+}
+
+const store = new Store(stateDir ? `${stateDir}/store.json` : undefined);
+
+const jwks = loadOrCreate(stateDir, 'jwks.json', () => {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    keys: [{
+      ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: crypto.randomUUID(),
+    }],
+  };
+});
+const cookieKeys = loadOrCreate(stateDir, 'cookie-keys.json', () => [crypto.randomBytes(32).toString('base64url')]);
+
+// --- test hook state ---------------------------------------------------------
+const counters = {
+  token_requests: 0,
+  refresh_grants: 0,
+  refresh_grants_succeeded: 0,
+  grants_revoked: 0,
+};
+let slowMs = 0;
+const failure = { status: 0, count: 0, error: '' };
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+// The server listens first so that port 0 resolves before the issuer is fixed.
+const server = http.createServer();
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(port, '127.0.0.1', () => {
+    server.off('error', reject);
+    resolve();
+  });
+});
+const actualPort = server.address().port;
+const issuer = `http://127.0.0.1:${actualPort}`;
+
+const clientDefaults = {
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  redirect_uris: redirectUris,
+  scope: 'openid offline_access profile email',
+};
+
+const provider = new Provider(issuer, {
+  adapter: adapterFactory(store),
+  jwks,
+  cookies: { keys: cookieKeys },
+  clients: [
+    {
+      ...clientDefaults,
+      client_id: 'tokenvault',
+      client_secret: 'tokenvault-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    {
+      ...clientDefaults,
+      client_id: 'tokenvault-post',
+      client_secret: 'tokenvault-post-secret',
+      token_endpoint_auth_method: 'client_secret_post',
+    },
+  ],
+  // Any account id signs in; `sub` is the account id.
+  async findAccount(_ctx, id) {
+    return {
+      accountId: id,
+      async claims() {
+        return {
+          sub: id,
+          email: `${id}@example.test`,
+          email_verified: true,
+          name: id,
+        };
+      },
+    };
+  },
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name'],
+  },
+  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  features: {
+    devInteractions: { enabled: true },
+    revocation: { enabled: true },
+    introspection: {
+      enabled: true,
+      // Confidential clients may introspect any token (tests check that an
+      // access token is active).
+      allowedPolicy: async (_ctx, client) => client.clientAuthMethod !== 'none',
+    },
+    userinfo: { enabled: true },
+  },
+  pkce: { required: () => true },
+  // Refresh tokens are issued when offline_access was granted (the default
+  // policy, spelled out): oidc-provider itself drops offline_access from an
+  // authorization request without prompt=consent.
+  async issueRefreshToken(_ctx, client, code) {
+    return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
+  },
+  rotateRefreshToken: true,
+  ttl: {
+    AccessToken: accessTokenTtl,
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    Interaction: 600,
+    Session: 24 * 3600,
+    Grant: 14 * 24 * 3600,
+    RefreshToken: 14 * 24 * 3600,
+  },
+});
+
+provider.on('grant.success', (ctx) => {
+  if (ctx.oidc.params?.grant_type === 'refresh_token') {
+    counters.refresh_grants_succeeded += 1;
+  }
+});
+provider.on('grant.error', (ctx, err) => {
+  // error_detail is oidc-provider's reason ("refresh token already used" ...),
+  // never a token value.
+  log(`token endpoint error: ${err.error ?? err.name}: ${err.error_detail ?? err.error_description ?? ''}`);
+});
+provider.on('grant.revoked', () => {
+  counters.grants_revoked += 1;
+  log('grant revoked');
+});
+provider.on('server_error', (_ctx, err) => {
+  log(`server error: ${err.message}`);
+});
+
+function json(ctx, status, body) {
+  ctx.status = status;
+  ctx.type = 'application/json';
+  ctx.body = JSON.stringify(body);
+}
+
+async function readBody(req) {
+  const chunks = [];
+  let received = 0;
+  for await (const chunk of req) {
+    received += chunk.length;
+    if (received > 64 * 1024) {
+      throw new Error('request body too large');
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+// Access log: method, path and status only (never query strings or bodies).
+provider.use(async (ctx, next) => {
+  const started = Date.now();
+  try {
+    await next();
+  } finally {
+    log(`${ctx.method} ${ctx.path} -> ${ctx.status} (${Date.now() - started} ms)`);
+  }
+});
+
+// DEVELOPMENT-ONLY test hooks: /test/* endpoints.
+provider.use(async (ctx, next) => {
+  if (!ctx.path.startsWith('/test/')) {
+    return next();
+  }
+  const { query } = ctx;
+  switch (`${ctx.method} ${ctx.path}`) {
+    case 'GET /test/counters':
+      return json(ctx, 200, counters);
+    case 'POST /test/reset-counters':
+      for (const key of Object.keys(counters)) {
+        counters[key] = 0;
+      }
+      return json(ctx, 200, counters);
+    case 'POST /test/slow':
+      slowMs = integer('ms', query.ms, 0);
+      log(`token endpoint delay set to ${slowMs} ms`);
+      return json(ctx, 200, { slow_ms: slowMs });
+    case 'POST /test/fail': {
+      const status = integer('status', query.status, 503);
+      const count = integer('count', query.count, 1);
+      if (status < 400 || status > 599) {
+        return json(ctx, 400, { error: 'status must be 400..599' });
+      }
+      failure.status = status;
+      failure.count = count;
+      failure.error = query.error
+        || (status === 429 || status >= 500 ? 'temporarily_unavailable' : 'invalid_request');
+      log(`next ${count} token endpoint requests fail with ${status} ${failure.error}`);
+      return json(ctx, 200, { status, count, error: failure.error });
+    }
+    case 'POST /test/revoke-grant': {
+      const account = query.account;
+      if (typeof account !== 'string' || account === '') {
+        return json(ctx, 400, { error: 'account is required' });
+      }
+      const grantIds = store.grantIdsOfAccount(account);
+      for (const grantId of grantIds) {
+        store.revokeGrant(grantId);
+        counters.grants_revoked += 1;
+      }
+      log(`revoked ${grantIds.length} grant(s) of an account`);
+      return json(ctx, 200, { revoked: grantIds.length });
+    }
+    default:
+      return json(ctx, 404, { error: 'no such test hook' });
+  }
+});
+
+// DEVELOPMENT-ONLY test hooks: counting, slowing and failing the token endpoint.
+provider.use(async (ctx, next) => {
+  if (ctx.method !== 'POST' || ctx.path !== '/token') {
+    return next();
+  }
+  counters.token_requests += 1;
+
+  // Read the body here to see the grant type, then hand it to oidc-provider
+  // (which accepts an already-read body from req.body).
+  let body = '';
+  try {
+    body = await readBody(ctx.req);
+  } catch (err) {
+    return json(ctx, 400, { error: 'invalid_request', error_description: err.message });
+  }
+  ctx.req.body = body;
+  if (ctx.is('application/x-www-form-urlencoded')
+    && querystring.parse(body).grant_type === 'refresh_token') {
+    counters.refresh_grants += 1;
+  }
+
+  if (slowMs > 0) {
+    let gone = false;
+    const onClose = () => { gone = true; };
+    ctx.res.once('close', onClose);
+    await sleep(slowMs);
+    ctx.res.off('close', onClose);
+    if (gone || ctx.req.socket.destroyed) {
+      log('token request dropped: the client went away during the injected delay');
+      ctx.respond = false;
+      return undefined;
+    }
+  }
+
+  if (failure.count > 0) {
+    failure.count -= 1;
+    if (failure.status === 429 || failure.status === 503) {
+      ctx.set('Retry-After', '1');
+    }
+    ctx.set('Cache-Control', 'no-store');
+    return json(ctx, failure.status, {
+      error: failure.error,
+      error_description: 'failure injected by the test peer',
+    });
+  }
+
+  return next();
+});
+
+server.on('request', provider.callback());
+
+const shutdown = (signal) => {
+  log(`${signal}: shutting down`);
+  server.close();
+  server.closeAllConnections();
+  process.exit(0);
+};
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+if (args['exit-with-stdin']) {
+  process.stdin.on('end', () => shutdown('stdin closed'));
+  process.stdin.on('error', () => shutdown('stdin error'));
+  process.stdin.resume();
+}
+
+log(`listening; issuer ${issuer}; access tokens live ${accessTokenTtl} s; state ${stateDir ?? 'in memory'}`);
+process.stdout.write(`${JSON.stringify({ ready: true, issuer, port: actualPort })}\n`);

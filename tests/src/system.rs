@@ -1,0 +1,179 @@
+//! The whole system started in one process for end-to-end tests and
+//! benchmarks: a PKI, a store, the real authorization server (npm
+//! `oidc-provider`), set-service, get-service and a worker client.
+
+use std::time::Duration;
+
+use tokenvault_get_service::PrivateKeyRing;
+use tokenvault_get_service::config::CacheConfig;
+use tokenvault_mtls::Role;
+use tokenvault_proto::v1::StoreRefreshTokenRequest;
+use tokenvault_proto::v1::set_service_client::SetServiceClient;
+use tokenvault_seal::PublicKeySet;
+use tokenvault_store::{Latest, TokenReader};
+use tokenvault_worker::{WorkerClient, WorkerConfig};
+
+use crate::logs::{assert_not_logged, init_tracing};
+use crate::oidc::{OidcOptions, OidcServer, Tokens};
+use crate::pki::TestPki;
+use crate::services::{
+    RunningService, get_service_config, grpc_channel, oidc_provider_config, set_service_config,
+    start_get_service, start_set_service,
+};
+use crate::store::{Backend, TestStore};
+
+/// How to start the system.
+#[derive(Debug)]
+pub struct Options {
+    /// The store backend.
+    pub backend: Backend,
+    /// Access-token lifetime at the authorization server.
+    pub access_token_ttl: Duration,
+    /// get-service's cache settings.
+    pub cache: CacheConfig,
+    /// Per-call provider timeout.
+    pub provider_timeout_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            access_token_ttl: Duration::from_secs(60),
+            cache: CacheConfig {
+                refresh_ahead_secs: 0,
+                negative_ttl_secs: 300,
+                refresh_deadline_secs: 4,
+            },
+            provider_timeout_secs: 1,
+        }
+    }
+}
+
+/// The whole system in one process: PKI, store, authorization server,
+/// set-service, get-service and a worker client.
+#[allow(missing_debug_implementations)]
+pub struct System {
+    /// Certificates and keys.
+    pub pki: TestPki,
+    /// The store.
+    pub store: TestStore,
+    /// The authorization server.
+    pub oidc: OidcServer,
+    /// set-service.
+    pub set: RunningService,
+    /// get-service.
+    pub get: RunningService,
+    /// The token-encryption public keys.
+    pub keys: PublicKeySet,
+    /// A worker client with a `worker/e2e` certificate.
+    pub worker: WorkerClient,
+    /// Every token the test saw, to check the logs for.
+    pub secrets: Vec<String>,
+}
+
+impl System {
+    /// Starts everything.
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        init_tracing();
+        let pki = TestPki::new()?;
+        let store = TestStore::new(options.backend).await;
+        let oidc = OidcServer::start_with(OidcOptions {
+            access_token_ttl: options.access_token_ttl,
+            ..OidcOptions::default()
+        })
+        .await?;
+        let set = start_set_service(set_service_config(&pki, &store.writer_url)?).await?;
+        // The SQLite reader needs the file the writer creates.
+        let _ = TokenReader::connect(&store.reader_url).await;
+        let mut get_config = get_service_config(
+            &pki,
+            &store.reader_url,
+            &set.address(),
+            vec![oidc_provider_config(&oidc, options.provider_timeout_secs)?],
+        )?;
+        get_config.cache = options.cache;
+        let get = start_get_service(get_config).await?;
+        let worker = WorkerClient::new(&WorkerConfig {
+            address: get.address(),
+            trust_domain: crate::pki::TRUST_DOMAIN.to_owned(),
+            tls: pki.issue(Role::Worker, Some("e2e"))?,
+        })?;
+        let keys = PublicKeySet::load_dir(&pki.public_keys_dir())?;
+        Ok(Self {
+            pki,
+            store,
+            oidc,
+            set,
+            get,
+            keys,
+            worker,
+            secrets: Vec::new(),
+        })
+    }
+
+    /// Signs `account` in at the authorization server, then stores its
+    /// refresh token through set-service as web-frontend would.
+    pub async fn connect(&mut self, account: &str) -> anyhow::Result<Tokens> {
+        let tokens = self.oidc.obtain_refresh_token(account).await?;
+        self.secrets.push(tokens.refresh_token.clone());
+        self.secrets.push(tokens.access_token.clone());
+        let web = self.pki.issue(Role::WebFrontend, None)?;
+        let mut client =
+            SetServiceClient::new(grpc_channel(&self.set.address(), &web, Role::SetService)?);
+        client
+            .store_refresh_token(StoreRefreshTokenRequest {
+                account: account.into(),
+                provider: "oidc".into(),
+                sealed_token: self
+                    .keys
+                    .seal(account, "oidc", tokens.refresh_token.as_bytes())?,
+            })
+            .await?;
+        Ok(tokens)
+    }
+
+    /// An access token through the worker client, or the status code.
+    pub async fn token(&mut self, account: &str, min_ttl: u64) -> Result<String, tonic::Code> {
+        match self
+            .worker
+            .access_token(account, "oidc", Duration::from_secs(min_ttl))
+            .await
+        {
+            Ok(t) => {
+                self.secrets.push(t.secret().to_owned());
+                Ok(t.secret().to_owned())
+            }
+            Err(e) => Err(e.code().unwrap_or(tonic::Code::Unknown)),
+        }
+    }
+
+    /// The refresh token stored now for `account`, opened.
+    pub async fn stored_refresh_token(&mut self, account: &str) -> anyhow::Result<String> {
+        let reader = TokenReader::connect(&self.store.reader_url).await?;
+        let Latest::Token { sealed_token, .. } = reader.latest(account, "oidc").await? else {
+            anyhow::bail!("nothing stored for {account}")
+        };
+        let ring = PrivateKeyRing::load_dir(&self.pki.private_keys_dir())?;
+        let opened = ring.open(&sealed_token, account, "oidc")?;
+        let token = String::from_utf8(opened.to_vec())?;
+        self.secrets.push(token.clone());
+        Ok(token)
+    }
+
+    pub async fn refreshes(&self) -> anyhow::Result<u64> {
+        Ok(self.oidc.counters().await?.refresh_grants)
+    }
+
+    pub fn assert_no_secret_logged(&self) {
+        for s in &self.secrets {
+            assert_not_logged(s, "a token");
+        }
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.assert_no_secret_logged();
+        self.get.stop().await?;
+        self.set.stop().await
+    }
+}

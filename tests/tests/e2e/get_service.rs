@@ -1,0 +1,246 @@
+//! get-service against the real authorization server (npm `oidc-provider`,
+//! started by the harness): access tokens it accepts, min_ttl, rotation,
+//! dead grants, provider outages, single-flight, authorization, and no
+//! token in any log line.
+
+use std::time::{Duration, Instant};
+
+use tokenvault_mtls::Role;
+use tokenvault_proto::v1::AccountStatus;
+use tokenvault_tests::Backend;
+use tokenvault_tests::system::{Options, System};
+use tokenvault_worker::{WorkerClient, WorkerConfig};
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_refresh_token_yields_an_accepted_access_token() {
+    let mut f = System::start(Options::default()).await.unwrap();
+    f.connect("alice").await.unwrap();
+    let token = f.token("alice", 30).await.unwrap();
+    let userinfo = f.oidc.userinfo(&token).await.unwrap();
+    assert_eq!(userinfo["sub"], "alice");
+    let introspection = f.oidc.introspect(&token).await.unwrap();
+    assert_eq!(introspection["active"], true);
+    // The second call is served from the cache: no second refresh.
+    assert_eq!(f.token("alice", 30).await.unwrap(), token);
+    assert_eq!(f.refreshes().await.unwrap(), 1);
+    f.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ttl_forces_a_refresh_and_rotation_is_stored() {
+    let mut f = System::start(Options {
+        backend: Backend::Postgres,
+        access_token_ttl: Duration::from_secs(10),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let original = f.connect("bob").await.unwrap();
+    let first = f.token("bob", 0).await.unwrap();
+    // The provider rotated the refresh token; get-service stored the new one.
+    let rotated = f.stored_refresh_token("bob").await.unwrap();
+    assert_ne!(rotated, original.refresh_token);
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // ~7 s left: asking for 8 forces a refresh, with the rotated token (the
+    // old one would be reuse, which revokes the whole grant at this server).
+    let second = f.token("bob", 8).await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(f.refreshes().await.unwrap(), 2);
+    let rotated_again = f.stored_refresh_token("bob").await.unwrap();
+    assert_ne!(rotated_again, rotated);
+    assert_eq!(f.oidc.introspect(&second).await.unwrap()["active"], true);
+    // More than a fresh token lives: a clear error, not a short token.
+    assert_eq!(f.token("bob", 3600).await, Err(Code::InvalidArgument));
+    f.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_grant_means_reauthorization_required_and_no_more_provider_calls() {
+    let mut f = System::start(Options::default()).await.unwrap();
+    f.connect("carol").await.unwrap();
+    f.oidc.revoke_grant("carol").await.unwrap();
+    let before = f.refreshes().await.unwrap();
+    assert_eq!(f.token("carol", 0).await, Err(Code::FailedPrecondition));
+    let (status, reason) = f.worker.account_status("carol", "oidc").await.unwrap();
+    assert_eq!(status, AccountStatus::ReauthorizationRequired);
+    assert!(reason.contains("invalid_grant"), "{reason}");
+    let after_first = f.refreshes().await.unwrap();
+    assert_eq!(after_first, before + 1);
+    for _ in 0..5 {
+        assert_eq!(f.token("carol", 0).await, Err(Code::FailedPrecondition));
+    }
+    assert_eq!(
+        f.refreshes().await.unwrap(),
+        after_first,
+        "the dead grant was retried at the provider"
+    );
+
+    // Reconnecting stores a new token, which revives the account at once.
+    f.connect("carol").await.unwrap();
+    assert!(f.token("carol", 0).await.is_ok());
+    f.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_down_or_slow_is_unavailable_then_recovers() {
+    let mut f = System::start(Options::default()).await.unwrap();
+    f.connect("dave").await.unwrap();
+    f.connect("erin").await.unwrap();
+    f.oidc.stop().await.unwrap();
+    let started = Instant::now();
+    assert_eq!(f.token("dave", 0).await, Err(Code::Unavailable));
+    // Within the refresh deadline (4 s), plus slack.
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    f.oidc.restart().await.unwrap();
+    assert!(f.token("dave", 0).await.is_ok());
+
+    // Slow: every token response takes longer than the 1 s provider timeout.
+    f.oidc.set_slow(3000).await.unwrap();
+    let started = Instant::now();
+    assert_eq!(f.token("erin", 0).await, Err(Code::Unavailable));
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    f.oidc.set_slow(0).await.unwrap();
+    assert!(f.token("erin", 0).await.is_ok());
+    f.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_errors_are_retried_with_retry_after() {
+    let mut f = System::start(Options::default()).await.unwrap();
+    f.connect("frank").await.unwrap();
+    f.oidc.fail_next(503, 1).await.unwrap();
+    // One 503 with Retry-After: 1, then success, within the deadline.
+    assert!(f.token("frank", 0).await.is_ok());
+    f.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_callers_cause_one_refresh() {
+    let mut f = System::start(Options::default()).await.unwrap();
+    f.connect("grace").await.unwrap();
+    f.oidc.reset_counters().await.unwrap();
+    let mut calls = Vec::new();
+    for _ in 0..200 {
+        let worker = f.worker.clone();
+        calls.push(tokio::spawn(async move {
+            worker
+                .access_token("grace", "oidc", Duration::ZERO)
+                .await
+                .map(|t| t.secret().to_owned())
+        }));
+    }
+    let mut tokens = std::collections::HashSet::new();
+    for c in calls {
+        tokens.insert(c.await.unwrap().unwrap());
+    }
+    assert_eq!(tokens.len(), 1, "callers got different tokens");
+    assert_eq!(f.refreshes().await.unwrap(), 1);
+    f.secrets.extend(tokens);
+    f.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_workers_may_ask_and_unknown_accounts_are_not_found() {
+    let mut f = System::start(Options::default()).await.unwrap();
+    assert_eq!(f.token("nobody", 0).await, Err(Code::NotFound));
+    let web = f.pki.issue(Role::WebFrontend, None).unwrap();
+    let not_a_worker = WorkerClient::new(&WorkerConfig {
+        address: f.get.address(),
+        trust_domain: tokenvault_tests::pki::TRUST_DOMAIN.to_owned(),
+        tls: web,
+    })
+    .unwrap();
+    let err = not_a_worker
+        .access_token("alice", "oidc", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(Code::PermissionDenied));
+    assert!(
+        err.to_string()
+            .contains("spiffe://tokenvault.test/web-frontend")
+    );
+    f.stop().await.unwrap();
+}
+
+/// A worker written in Python with grpcio, its stubs generated from
+/// `proto/` by grpcio-tools, gets an access token over mTLS with its own
+/// worker certificate; the authorization server accepts it. With a
+/// web-frontend certificate it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_worker_gets_an_accepted_token() {
+    let mut f = System::start(Options::default()).await.unwrap();
+    f.connect("heidi").await.unwrap();
+    let stubs = f.pki.scratch().join("gen");
+    std::fs::create_dir_all(&stubs).unwrap();
+    // protoc wants the file textually under the -I path: no "..".
+    let root = std::fs::canonicalize(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .unwrap()
+        .display()
+        .to_string();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let protoc = std::process::Command::new(&python)
+        .args([
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            &format!("{root}/proto/proto"),
+        ])
+        .arg(format!("--python_out={}", stubs.display()))
+        .arg(format!("--grpc_python_out={}", stubs.display()))
+        .arg(format!("{root}/proto/proto/tokenvault/v1/tokenvault.proto"))
+        .output()
+        .unwrap();
+    assert!(
+        protoc.status.success(),
+        "grpc_tools.protoc failed (pip install -r tests/requirements.txt?): {}",
+        String::from_utf8_lossy(&protoc.stderr)
+    );
+    let address = format!("localhost:{}", f.get.addr.port());
+    let run = |files: tokenvault_mtls::TlsFiles| {
+        let mut command = std::process::Command::new(&python);
+        command
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/interop/python_worker.py"
+            ))
+            .arg(&stubs)
+            .arg(&address)
+            .arg(&files.ca)
+            .arg(&files.cert)
+            .arg(&files.key)
+            .args(["heidi", "oidc", "30"]);
+        async move {
+            let out = tokio::task::spawn_blocking(move || command.output())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        }
+    };
+    let worker = f.pki.issue(Role::Worker, Some("python")).unwrap();
+    let reply = run(worker).await;
+    assert_eq!(reply["code"], "OK", "{reply}");
+    let token = reply["access_token"].as_str().unwrap().to_owned();
+    f.secrets.push(token.clone());
+    assert_eq!(f.oidc.userinfo(&token).await.unwrap()["sub"], "heidi");
+
+    let web = f.pki.issue(Role::WebFrontend, None).unwrap();
+    let reply = run(web).await;
+    assert_eq!(reply["code"], "PERMISSION_DENIED", "{reply}");
+    f.stop().await.unwrap();
+}

@@ -1,0 +1,234 @@
+//! The worker client of tokenvault: ask `get-service`, over mutual TLS with
+//! the worker's own certificate, for a short-lived access token for an
+//! account, then call the provider's API with it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tokenvault_worker::WorkerError> {
+//! use std::time::Duration;
+//! use tokenvault_worker::{WorkerClient, WorkerConfig};
+//! let config = WorkerConfig::from_toml_file("worker.toml".as_ref())?;
+//! let client = WorkerClient::new(&config)?;
+//! let token = client.access_token("google:1234", "google", Duration::from_secs(60)).await?;
+//! println!("Authorization: {} {}", token.token_type, token.secret());
+//! # Ok(()) }
+//! ```
+//!
+//! This crate holds the worker's TLS key while building its config, and
+//! access tokens in `Zeroizing` buffers whose `Debug` is redacted. It never
+//! sees a refresh token.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
+use tokenvault_proto::v1::get_service_client::GetServiceClient;
+use tokenvault_proto::v1::{AccountStatus, GetAccessTokenRequest, GetAccountStatusRequest};
+use tonic::transport::Channel;
+use zeroize::Zeroizing;
+
+/// How long one call may take by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where get-service is and which certificate to present.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// get-service's `host:port`; the host is checked against its certificate.
+    pub address: String,
+    /// The SPIFFE trust domain.
+    pub trust_domain: String,
+    /// The worker's certificate and key, and the CA bundle.
+    pub tls: TlsFiles,
+}
+
+impl WorkerConfig {
+    /// Reads a TOML file with `address`, `trust_domain` and a `[tls]` table.
+    pub fn from_toml_file(path: &Path) -> Result<Self, WorkerError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| WorkerError::Config(format!("{}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| WorkerError::Config(format!("{}: {e}", path.display())))
+    }
+}
+
+/// An access token. `Debug` does not print it; [`AccessToken::secret`] does.
+pub struct AccessToken {
+    secret: Zeroizing<String>,
+    /// Usually `Bearer`.
+    pub token_type: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at_unix: i64,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+}
+
+impl AccessToken {
+    /// The token itself, for an `Authorization` header.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &"<redacted>")
+            .field("token_type", &self.token_type)
+            .field("expires_at_unix", &self.expires_at_unix)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("tls: {0}")]
+    Tls(#[from] tokenvault_mtls::TlsError),
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+}
+
+impl WorkerError {
+    /// The gRPC status code, if get-service answered.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            WorkerError::Status(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+}
+
+/// A get-service client. Cheap to clone; clones share one connection.
+#[derive(Debug, Clone)]
+pub struct WorkerClient {
+    client: GetServiceClient<Channel>,
+    timeout: Duration,
+}
+
+impl WorkerClient {
+    /// A client that connects lazily, on the first call.
+    pub fn new(config: &WorkerConfig) -> Result<Self, WorkerError> {
+        let tls = tokenvault_mtls::client_config(
+            &config.tls,
+            &config.trust_domain,
+            IdentityPattern::Role(Role::GetService),
+        )?;
+        let (_tx, rx) = tokio::sync::watch::channel(tls);
+        let channel = tokenvault_mtls::channel(&config.address, rx)?;
+        Ok(Self {
+            client: GetServiceClient::new(channel),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// Sets the per-call timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// An access token for (`account`, `provider`) valid for at least `min_ttl`.
+    pub async fn access_token(
+        &self,
+        account: &str,
+        provider: &str,
+        min_ttl: Duration,
+    ) -> Result<AccessToken, WorkerError> {
+        let mut request = tonic::Request::new(GetAccessTokenRequest {
+            account: account.to_owned(),
+            provider: provider.to_owned(),
+            min_ttl_seconds: u32::try_from(min_ttl.as_secs()).unwrap_or(u32::MAX),
+        });
+        request.set_timeout(self.timeout);
+        let response = self
+            .client
+            .clone()
+            .get_access_token(request)
+            .await?
+            .into_inner();
+        Ok(AccessToken {
+            secret: Zeroizing::new(response.access_token.clone()),
+            token_type: response.token_type.clone(),
+            expires_at_unix: response.expires_at_unix,
+            scopes: response.scopes.clone(),
+        })
+    }
+
+    /// The account's status and its reason.
+    pub async fn account_status(
+        &self,
+        account: &str,
+        provider: &str,
+    ) -> Result<(AccountStatus, String), WorkerError> {
+        let mut request = tonic::Request::new(GetAccountStatusRequest {
+            account: account.to_owned(),
+            provider: provider.to_owned(),
+        });
+        request.set_timeout(self.timeout);
+        let response = self
+            .client
+            .clone()
+            .get_account_status(request)
+            .await?
+            .into_inner();
+        let status = AccountStatus::try_from(response.status).unwrap_or(AccountStatus::Unspecified);
+        Ok((status, response.reason))
+    }
+}
+
+/// Where the CLI found its settings; exposed for the binary.
+#[derive(Debug, Clone, Default)]
+pub struct PartialConfig {
+    /// get-service's `host:port`.
+    pub address: Option<String>,
+    /// The trust domain.
+    pub trust_domain: Option<String>,
+    /// The worker certificate.
+    pub cert: Option<PathBuf>,
+    /// The worker key.
+    pub key: Option<PathBuf>,
+    /// The CA bundle.
+    pub ca: Option<PathBuf>,
+}
+
+impl PartialConfig {
+    /// Fills what is missing here from `file`, then requires everything.
+    pub fn complete(self, file: Option<WorkerConfig>) -> Result<WorkerConfig, WorkerError> {
+        let missing = |what: &str| {
+            WorkerError::Config(format!(
+                "{what} is not set (flag, environment or config file)"
+            ))
+        };
+        let (f_addr, f_td, f_tls) = match file {
+            Some(f) => (Some(f.address), Some(f.trust_domain), Some(f.tls)),
+            None => (None, None, None),
+        };
+        Ok(WorkerConfig {
+            address: self.address.or(f_addr).ok_or_else(|| missing("address"))?,
+            trust_domain: self
+                .trust_domain
+                .or(f_td)
+                .ok_or_else(|| missing("trust domain"))?,
+            tls: TlsFiles {
+                cert: self
+                    .cert
+                    .or(f_tls.as_ref().map(|t| t.cert.clone()))
+                    .ok_or_else(|| missing("certificate"))?,
+                key: self
+                    .key
+                    .or(f_tls.as_ref().map(|t| t.key.clone()))
+                    .ok_or_else(|| missing("key"))?,
+                ca: self
+                    .ca
+                    .or(f_tls.as_ref().map(|t| t.ca.clone()))
+                    .ok_or_else(|| missing("CA bundle"))?,
+                crl: f_tls.and_then(|t| t.crl),
+            },
+        })
+    }
+}
