@@ -7,6 +7,8 @@
 //!   (one decrypt, one provider call) in its own task, and every caller gets
 //!   its result; a caller that gives up does not cancel it.
 //! - A token near expiry is refreshed in the background on the next hit.
+//! - A cached token is re-confirmed against the store every
+//!   `revalidate_secs`, so a disconnect stops tokens within that time.
 //! - A dead grant (`invalid_grant`) is confirmed by re-reading the store (a
 //!   newer stored token means a lost race, tried once more), recorded as
 //!   REAUTHORIZATION_REQUIRED through set-service, and remembered for
@@ -37,7 +39,11 @@ pub const INTEGRITY_TARGET: &str = "tokenvault::integrity";
 type Outcome = Result<Arc<AccessToken>, TokenError>;
 
 enum Cached {
-    Token(Arc<AccessToken>),
+    /// A token, and when the store last confirmed the account is connected.
+    Token {
+        token: Arc<AccessToken>,
+        checked: Instant,
+    },
     /// The grant was dead at this stored version, until `until`.
     Dead {
         version: i64,
@@ -127,27 +133,32 @@ impl Broker {
         min_ttl: i64,
     ) -> Result<Option<Arc<AccessToken>>, TokenError> {
         let now = now_unix();
-        let dead_at = {
+        let revalidate = Duration::from_secs(self.inner.config.revalidate_secs);
+        // Decide under the lock; act (await) after it is released.
+        let (hit, dead_at) = {
             let cache = lock(&self.inner.cache);
             match cache.get(key) {
-                Some(Cached::Token(t)) if t.remaining_secs(now) >= min_ttl => {
-                    let t = t.clone();
-                    drop(cache);
-                    let ahead =
-                        i64::try_from(self.inner.config.refresh_ahead_secs).unwrap_or(i64::MAX);
-                    if t.remaining_secs(now) < ahead {
-                        self.start_flight(key.clone());
-                    }
-                    return Ok(Some(t));
+                Some(Cached::Token { token, checked }) if token.remaining_secs(now) >= min_ttl => {
+                    (Some((token.clone(), checked.elapsed() >= revalidate)), None)
                 }
                 Some(Cached::Dead {
                     version,
                     reason,
                     until,
-                }) if *until > Instant::now() => Some((*version, reason.clone())),
-                _ => None,
+                }) if *until > Instant::now() => (None, Some((*version, reason.clone()))),
+                _ => (None, None),
             }
         };
+        if let Some((token, stale)) = hit {
+            if stale {
+                self.revalidate(key).await?;
+            }
+            let ahead = i64::try_from(self.inner.config.refresh_ahead_secs).unwrap_or(i64::MAX);
+            if token.remaining_secs(now) < ahead {
+                self.start_flight(key.clone());
+            }
+            return Ok(Some(token));
+        }
         if let Some((version, reason)) = dead_at {
             // Without asking the provider: only a newly stored token (a
             // reconnect) revives the account.
@@ -162,6 +173,28 @@ impl Broker {
             }
         }
         Ok(None)
+    }
+
+    /// Confirms with the store that the account is still connected; drops
+    /// the cached token if not.
+    async fn revalidate(&self, key: &Key) -> Result<(), TokenError> {
+        let outcome = match self.inner.reader.latest(&key.0, &key.1).await? {
+            Latest::Token { .. } => Ok(()),
+            Latest::Disconnected => Err(TokenError::Disconnected),
+            Latest::NotFound => Err(TokenError::UnknownAccount),
+        };
+        let mut cache = lock(&self.inner.cache);
+        match &outcome {
+            Ok(()) => {
+                if let Some(Cached::Token { checked, .. }) = cache.get_mut(key) {
+                    *checked = Instant::now();
+                }
+            }
+            Err(_) => {
+                cache.remove(key);
+            }
+        }
+        outcome
     }
 
     /// Starts a refresh for `key` unless one is running; returns its receiver.
@@ -179,7 +212,13 @@ impl Broker {
             {
                 let mut cache = lock(&broker.inner.cache);
                 if let Ok(token) = &outcome {
-                    cache.insert(key.clone(), Cached::Token(token.clone()));
+                    cache.insert(
+                        key.clone(),
+                        Cached::Token {
+                            token: token.clone(),
+                            checked: Instant::now(),
+                        },
+                    );
                 }
                 // Remove the flight while holding the cache lock, so a new
                 // caller sees either the flight or its cached result.

@@ -115,6 +115,10 @@ pub struct CacheConfig {
     pub negative_ttl_secs: u64,
     /// How long one caller may wait for a refresh, retries included.
     pub refresh_deadline_secs: u64,
+    /// A cached token is served without looking at the store for at most
+    /// this long; then the store is read once more, so that a disconnect
+    /// stops tokens within this many seconds.
+    pub revalidate_secs: u64,
 }
 
 impl Default for CacheConfig {
@@ -123,6 +127,7 @@ impl Default for CacheConfig {
             refresh_ahead_secs: 60,
             negative_ttl_secs: 300,
             refresh_deadline_secs: 10,
+            revalidate_secs: 5,
         }
     }
 }

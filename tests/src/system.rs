@@ -44,6 +44,7 @@ impl Default for Options {
                 refresh_ahead_secs: 0,
                 negative_ttl_secs: 300,
                 refresh_deadline_secs: 4,
+                revalidate_secs: 1,
             },
             provider_timeout_secs: 1,
         }

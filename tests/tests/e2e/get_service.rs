@@ -244,3 +244,145 @@ async fn python_worker_gets_an_accepted_token() {
     assert_eq!(reply["code"], "PERMISSION_DENIED", "{reply}");
     f.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnected_accounts_are_not_found_and_say_so() {
+    use tokenvault_proto::v1::DisconnectAccountRequest;
+    use tokenvault_proto::v1::set_service_client::SetServiceClient;
+    let mut f = System::start(Options::default()).await.unwrap();
+    f.connect("ivan").await.unwrap();
+    assert!(f.token("ivan", 0).await.is_ok());
+    let web = f.pki.issue(Role::WebFrontend, None).unwrap();
+    SetServiceClient::new(
+        tokenvault_tests::grpc_channel(&f.set.address(), &web, Role::SetService).unwrap(),
+    )
+    .disconnect_account(DisconnectAccountRequest {
+        account: "ivan".into(),
+        provider: "oidc".into(),
+    })
+    .await
+    .unwrap();
+    // The cached access token stops being served within revalidate_secs (1 s
+    // here), without waiting for it to expire.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let err = f
+        .worker
+        .access_token("ivan", "oidc", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(Code::NotFound));
+    assert!(err.to_string().contains("disconnected"), "{err}");
+    f.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ciphertext_copied_onto_another_row_is_refused_loudly() {
+    use tokenvault_store::{Latest, TokenReader, TokenWriter};
+    let mut f = System::start(Options::default()).await.unwrap();
+    f.connect("judy").await.unwrap();
+    let reader = TokenReader::connect(&f.store.reader_url).await.unwrap();
+    let Latest::Token {
+        sealed_token, kid, ..
+    } = reader.latest("judy", "oidc").await.unwrap()
+    else {
+        panic!("not stored")
+    };
+    // An attacker with the writer's database access copies judy's token
+    // onto mallory's row.
+    let writer = TokenWriter::connect(&f.store.writer_url).await.unwrap();
+    writer
+        .store("mallory", "oidc", &sealed_token, &kid)
+        .await
+        .unwrap();
+    let before = f.refreshes().await.unwrap();
+    let err = f
+        .worker
+        .access_token("mallory", "oidc", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(Code::Internal));
+    assert!(err.to_string().contains("integrity"), "{err}");
+    assert!(
+        tokenvault_tests::captured_logs()
+            .lines()
+            .any(|l| l.contains("tokenvault::integrity") && l.contains("ERROR")),
+        "no loud integrity log line"
+    );
+    assert_eq!(
+        f.refreshes().await.unwrap(),
+        before,
+        "the copied token was used"
+    );
+    f.stop().await.unwrap();
+}
+
+/// The `tokenvault-worker` binary, as a shell script would run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_cli_prints_a_token_and_exits_with_distinct_codes() {
+    let mut f = System::start(Options::default()).await.unwrap();
+    f.connect("kim").await.unwrap();
+    // Built next to this test binary by `cargo nextest run --workspace`.
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("tokenvault-worker");
+    assert!(
+        bin.exists(),
+        "{} is not built (cargo build -p tokenvault-worker)",
+        bin.display()
+    );
+    let files = f.pki.issue(Role::Worker, Some("cli")).unwrap();
+    let address = f.get.address();
+    let run = |args: Vec<String>| {
+        let mut command = std::process::Command::new(&bin);
+        command
+            .args([
+                "--address",
+                &address,
+                "--trust-domain",
+                tokenvault_tests::pki::TRUST_DOMAIN,
+            ])
+            .arg("--cert")
+            .arg(&files.cert)
+            .arg("--key")
+            .arg(&files.key)
+            .arg("--ca")
+            .arg(&files.ca)
+            .args(args);
+        async move {
+            tokio::task::spawn_blocking(move || command.output())
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let out = run(args("token --account kim --provider oidc --json")).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = json["access_token"].as_str().unwrap().to_owned();
+    f.secrets.push(token.clone());
+    assert_eq!(json["token_type"], "Bearer");
+    assert_eq!(f.oidc.userinfo(&token).await.unwrap()["sub"], "kim");
+
+    let out = run(args("token --account kim --provider oidc")).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), token);
+
+    let out = run(args("status --account kim --provider oidc")).await;
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ACCOUNT_STATUS_ACTIVE"));
+
+    let out = run(args("token --account nobody --provider oidc")).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.stop().await.unwrap();
+}
