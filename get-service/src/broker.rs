@@ -2,17 +2,28 @@
 //! single-flight refreshes, refresh-ahead, and the handling of rotated and
 //! dead grants.
 //!
-//! - A cached token is returned only if it stays valid for `min_ttl`.
+//! - A cached token is returned only if it stays valid for `min_ttl`; a
+//!   `min_ttl` longer than this provider's tokens live is refused up front.
 //! - However many callers ask for the same account at once, one refresh runs
-//!   (one decrypt, one provider call) in its own task, and every caller gets
-//!   its result; a caller that gives up does not cancel it.
-//! - A token near expiry is refreshed in the background on the next hit.
+//!   (one decrypt, one provider call) in its own task, under the account's
+//!   lock, and every caller gets its result; a caller that gives up does not
+//!   cancel it, and a refresh that panics still answers its waiters.
+//! - Waiters get the new access token before a rotated refresh token is
+//!   stored; the store then runs under the same account lock.
+//! - A token near expiry (the lesser of `refresh_ahead_secs` and a third of
+//!   its lifetime) is refreshed in the background on the next hit.
 //! - A cached token is re-confirmed against the store every
-//!   `revalidate_secs`, so a disconnect stops tokens within that time.
+//!   `revalidate_secs`, so a disconnect stops tokens within that time (if the
+//!   store is down, the cached token is served: nothing can be disconnected
+//!   then either).
 //! - A dead grant (`invalid_grant`) is confirmed by re-reading the store (a
 //!   newer stored token means a lost race, tried once more), recorded as
 //!   REAUTHORIZATION_REQUIRED through set-service, and remembered for
 //!   `negative_ttl` so that the provider is not asked again.
+//!
+//! One get-service instance per store: refreshes are single-flight within a
+//! process, and two instances refreshing one account at once would each
+//! rotate its token.
 //!
 //! This module holds plaintext refresh tokens only inside one refresh, and
 //! access tokens in the cache, all in `Zeroizing` buffers.
@@ -21,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokenvault_store::{Latest, TokenReader};
+use tokenvault_store::{Latest, StoreError, TokenReader};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
@@ -30,13 +41,15 @@ use crate::config::CacheConfig;
 use crate::error::TokenError;
 use crate::provider::{Provider, ProviderError};
 use crate::token::{AccessToken, now_unix};
-use crate::writer::{Key, PendingTokens, SetWriter, pending_token};
+use crate::writer::{Key, KeyLocks, SetWriter};
 
 /// The tracing target of integrity failures (a sealed token that does not
 /// belong to its row, or does not open).
 pub const INTEGRITY_TARGET: &str = "tokenvault::integrity";
 
 type Outcome = Result<Arc<AccessToken>, TokenError>;
+/// A refreshed token, and the rotated refresh token with the version it replaces.
+type Refreshed = (AccessToken, Option<(Zeroizing<String>, i64)>);
 
 enum Cached {
     /// A token, and when the store last confirmed the account is connected.
@@ -57,10 +70,12 @@ struct Inner {
     keys: Arc<PrivateKeyRing>,
     providers: HashMap<String, Arc<Provider>>,
     writer: SetWriter,
+    locks: KeyLocks,
     config: CacheConfig,
     cache: Mutex<HashMap<Key, Cached>>,
     flights: Mutex<HashMap<Key, watch::Receiver<Option<Outcome>>>>,
-    pending: PendingTokens,
+    /// The lifetime of the last token each provider issued, in seconds.
+    lifetimes: Mutex<HashMap<String, i64>>,
 }
 
 /// Cheap to clone; all clones share one cache.
@@ -76,12 +91,14 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// A broker over the given store, keys, providers and set-service writer.
+    /// A broker over the given store, keys, providers and set-service writer;
+    /// `locks` must be the writer's.
     pub fn new(
         reader: TokenReader,
         keys: Arc<PrivateKeyRing>,
         providers: HashMap<String, Arc<Provider>>,
         writer: SetWriter,
+        locks: KeyLocks,
         config: CacheConfig,
     ) -> Self {
         Self {
@@ -90,10 +107,11 @@ impl Broker {
                 keys,
                 providers,
                 writer,
+                locks,
                 config,
                 cache: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
-                pending: PendingTokens::default(),
+                lifetimes: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -108,19 +126,25 @@ impl Broker {
         self.inner.providers.contains_key(provider)
     }
 
+    /// How many rotated refresh tokens are still unstored.
+    pub fn unstored_rotations(&self) -> usize {
+        self.inner.writer.unstored()
+    }
+
     /// An access token for `key` valid for at least `min_ttl_secs`.
     pub async fn access_token(&self, key: Key, min_ttl_secs: u32) -> Outcome {
         let min_ttl = i64::from(min_ttl_secs).max(1);
+        let known_lifetime = lock(&self.inner.lifetimes).get(&key.1).copied();
+        if let Some(lifetime) = known_lifetime.filter(|l| min_ttl > *l) {
+            return Err(too_long(min_ttl_secs, &key.1, lifetime));
+        }
         if let Some(hit) = self.cached(&key, min_ttl).await? {
             return Ok(hit);
         }
-        let token = self.join_flight(key.clone()).await?;
+        let token = self.join_flight(key.clone(), min_ttl).await?;
         let remaining = token.remaining_secs(now_unix());
         if remaining < min_ttl {
-            return Err(TokenError::InvalidArgument(format!(
-                "min_ttl_seconds {min_ttl_secs} is longer than a fresh token from provider {} lives ({remaining} s)",
-                key.1
-            )));
+            return Err(too_long(min_ttl_secs, &key.1, remaining));
         }
         Ok(token)
     }
@@ -153,7 +177,9 @@ impl Broker {
             if stale {
                 self.revalidate(key).await?;
             }
-            let ahead = i64::try_from(self.inner.config.refresh_ahead_secs).unwrap_or(i64::MAX);
+            let ahead = i64::try_from(self.inner.config.refresh_ahead_secs)
+                .unwrap_or(i64::MAX)
+                .min(token.lifetime_secs / 3);
             if token.remaining_secs(now) < ahead {
                 self.start_flight(key.clone());
             }
@@ -176,12 +202,13 @@ impl Broker {
     }
 
     /// Confirms with the store that the account is still connected; drops
-    /// the cached token if not.
+    /// the cached token if not. A store that cannot be reached confirms.
     async fn revalidate(&self, key: &Key) -> Result<(), TokenError> {
-        let outcome = match self.inner.reader.latest(&key.0, &key.1).await? {
-            Latest::Token { .. } => Ok(()),
-            Latest::Disconnected => Err(TokenError::Disconnected),
-            Latest::NotFound => Err(TokenError::UnknownAccount),
+        let outcome = match self.inner.reader.latest(&key.0, &key.1).await {
+            Ok(Latest::Token { .. }) | Err(StoreError::Unavailable(_)) => Ok(()),
+            Ok(Latest::Disconnected) => Err(TokenError::Disconnected),
+            Ok(Latest::NotFound) => Err(TokenError::UnknownAccount),
+            Err(e) => Err(e.into()),
         };
         let mut cache = lock(&self.inner.cache);
         match &outcome {
@@ -198,7 +225,13 @@ impl Broker {
     }
 
     /// Starts a refresh for `key` unless one is running; returns its receiver.
+    /// Lock order everywhere: cache, then flights.
     fn start_flight(&self, key: Key) -> watch::Receiver<Option<Outcome>> {
+        let _cache = lock(&self.inner.cache);
+        self.start_flight_locked(key)
+    }
+
+    fn start_flight_locked(&self, key: Key) -> watch::Receiver<Option<Outcome>> {
         let mut flights = lock(&self.inner.flights);
         if let Some(rx) = flights.get(&key) {
             return rx.clone();
@@ -208,7 +241,22 @@ impl Broker {
         drop(flights);
         let broker = self.clone();
         tokio::spawn(async move {
-            let outcome = broker.refresh(&key).await.map(Arc::new);
+            let _account = broker.inner.locks.lock(&key).await;
+            // Its own task, so that a panic still answers the waiters.
+            let refresh = {
+                let (broker, key) = (broker.clone(), key.clone());
+                tokio::spawn(async move { broker.refresh(&key).await })
+            };
+            let (outcome, rotated) = match refresh.await {
+                Ok(Ok((token, rotated))) => (Ok(Arc::new(token)), rotated),
+                Ok(Err(e)) => (Err(e), None),
+                Err(_) => (
+                    Err(TokenError::Internal(
+                        "the refresh failed unexpectedly".into(),
+                    )),
+                    None,
+                ),
+            };
             {
                 let mut cache = lock(&broker.inner.cache);
                 if let Ok(token) = &outcome {
@@ -220,17 +268,34 @@ impl Broker {
                         },
                     );
                 }
-                // Remove the flight while holding the cache lock, so a new
-                // caller sees either the flight or its cached result.
                 lock(&broker.inner.flights).remove(&key);
             }
             let _ = tx.send(Some(outcome));
+            // Waiters have their token; store the rotated refresh token while
+            // still holding the account's lock.
+            if let Some((token, version)) = rotated {
+                broker
+                    .inner
+                    .writer
+                    .store_rotated(&key, token, version)
+                    .await;
+            }
         });
         rx
     }
 
-    async fn join_flight(&self, key: Key) -> Outcome {
-        let mut rx = self.start_flight(key);
+    /// Joins the running refresh for `key`, or starts one, unless a token
+    /// that satisfies `min_ttl` was cached meanwhile.
+    async fn join_flight(&self, key: Key, min_ttl: i64) -> Outcome {
+        let mut rx = {
+            let cache = lock(&self.inner.cache);
+            if let Some(Cached::Token { token, .. }) = cache.get(&key)
+                && token.remaining_secs(now_unix()) >= min_ttl
+            {
+                return Ok(token.clone());
+            }
+            self.start_flight_locked(key)
+        };
         match rx.wait_for(Option::is_some).await {
             Ok(v) => v.clone().unwrap_or_else(|| {
                 Err(TokenError::Internal(
@@ -243,8 +308,9 @@ impl Broker {
         }
     }
 
-    /// One refresh: read, open, refresh at the provider, handle the outcome.
-    async fn refresh(&self, key: &Key) -> Result<AccessToken, TokenError> {
+    /// One refresh, under the account's lock: read, open, refresh at the
+    /// provider, handle the outcome.
+    async fn refresh(&self, key: &Key) -> Result<Refreshed, TokenError> {
         let provider = self.inner.providers.get(&key.1).cloned().ok_or_else(|| {
             TokenError::InvalidArgument(format!("provider {:?} is not configured", key.1))
         })?;
@@ -253,26 +319,23 @@ impl Broker {
         let (mut version, mut refresh_token) = self.current_refresh_token(key).await?;
         let mut retried_race = false;
         loop {
+            let sent = now_unix();
             match provider.refresh_with_retry(&refresh_token, deadline).await {
                 Ok(refreshed) => {
-                    if let Some(rotated) = refreshed.refresh_token {
-                        self.inner
-                            .writer
-                            .store_rotated(
-                                key.clone(),
-                                Zeroizing::new(rotated.expose().to_owned()),
-                                version,
-                                self.inner.pending.clone(),
-                            )
-                            .await;
-                    }
+                    let lifetime = (refreshed.expires_at_unix - sent).max(0);
+                    lock(&self.inner.lifetimes).insert(key.1.clone(), lifetime);
                     tracing::info!(account = %key.0, provider = %key.1, "refreshed an access token");
-                    return Ok(AccessToken {
+                    let rotated = refreshed
+                        .refresh_token
+                        .map(|t| (Zeroizing::new(t.expose().to_owned()), version));
+                    let token = AccessToken {
                         token: Zeroizing::new(refreshed.access_token.expose().to_owned()),
                         token_type: refreshed.token_type,
                         expires_at_unix: refreshed.expires_at_unix,
                         scopes: refreshed.scopes,
-                    });
+                        lifetime_secs: lifetime,
+                    };
+                    return Ok((token, rotated));
                 }
                 Err(ProviderError::GrantDead { error, .. }) => {
                     // A newer stored token means another refresher won a race
@@ -306,6 +369,13 @@ impl Broker {
                         key.1
                     )));
                 }
+                Err(ProviderError::Misconfigured(reason)) => {
+                    tracing::error!(account = %key.0, provider = %key.1, %reason, "the provider rejected tokenvault's client configuration");
+                    return Err(TokenError::Internal(format!(
+                        "provider {} rejected tokenvault's client configuration; see get-service logs",
+                        key.1
+                    )));
+                }
                 Err(other) => {
                     tracing::error!(account = %key.0, provider = %key.1, error = %other, "refresh failed");
                     return Err(TokenError::Unavailable(format!(
@@ -324,15 +394,21 @@ impl Broker {
         key: &Key,
     ) -> Result<(i64, Zeroizing<String>), TokenError> {
         let (version, sealed) = match self.inner.reader.latest(&key.0, &key.1).await? {
-            Latest::NotFound => return Err(TokenError::UnknownAccount),
-            Latest::Disconnected => return Err(TokenError::Disconnected),
+            Latest::NotFound => {
+                self.inner.writer.pending_token(key, None);
+                return Err(TokenError::UnknownAccount);
+            }
+            Latest::Disconnected => {
+                self.inner.writer.pending_token(key, None);
+                return Err(TokenError::Disconnected);
+            }
             Latest::Token {
                 version,
                 sealed_token,
                 ..
             } => (version, sealed_token),
         };
-        if let Some(token) = pending_token(&self.inner.pending, key, version) {
+        if let Some(token) = self.inner.writer.pending_token(key, Some(version)) {
             return Ok((version, token));
         }
         let opened = self.inner.keys.open(&sealed, &key.0, &key.1).map_err(|e| {
@@ -346,6 +422,12 @@ impl Broker {
             .map_err(|_| TokenError::Internal("the stored refresh token is not UTF-8".into()))?;
         Ok((version, Zeroizing::new(text.to_owned())))
     }
+}
+
+fn too_long(min_ttl_secs: u32, provider: &str, lifetime: i64) -> TokenError {
+    TokenError::InvalidArgument(format!(
+        "min_ttl_seconds {min_ttl_secs} is longer than a fresh token from provider {provider} lives ({lifetime} s)"
+    ))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

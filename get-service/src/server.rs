@@ -22,7 +22,7 @@ use crate::config::{AllowConfig, Config};
 use crate::error::ServeError;
 use crate::provider::Provider;
 use crate::service::GetServiceImpl;
-use crate::writer::SetWriter;
+use crate::writer::{KeyLocks, SetWriter};
 
 /// The largest gRPC message accepted.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -78,8 +78,9 @@ pub async fn run(
     )?;
     let (_client_tls_tx, client_tls_rx) = watch::channel(client_tls);
     let set_channel = channel(&config.set_service.address, client_tls_rx)?;
-    let writer = SetWriter::new(set_channel, sealer);
-    let broker = Broker::new(reader, keys, providers, writer, config.cache.clone());
+    let locks = KeyLocks::default();
+    let writer = SetWriter::new(set_channel, sealer, locks.clone());
+    let broker = Broker::new(reader, keys, providers, writer, locks, config.cache.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -105,11 +106,18 @@ pub async fn run(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(
-            GetServiceServer::new(GetServiceImpl::new(broker))
+            GetServiceServer::new(GetServiceImpl::new(broker.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(incoming(listener, tls_rx), shutdown)
         .await?;
+    let unstored = broker.unstored_rotations();
+    if unstored > 0 {
+        tracing::error!(
+            unstored,
+            "stopping with rotated refresh tokens that set-service has not stored; those accounts will need to reconnect"
+        );
+    }
     tracing::info!("get-service stopped");
     Ok(())
 }

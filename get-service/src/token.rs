@@ -15,6 +15,8 @@ pub struct AccessToken {
     pub expires_at_unix: i64,
     /// The scopes it was granted.
     pub scopes: Vec<String>,
+    /// Its whole lifetime when it was obtained, in seconds.
+    pub lifetime_secs: i64,
 }
 
 impl fmt::Debug for AccessToken {
@@ -24,6 +26,7 @@ impl fmt::Debug for AccessToken {
             .field("token_type", &self.token_type)
             .field("expires_at_unix", &self.expires_at_unix)
             .field("scopes", &self.scopes)
+            .field("lifetime_secs", &self.lifetime_secs)
             .finish()
     }
 }

@@ -2,10 +2,15 @@
 //! certificate: a provider's rotated refresh token (sealed here with the
 //! public key before it leaves this process) and an account's status.
 //!
-//! A rotated refresh token is the only copy of the grant once the provider
-//! has rotated it, so it is never dropped: a store that fails is retried in
-//! the background until it succeeds, and until then the token is kept in
-//! memory ([`PendingTokens`]) and used for the next refresh.
+//! A rotated refresh token is stored only if the newest stored version is
+//! still the one it was refreshed from (`expected_version`), so it never
+//! revives an account disconnected meanwhile nor replaces a reconnect. Once
+//! the provider has rotated, the new token is the only live copy of the
+//! grant, so it is never dropped while it is still current: if set-service
+//! cannot be reached it is kept in memory ([`PendingTokens`]), used for the
+//! next refresh, and stored by a background loop. Every store for an account
+//! runs under that account's lock ([`KeyLocks`]), which refreshes hold too,
+//! so stores and refreshes of one account never interleave.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,156 +26,193 @@ use zeroize::Zeroizing;
 pub type Key = (String, String);
 
 /// How long one call to set-service may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Attempts made inline before a rotated token is handed to the background.
-const INLINE_ATTEMPTS: u32 = 3;
+const INLINE_ATTEMPTS: u32 = 2;
 
-/// A rotated refresh token not yet stored, and the stored version it replaced.
-/// `Debug` shows neither token.
+/// A rotated refresh token not yet stored. `Debug` shows no token.
 pub struct Pending {
     /// The new refresh token, used for the next refresh until it is stored.
     pub token: Zeroizing<String>,
-    /// The same token, sealed, as it will be stored (stable across retries,
-    /// so that set-service's idempotency applies).
-    sealed: String,
-    /// The stored version that was refreshed to get it.
-    pub replaces_version: i64,
-    /// Bumped whenever a newer rotated token replaces this one.
-    generation: u64,
+    /// The stored version it must replace.
+    pub expected_version: i64,
+    /// Whether a background loop is storing it.
+    flushing: bool,
 }
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending")
-            .field("replaces_version", &self.replaces_version)
-            .field("generation", &self.generation)
+            .field("expected_version", &self.expected_version)
+            .field("flushing", &self.flushing)
             .finish_non_exhaustive()
     }
 }
 
-/// Rotated refresh tokens whose store has not succeeded yet. At most one
-/// background loop per key stores whatever is newest here.
+/// Rotated refresh tokens whose store has not succeeded yet.
 pub type PendingTokens = Arc<Mutex<HashMap<Key, Pending>>>;
+
+/// One async lock per account, held by a refresh and by each store attempt.
+#[derive(Debug, Default, Clone)]
+pub struct KeyLocks(Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl KeyLocks {
+    /// Waits for `key`'s lock.
+    pub async fn lock(&self, key: &Key) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// What one store attempt found.
+enum Stored {
+    Yes,
+    /// The account changed meanwhile (disconnect or reconnect): drop the token.
+    Superseded,
+    /// set-service could not be reached or failed; try again later.
+    Failed,
+}
 
 /// The set-service client of get-service.
 #[derive(Debug, Clone)]
 pub struct SetWriter {
     client: SetServiceClient<Channel>,
     sealer: Arc<PublicKeySet>,
+    pending: PendingTokens,
+    locks: KeyLocks,
 }
 
 impl SetWriter {
     /// Writes through `channel` (an mTLS channel to set-service), sealing
     /// with `sealer`.
-    pub fn new(channel: Channel, sealer: Arc<PublicKeySet>) -> Self {
+    pub fn new(channel: Channel, sealer: Arc<PublicKeySet>, locks: KeyLocks) -> Self {
         Self {
             client: SetServiceClient::new(channel),
             sealer,
+            pending: PendingTokens::default(),
+            locks,
         }
     }
 
-    async fn store_once(&self, key: &Key, sealed: &str) -> Result<(), tonic::Status> {
-        let mut request = tonic::Request::new(StoreRefreshTokenRequest {
-            account: key.0.clone(),
-            provider: key.1.clone(),
-            sealed_token: sealed.to_owned(),
-        });
-        request.set_timeout(CALL_TIMEOUT);
-        self.client
-            .clone()
-            .store_refresh_token(request)
-            .await
-            .map(|_| ())
-    }
-
-    /// Seals and stores a rotated refresh token. Tries a few times inline;
-    /// if set-service is still unreachable, keeps the token in `pending` and
-    /// stores it from a background loop. If a loop for this key is already
-    /// running (an earlier rotation is still unstored), the new token simply
-    /// replaces the pending one, and the loop stores the newest.
-    pub async fn store_rotated(
-        &self,
-        key: Key,
-        token: Zeroizing<String>,
-        replaces_version: i64,
-        pending: PendingTokens,
-    ) {
+    async fn store_once(&self, key: &Key, token: &str, expected_version: i64) -> Stored {
         let sealed = match self.sealer.seal(&key.0, &key.1, token.as_bytes()) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(account = %key.0, provider = %key.1, error = %e, "cannot seal a rotated refresh token; keeping it in memory");
-                String::new()
+                tracing::error!(account = %key.0, provider = %key.1, error = %e, "cannot seal a rotated refresh token");
+                return Stored::Failed;
             }
         };
-        {
-            let mut map = lock(&pending);
-            if let Some(p) = map.get_mut(&key) {
-                // A background loop owns this key; hand it the newer token.
-                p.token = token;
-                p.sealed = sealed;
-                p.generation += 1;
-                return;
+        let mut request = tonic::Request::new(StoreRefreshTokenRequest {
+            account: key.0.clone(),
+            provider: key.1.clone(),
+            sealed_token: sealed,
+            expected_version: u64::try_from(expected_version).ok(),
+        });
+        request.set_timeout(CALL_TIMEOUT);
+        match self.client.clone().store_refresh_token(request).await {
+            Ok(_) => Stored::Yes,
+            Err(status) if status.code() == tonic::Code::Aborted => {
+                tracing::warn!(account = %key.0, provider = %key.1, "the account changed while a rotated refresh token was being stored (disconnected or reconnected); discarding the rotated token");
+                Stored::Superseded
+            }
+            Err(status) => {
+                tracing::warn!(account = %key.0, provider = %key.1, code = ?status.code(), "storing a rotated refresh token failed");
+                Stored::Failed
             }
         }
-        if !sealed.is_empty() {
-            for attempt in 0..INLINE_ATTEMPTS {
-                match self.store_once(&key, &sealed).await {
-                    Ok(()) => {
-                        tracing::info!(account = %key.0, provider = %key.1, "stored a rotated refresh token");
-                        return;
-                    }
-                    Err(status) => {
-                        tracing::warn!(account = %key.0, provider = %key.1, attempt, code = ?status.code(), "storing a rotated refresh token failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                    }
-                }
-            }
-        }
-        lock(&pending).insert(
-            key.clone(),
-            Pending {
-                token,
-                sealed,
-                replaces_version,
-                generation: 0,
-            },
-        );
-        tokio::spawn(self.clone().flush_pending(key, pending));
     }
 
-    /// Stores the newest pending token for `key` until none is left.
-    async fn flush_pending(self, key: Key, pending: PendingTokens) {
+    /// Stores a rotated refresh token that replaces `stored_version` (or the
+    /// pending token that did). Call with `key`'s lock held.
+    pub async fn store_rotated(&self, key: &Key, token: Zeroizing<String>, stored_version: i64) {
+        let expected = lock(&self.pending)
+            .get(key)
+            .map_or(stored_version, |p| p.expected_version);
+        for attempt in 0..INLINE_ATTEMPTS {
+            match self.store_once(key, &token, expected).await {
+                Stored::Yes => {
+                    lock(&self.pending).remove(key);
+                    tracing::info!(account = %key.0, provider = %key.1, "stored a rotated refresh token");
+                    return;
+                }
+                Stored::Superseded => {
+                    lock(&self.pending).remove(key);
+                    return;
+                }
+                Stored::Failed => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
+            }
+        }
+        let start_loop = {
+            let mut map = lock(&self.pending);
+            let flushing = map.get(key).is_some_and(|p| p.flushing);
+            map.insert(
+                key.clone(),
+                Pending {
+                    token,
+                    expected_version: expected,
+                    flushing: true,
+                },
+            );
+            !flushing
+        };
+        tracing::warn!(account = %key.0, provider = %key.1, "set-service unreachable: the rotated refresh token is kept in memory and stored when it can be");
+        if start_loop {
+            tokio::spawn(self.clone().flush(key.clone()));
+        }
+    }
+
+    /// Stores the pending token of `key` until it is stored or superseded.
+    async fn flush(self, key: Key) {
         let mut wait = Duration::from_millis(500);
         loop {
             tokio::time::sleep(wait).await;
-            let Some((sealed, generation)) = lock(&pending)
+            let _guard = self.locks.lock(&key).await;
+            let Some((token, expected)) = lock(&self.pending)
                 .get(&key)
-                .map(|p| (p.sealed.clone(), p.generation))
+                .map(|p| (p.token.clone(), p.expected_version))
             else {
                 return;
             };
-            let stored = if sealed.is_empty() {
-                Err(tonic::Status::internal("the token could not be sealed"))
-            } else {
-                self.store_once(&key, &sealed).await
-            };
-            match stored {
-                Ok(()) => {
-                    let mut map = lock(&pending);
-                    if map.get(&key).is_some_and(|p| p.generation == generation) {
-                        map.remove(&key);
-                        tracing::info!(account = %key.0, provider = %key.1, "stored a rotated refresh token after retrying");
-                        return;
-                    }
-                    // A newer token arrived meanwhile: store that one next.
-                    wait = Duration::from_millis(10);
+            match self.store_once(&key, &token, expected).await {
+                Stored::Yes => {
+                    lock(&self.pending).remove(&key);
+                    tracing::info!(account = %key.0, provider = %key.1, "stored a rotated refresh token after retrying");
+                    return;
                 }
-                Err(status) => {
-                    tracing::warn!(account = %key.0, provider = %key.1, code = ?status.code(), "still cannot store a rotated refresh token; it is kept in memory");
-                    wait = (wait * 2).min(Duration::from_secs(30));
+                Stored::Superseded => {
+                    lock(&self.pending).remove(&key);
+                    return;
                 }
+                Stored::Failed => wait = (wait * 2).min(Duration::from_secs(30)),
             }
         }
+    }
+
+    /// The pending token of `key`, if the store still holds the version it
+    /// replaces; a pending token for an account changed since is dropped.
+    /// Call with `key`'s lock held.
+    pub fn pending_token(
+        &self,
+        key: &Key,
+        newest_stored: Option<i64>,
+    ) -> Option<Zeroizing<String>> {
+        let mut map = lock(&self.pending);
+        match map.get(key) {
+            Some(p) if Some(p.expected_version) == newest_stored => Some(p.token.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// How many rotated tokens are still unstored (reported at shutdown).
+    pub fn unstored(&self) -> usize {
+        lock(&self.pending).len()
     }
 
     /// Records REAUTHORIZATION_REQUIRED for an account, retrying briefly.
@@ -194,24 +236,6 @@ impl SetWriter {
     }
 }
 
-fn lock(pending: &PendingTokens) -> std::sync::MutexGuard<'_, HashMap<Key, Pending>> {
-    pending.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The pending token for `key`, if its rotation is newer than `stored_version`.
-pub fn pending_token(
-    pending: &PendingTokens,
-    key: &Key,
-    stored_version: i64,
-) -> Option<Zeroizing<String>> {
-    let mut map = lock(pending);
-    match map.get(key) {
-        Some(p) if p.replaces_version >= stored_version => Some(p.token.clone()),
-        Some(_) => {
-            // The store has a newer version (a reconnect): that one wins.
-            map.remove(key);
-            None
-        }
-        None => None,
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -20,6 +20,7 @@ impl fmt::Debug for StoreRefreshTokenRequest {
             .field("account", &self.account)
             .field("provider", &self.provider)
             .field("sealed_token", &Redacted(self.sealed_token.len()))
+            .field("expected_version", &self.expected_version)
             .finish()
     }
 }
@@ -42,6 +43,7 @@ mod tests {
     #[test]
     fn debug_hides_tokens() {
         let req = StoreRefreshTokenRequest {
+            expected_version: None,
             account: "a".into(),
             provider: "p".into(),
             sealed_token: "SECRET-SEALED".into(),

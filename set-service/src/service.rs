@@ -72,10 +72,27 @@ impl SetServiceImpl {
             )));
         }
         sealed.check_context(&req.account, &req.provider)?;
-        let outcome = self
-            .store
-            .store(&req.account, &req.provider, &req.sealed_token, sealed.kid())
-            .await?;
+        let outcome = match req.expected_version {
+            None => {
+                self.store
+                    .store(&req.account, &req.provider, &req.sealed_token, sealed.kid())
+                    .await?
+            }
+            Some(expected) => {
+                let expected = i64::try_from(expected).map_err(|_| {
+                    RpcError::InvalidArgument("expected_version: out of range".into())
+                })?;
+                self.store
+                    .store_if_newest(
+                        &req.account,
+                        &req.provider,
+                        &req.sealed_token,
+                        sealed.kid(),
+                        expected,
+                    )
+                    .await?
+            }
+        };
         Ok(StoreRefreshTokenResponse {
             version: u64::try_from(outcome.version).unwrap_or_default(),
             already_stored: outcome.already_stored,

@@ -17,6 +17,17 @@ const INSERT_TOKEN: Sql = Sql::both(
      RETURNING id",
 );
 
+/// Appends a token only while the newest row of the key is version `$6`
+/// (optimistic concurrency for rotated tokens).
+const INSERT_TOKEN_IF_NEWEST: Sql = Sql::both(
+    "INSERT INTO token_events (account, provider, kind, sealed_token, kid, token_hash) \
+     SELECT $1, $2, 'token', $3, $4, $5 \
+     WHERE (SELECT id FROM token_events WHERE account = $1 AND provider = $2 \
+            ORDER BY id DESC LIMIT 1) = $6 \
+     ON CONFLICT DO NOTHING \
+     RETURNING id",
+);
+
 const FIND_TOKEN: Sql = Sql::both(
     "SELECT id FROM token_events WHERE account = $1 AND provider = $2 AND token_hash = $3",
 );
@@ -92,22 +103,64 @@ impl TokenWriter {
         sealed_token: &str,
         kid: &str,
     ) -> Result<StoreOutcome> {
+        self.store_conditionally(account, provider, sealed_token, kid, None)
+            .await
+    }
+
+    /// Like [`Self::store`], but only while the newest row of (account,
+    /// provider) is `expected_version`: a rotated refresh token must not
+    /// revive an account disconnected meanwhile, nor replace a newer token
+    /// from a reconnect. Otherwise [`StoreError::Conflict`]. A retry of a
+    /// token already stored still returns `already_stored`.
+    pub async fn store_if_newest(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: &str,
+        kid: &str,
+        expected_version: i64,
+    ) -> Result<StoreOutcome> {
+        self.store_conditionally(account, provider, sealed_token, kid, Some(expected_version))
+            .await
+    }
+
+    async fn store_conditionally(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: &str,
+        kid: &str,
+        expected_version: Option<i64>,
+    ) -> Result<StoreOutcome> {
         check_id("account", account)?;
         check_id("provider", provider)?;
         check_id("key id", kid)?;
         check_sealed_token(sealed_token)?;
         let hash = Sha256::digest(sealed_token.as_bytes()).to_vec();
 
-        let inserted: Option<i64> = on_db!(&self.db, INSERT_TOKEN, |pool, q| {
-            sqlx::query_scalar(q)
-                .bind(account)
-                .bind(provider)
-                .bind(sealed_token)
-                .bind(kid)
-                .bind(&hash)
-                .fetch_optional(pool)
-                .await?
-        });
+        let inserted: Option<i64> = match expected_version {
+            None => on_db!(&self.db, INSERT_TOKEN, |pool, q| {
+                sqlx::query_scalar(q)
+                    .bind(account)
+                    .bind(provider)
+                    .bind(sealed_token)
+                    .bind(kid)
+                    .bind(&hash)
+                    .fetch_optional(pool)
+                    .await?
+            }),
+            Some(expected) => on_db!(&self.db, INSERT_TOKEN_IF_NEWEST, |pool, q| {
+                sqlx::query_scalar(q)
+                    .bind(account)
+                    .bind(provider)
+                    .bind(sealed_token)
+                    .bind(kid)
+                    .bind(&hash)
+                    .bind(expected)
+                    .fetch_optional(pool)
+                    .await?
+            }),
+        };
         let outcome = match inserted {
             Some(version) => StoreOutcome {
                 version,
@@ -122,8 +175,14 @@ impl TokenWriter {
                         .fetch_optional(pool)
                         .await?
                 });
-                let version = existing.ok_or_else(|| {
-                    StoreError::Conflict("the token was neither inserted nor found".to_owned())
+                let version = existing.ok_or_else(|| match expected_version {
+                    Some(expected) => StoreError::Conflict(format!(
+                        "the newest stored version is no longer {expected} \
+                         (the account was disconnected or reconnected meanwhile)"
+                    )),
+                    None => {
+                        StoreError::Conflict("the token was neither inserted nor found".to_owned())
+                    }
                 })?;
                 StoreOutcome {
                     version,

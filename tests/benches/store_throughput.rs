@@ -122,6 +122,7 @@ async fn main() {
             let sealed_token = keys.seal(&account, "oidc", b"warm").unwrap();
             client
                 .store_refresh_token(StoreRefreshTokenRequest {
+                    expected_version: None,
                     account,
                     provider: "oidc".into(),
                     sealed_token,
@@ -136,6 +137,7 @@ async fn main() {
             async move {
                 client
                     .store_refresh_token(StoreRefreshTokenRequest {
+                        expected_version: None,
                         account,
                         provider: "oidc".into(),
                         sealed_token,

@@ -33,6 +33,15 @@ impl RunningService {
         format!("127.0.0.1:{}", self.addr.port())
     }
 
+    /// A handle for a service that is not running (remembers its address).
+    pub fn stopped(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            shutdown: None,
+            task: None,
+        }
+    }
+
     /// Signals shutdown and waits for the server to finish.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
@@ -79,13 +88,13 @@ pub fn sqlite_url(dir: &Path) -> String {
 
 /// Runs `serve` (a service's `run` with its listener, config and shutdown
 /// future) in a task, on a listener already bound to 127.0.0.1 port 0.
-async fn spawn_service<F, Fut, E>(serve: F) -> anyhow::Result<RunningService>
+async fn spawn_service<F, Fut, E>(addr: SocketAddr, serve: F) -> anyhow::Result<RunningService>
 where
     F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
     E: Into<anyhow::Error>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel();
     let running = serve(listener, rx);
@@ -101,7 +110,15 @@ where
 pub async fn start_set_service(
     config: tokenvault_set_service::Config,
 ) -> anyhow::Result<RunningService> {
-    spawn_service(|listener, rx| {
+    start_set_service_at(config, "127.0.0.1:0".parse()?).await
+}
+
+/// Starts set-service on `addr` (e.g. again on the port it had).
+pub async fn start_set_service_at(
+    config: tokenvault_set_service::Config,
+    addr: SocketAddr,
+) -> anyhow::Result<RunningService> {
+    spawn_service(addr, |listener, rx| {
         tokenvault_set_service::run(listener, config, async {
             let _ = rx.await;
         })
@@ -113,7 +130,7 @@ pub async fn start_set_service(
 pub async fn start_get_service(
     config: tokenvault_get_service::Config,
 ) -> anyhow::Result<RunningService> {
-    spawn_service(|listener, rx| {
+    spawn_service("127.0.0.1:0".parse()?, |listener, rx| {
         tokenvault_get_service::run(listener, config, async {
             let _ = rx.await;
         })

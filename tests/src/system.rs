@@ -18,7 +18,7 @@ use crate::oidc::{OidcOptions, OidcServer, Tokens};
 use crate::pki::TestPki;
 use crate::services::{
     RunningService, get_service_config, grpc_channel, oidc_provider_config, set_service_config,
-    start_get_service, start_set_service,
+    start_get_service, start_set_service, start_set_service_at,
 };
 use crate::store::{Backend, TestStore};
 
@@ -63,6 +63,7 @@ pub struct System {
     pub oidc: OidcServer,
     /// set-service.
     pub set: RunningService,
+    set_config: tokenvault_set_service::Config,
     /// get-service.
     pub get: RunningService,
     /// The token-encryption public keys.
@@ -84,7 +85,8 @@ impl System {
             ..OidcOptions::default()
         })
         .await?;
-        let set = start_set_service(set_service_config(&pki, &store.writer_url)?).await?;
+        let set_config = set_service_config(&pki, &store.writer_url)?;
+        let set = start_set_service(set_config.clone()).await?;
         // The SQLite reader needs the file the writer creates.
         let _ = TokenReader::connect(&store.reader_url).await;
         let mut get_config = get_service_config(
@@ -106,6 +108,7 @@ impl System {
             store,
             oidc,
             set,
+            set_config,
             get,
             keys,
             worker,
@@ -124,6 +127,7 @@ impl System {
             SetServiceClient::new(grpc_channel(&self.set.address(), &web, Role::SetService)?);
         client
             .store_refresh_token(StoreRefreshTokenRequest {
+                expected_version: None,
                 account: account.into(),
                 provider: "oidc".into(),
                 sealed_token: self
@@ -132,6 +136,41 @@ impl System {
             })
             .await?;
         Ok(tokens)
+    }
+
+    /// Waits (up to `within`) until the stored refresh token of `account`
+    /// differs from `old` (a rotation is stored after callers get their
+    /// access token), and returns it.
+    pub async fn stored_token_other_than(
+        &mut self,
+        account: &str,
+        old: &str,
+        within: Duration,
+    ) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let now = self.stored_refresh_token(account).await?;
+            if now != old {
+                return Ok(now);
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the stored refresh token of {account} did not change");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops set-service, to be restarted with [`System::restart_set_service`].
+    pub async fn stop_set_service(&mut self) -> anyhow::Result<()> {
+        let addr = self.set.addr;
+        let running = std::mem::replace(&mut self.set, RunningService::stopped(addr));
+        running.stop().await
+    }
+
+    /// Starts set-service again on the address it had.
+    pub async fn restart_set_service(&mut self) -> anyhow::Result<()> {
+        self.set = start_set_service_at(self.set_config.clone(), self.set.addr).await?;
+        Ok(())
     }
 
     /// An access token through the worker client, or the status code.

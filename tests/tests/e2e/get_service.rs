@@ -39,8 +39,10 @@ async fn min_ttl_forces_a_refresh_and_rotation_is_stored() {
     let original = f.connect("bob").await.unwrap();
     let first = f.token("bob", 0).await.unwrap();
     // The provider rotated the refresh token; get-service stored the new one.
-    let rotated = f.stored_refresh_token("bob").await.unwrap();
-    assert_ne!(rotated, original.refresh_token);
+    let rotated = f
+        .stored_token_other_than("bob", &original.refresh_token, Duration::from_secs(5))
+        .await
+        .unwrap();
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     // ~7 s left: asking for 8 forces a refresh, with the rotated token (the
@@ -48,8 +50,9 @@ async fn min_ttl_forces_a_refresh_and_rotation_is_stored() {
     let second = f.token("bob", 8).await.unwrap();
     assert_ne!(second, first);
     assert_eq!(f.refreshes().await.unwrap(), 2);
-    let rotated_again = f.stored_refresh_token("bob").await.unwrap();
-    assert_ne!(rotated_again, rotated);
+    f.stored_token_other_than("bob", &rotated, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(f.oidc.introspect(&second).await.unwrap()["active"], true);
     // More than a fresh token lives: a clear error, not a short token.
     assert_eq!(f.token("bob", 3600).await, Err(Code::InvalidArgument));
@@ -384,5 +387,48 @@ async fn worker_cli_prints_a_token_and_exits_with_distinct_codes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    f.stop().await.unwrap();
+}
+
+/// set-service is down while the provider rotates the refresh token twice:
+/// the newest token is kept in memory and used, then stored once set-service
+/// is back; nothing reuses a rotated-away token (which would revoke the whole
+/// grant at this server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_tokens_survive_set_service_being_down() {
+    let mut f = System::start(Options {
+        access_token_ttl: Duration::from_secs(10),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let original = f.connect("liam").await.unwrap();
+    f.token("liam", 0).await.unwrap();
+    let stored_before = f
+        .stored_token_other_than("liam", &original.refresh_token, Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    f.stop_set_service().await.unwrap();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // ~8 s left: asking for 9 forces a refresh, and a rotation.
+        f.token("liam", 9).await.unwrap();
+    }
+    assert_eq!(f.stored_refresh_token("liam").await.unwrap(), stored_before);
+
+    f.restart_set_service().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while f.stored_refresh_token("liam").await.unwrap() == stored_before {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated token was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The stored token is the newest: another refresh works.
+    assert!(f.token("liam", 9).await.is_ok());
+    assert_eq!(f.refreshes().await.unwrap(), 4);
     f.stop().await.unwrap();
 }

@@ -30,6 +30,7 @@ async fn fixture() -> Fixture {
 impl Fixture {
     fn request(&self, account: &str) -> StoreRefreshTokenRequest {
         StoreRefreshTokenRequest {
+            expected_version: None,
             account: account.to_owned(),
             provider: "oidc".to_owned(),
             sealed_token: self

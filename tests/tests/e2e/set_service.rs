@@ -55,6 +55,7 @@ impl Fixture {
 
     fn request(&self, account: &str, provider: &str) -> StoreRefreshTokenRequest {
         StoreRefreshTokenRequest {
+            expected_version: None,
             account: account.into(),
             provider: provider.into(),
             sealed_token: self.sealed(account, provider),
@@ -210,6 +211,7 @@ async fn malformed_input_writes_nothing(backend: Backend) {
     let foreign_keys = PublicKeySet::load_dir(&other_pki.public_keys_dir()).unwrap();
     let parts: Vec<&str> = good.sealed_token.split('.').collect();
     let with = |account: &str, provider: &str, token: String| StoreRefreshTokenRequest {
+        expected_version: None,
         account: account.into(),
         provider: provider.into(),
         sealed_token: token,
@@ -416,4 +418,56 @@ async fn status_disconnect_and_reconnect_sqlite() {
 #[tokio::test]
 async fn status_disconnect_and_reconnect_postgres() {
     status_disconnect_and_reconnect(Backend::Postgres).await;
+}
+
+/// A conditional store (a rotated token) after a disconnect is refused with
+/// ABORTED and writes nothing; it cannot revive the account.
+async fn conditional_store_cannot_revive(backend: Backend) {
+    let mut f = fixture(backend).await;
+    let v1 = f
+        .web
+        .store_refresh_token(f.request("mia", "oidc"))
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
+    f.web
+        .disconnect_account(DisconnectAccountRequest {
+            account: "mia".into(),
+            provider: "oidc".into(),
+        })
+        .await
+        .unwrap();
+    let rows = f.rows().await;
+    let mut rotated = f.request("mia", "oidc");
+    rotated.expected_version = Some(v1);
+    let status = f.web.store_refresh_token(rotated).await.unwrap_err();
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert_eq!(f.rows().await, rows);
+    assert_eq!(
+        f.reader().await.latest("mia", "oidc").await.unwrap(),
+        Latest::Disconnected
+    );
+    // With the right version, it is stored.
+    let v2 = f
+        .web
+        .store_refresh_token(f.request("mia", "oidc"))
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
+    let mut rotated = f.request("mia", "oidc");
+    rotated.expected_version = Some(v2);
+    f.web.store_refresh_token(rotated).await.unwrap();
+    f.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn conditional_store_cannot_revive_sqlite() {
+    conditional_store_cannot_revive(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn conditional_store_cannot_revive_postgres() {
+    conditional_store_cannot_revive(Backend::Postgres).await;
 }
