@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tokenvault_mtls::settings::{EnvOverride, load_toml, redact_url};
+use tokenvault_mtls::settings::{EnvOverride, load_toml, read_config_file, redact_url};
 use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
 
 use crate::error::ConfigError;
@@ -154,10 +154,7 @@ impl Default for AllowConfig {
 impl Config {
     /// Reads `path`, applies overrides from `env`, and checks the result.
     pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_config_file(path)?;
         Self::from_toml(&text, env)
     }
 
@@ -166,7 +163,7 @@ impl Config {
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let config: Config = load_toml(text, ENV_OVERRIDES, env).map_err(ConfigError::Parse)?;
+        let config: Config = load_toml(text, ENV_OVERRIDES, env)?;
         config.validate()?;
         Ok(config)
     }

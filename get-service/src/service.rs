@@ -82,25 +82,6 @@ impl GetServiceImpl {
     }
 }
 
-fn finish<T>(
-    rpc: &'static str,
-    peer: Option<&PeerInfo>,
-    account: &str,
-    provider: &str,
-    result: Result<T, TokenError>,
-) -> Result<Response<T>, Status> {
-    match result {
-        Ok(v) => {
-            audit::record(rpc, peer, account, provider, Ok(()));
-            Ok(Response::new(v))
-        }
-        Err(e) => {
-            audit::record(rpc, peer, account, provider, Err((e.outcome(), &e)));
-            Err(e.into())
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl GetService for GetServiceImpl {
     async fn get_access_token(
@@ -110,12 +91,13 @@ impl GetService for GetServiceImpl {
         let peer = request.extensions().get::<PeerInfo>().cloned();
         let req = request.into_inner();
         let result = self.access_token(&req).await;
-        finish(
+        audit::respond(
             "GetAccessToken",
             peer.as_ref(),
             &req.account,
             &req.provider,
             result,
+            TokenError::outcome,
         )
     }
 
@@ -126,12 +108,13 @@ impl GetService for GetServiceImpl {
         let peer = request.extensions().get::<PeerInfo>().cloned();
         let req = request.into_inner();
         let result = self.account_status(&req).await;
-        finish(
+        audit::respond(
             "GetAccountStatus",
             peer.as_ref(),
             &req.account,
             &req.provider,
             result,
+            TokenError::outcome,
         )
     }
 }

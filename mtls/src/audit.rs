@@ -34,3 +34,28 @@ pub fn record(
         }
     }
 }
+
+/// Writes the audit line of one RPC and turns its result into the gRPC
+/// response; `label` gives an error's short outcome label.
+pub fn respond<T, E>(
+    rpc: &str,
+    peer: Option<&PeerInfo>,
+    account: &str,
+    provider: &str,
+    result: Result<T, E>,
+    label: fn(&E) -> &'static str,
+) -> Result<tonic::Response<T>, tonic::Status>
+where
+    E: Display + Into<tonic::Status>,
+{
+    match result {
+        Ok(v) => {
+            record(rpc, peer, account, provider, Ok(()));
+            Ok(tonic::Response::new(v))
+        }
+        Err(e) => {
+            record(rpc, peer, account, provider, Err((label(&e), &e)));
+            Err(e.into())
+        }
+    }
+}

@@ -4,7 +4,35 @@
 //! with the setting's name (and the variable that set it), and tests pass the
 //! lookup function instead of touching the process environment.
 
+use std::path::{Path, PathBuf};
+
 use serde::de::DeserializeOwned;
+
+/// A setting is missing or wrong; start-up stops with this message, which
+/// names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("config setting {setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+/// Reads a config file.
+pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
 
 /// One environment override: the variable, the dotted setting it replaces,
 /// and whether its value is a comma-separated list.
@@ -45,8 +73,9 @@ pub fn load_toml<T: DeserializeOwned>(
     text: &str,
     overrides: &[EnvOverride],
     env: impl Fn(&str) -> Option<String>,
-) -> Result<T, String> {
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+) -> Result<T, ConfigError> {
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
     let mut applied = Vec::new();
     for o in overrides {
         if let Some(value) = env(o.var) {
@@ -74,7 +103,7 @@ pub fn load_toml<T: DeserializeOwned>(
         {
             msg.push_str(&format!(" (set by {})", o.var));
         }
-        msg
+        ConfigError::Parse(msg)
     })
 }
 

@@ -1,26 +1,9 @@
 //! set-service errors, and the one place where they become gRPC statuses.
 //! No message here ever contains a sealed token.
 
-use std::path::PathBuf;
-
 use tonic::Status;
 
-/// A setting is missing or wrong; start-up stops with this message.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config: {0}")]
-    Parse(String),
-    #[error("config setting {setting}: {reason}")]
-    Invalid {
-        setting: &'static str,
-        reason: String,
-    },
-}
+pub use tokenvault_mtls::settings::ConfigError;
 
 /// Why set-service could not start or stopped.
 #[derive(Debug, thiserror::Error)]

@@ -132,26 +132,6 @@ impl SetServiceImpl {
     }
 }
 
-/// Logs one audit line and turns the result into a gRPC response.
-fn finish<T>(
-    rpc: &'static str,
-    peer: Option<&PeerInfo>,
-    account: &str,
-    provider: &str,
-    result: Result<T, RpcError>,
-) -> Result<Response<T>, Status> {
-    match result {
-        Ok(v) => {
-            audit::record(rpc, peer, account, provider, Ok(()));
-            Ok(Response::new(v))
-        }
-        Err(e) => {
-            audit::record(rpc, peer, account, provider, Err((e.outcome(), &e)));
-            Err(e.into())
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl SetService for SetServiceImpl {
     async fn store_refresh_token(
@@ -161,12 +141,13 @@ impl SetService for SetServiceImpl {
         let peer = request.extensions().get::<PeerInfo>().cloned();
         let req = request.into_inner();
         let result = SetServiceImpl::store_refresh_token(self, &req).await;
-        finish(
+        audit::respond(
             "StoreRefreshToken",
             peer.as_ref(),
             &req.account,
             &req.provider,
             result,
+            RpcError::outcome,
         )
     }
 
@@ -179,12 +160,13 @@ impl SetService for SetServiceImpl {
         let result = SetServiceImpl::disconnect_account(self, &req)
             .await
             .map(|()| DisconnectAccountResponse {});
-        finish(
+        audit::respond(
             "DisconnectAccount",
             peer.as_ref(),
             &req.account,
             &req.provider,
             result,
+            RpcError::outcome,
         )
     }
 
@@ -197,12 +179,13 @@ impl SetService for SetServiceImpl {
         let result = SetServiceImpl::record_account_status(self, &req)
             .await
             .map(|()| RecordAccountStatusResponse {});
-        finish(
+        audit::respond(
             "RecordAccountStatus",
             peer.as_ref(),
             &req.account,
             &req.provider,
             result,
+            RpcError::outcome,
         )
     }
 }

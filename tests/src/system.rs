@@ -72,6 +72,8 @@ pub struct System {
     pub worker: WorkerClient,
     /// Every token the test saw, to check the logs for.
     pub secrets: Vec<String>,
+    /// Accounts connected through [`System::connect`].
+    connected: Vec<String>,
 }
 
 impl System {
@@ -113,6 +115,7 @@ impl System {
             keys,
             worker,
             secrets: Vec::new(),
+            connected: Vec::new(),
         })
     }
 
@@ -122,6 +125,7 @@ impl System {
         let tokens = self.oidc.obtain_refresh_token(account).await?;
         self.secrets.push(tokens.refresh_token.clone());
         self.secrets.push(tokens.access_token.clone());
+        self.connected.push(account.to_owned());
         let web = self.pki.issue(Role::WebFrontend, None)?;
         let mut client =
             SetServiceClient::new(grpc_channel(&self.set.address(), &web, Role::SetService)?);
@@ -211,7 +215,13 @@ impl System {
         }
     }
 
-    pub async fn stop(self) -> anyhow::Result<()> {
+    /// Stops the services, after checking that no token the test saw, nor
+    /// any refresh token stored now (rotated ones included), was logged.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for account in std::mem::take(&mut self.connected) {
+            // Disconnected accounts have nothing stored; that is fine here.
+            let _ = self.stored_refresh_token(&account).await;
+        }
         self.assert_no_secret_logged();
         self.get.stop().await?;
         self.set.stop().await
