@@ -18,6 +18,8 @@
 //! sees a refresh token.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -319,74 +319,56 @@ async fn a_ciphertext_copied_onto_another_row_is_refused_loudly() {
     f.stop().await.unwrap();
 }
 
-/// The `tokenvault-worker` binary, as a shell script would run it.
+/// The `tokenvault-worker` command line, as a shell script would run it
+/// (the binary is a thin wrapper around `tokenvault_worker::cli::run`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_cli_prints_a_token_and_exits_with_distinct_codes() {
     let mut f = System::start(Options::default()).await.unwrap();
     f.connect("kim").await.unwrap();
-    // Built next to this test binary by `cargo nextest run --workspace`.
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("tokenvault-worker");
-    assert!(
-        bin.exists(),
-        "{} is not built (cargo build -p tokenvault-worker)",
-        bin.display()
-    );
     let files = f.pki.issue(Role::Worker, Some("cli")).unwrap();
     let address = f.get.address();
-    let run = |args: Vec<String>| {
-        let mut command = std::process::Command::new(&bin);
-        command
-            .args([
-                "--address",
-                &address,
-                "--trust-domain",
-                tokenvault_tests::pki::TRUST_DOMAIN,
-            ])
-            .arg("--cert")
-            .arg(&files.cert)
-            .arg("--key")
-            .arg(&files.key)
-            .arg("--ca")
-            .arg(&files.ca)
-            .args(args);
+    let run = |command: &str| {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "tokenvault-worker".into(),
+            "--address".into(),
+            address.clone().into(),
+            "--trust-domain".into(),
+            tokenvault_tests::pki::TRUST_DOMAIN.into(),
+            "--cert".into(),
+            files.cert.clone().into(),
+            "--key".into(),
+            files.key.clone().into(),
+            "--ca".into(),
+            files.ca.clone().into(),
+        ];
+        args.extend(command.split(' ').map(std::ffi::OsString::from));
         async move {
-            tokio::task::spawn_blocking(move || command.output())
-                .await
-                .unwrap()
-                .unwrap()
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = tokenvault_worker::cli::run(args, &mut out, &mut err).await;
+            (
+                code,
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(err).unwrap(),
+            )
         }
     };
-    let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
-    let out = run(args("token --account kim --provider oidc --json")).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, out, err) = run("token --account kim --provider oidc --json").await;
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let token = json["access_token"].as_str().unwrap().to_owned();
     f.secrets.push(token.clone());
     assert_eq!(json["token_type"], "Bearer");
     assert_eq!(f.oidc.userinfo(&token).await.unwrap()["sub"], "kim");
 
-    let out = run(args("token --account kim --provider oidc")).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), token);
-
-    let out = run(args("status --account kim --provider oidc")).await;
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ACCOUNT_STATUS_ACTIVE"));
-
-    let out = run(args("token --account nobody --provider oidc")).await;
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, out, _) = run("token --account kim --provider oidc").await;
+    assert_eq!(out.trim(), token);
+    let (_, out, _) = run("status --account kim --provider oidc").await;
+    assert!(out.starts_with("ACCOUNT_STATUS_ACTIVE"), "{out}");
+    let (code, _, err) = run("token --account nobody --provider oidc").await;
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = run("token --account kim").await;
+    assert_eq!(code, 2);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     f.stop().await.unwrap();
 }
 
