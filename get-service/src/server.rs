@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokenvault_mtls::{
     AllowList, AuthzLayer, IdentityPattern, Role, channel, client_config, incoming, server_config,
 };
+use tokenvault_proto::discovery::{self, DISCOVERY_SERVICES};
 use tokenvault_proto::v1::get_service_server::{GetServiceServer, SERVICE_NAME};
 use tokenvault_seal::PublicKeySet;
 use tokenvault_store::TokenReader;
@@ -34,9 +35,7 @@ pub fn allow_list(allow: &AllowConfig) -> AllowList {
     AllowList::new()
         .allow(&path("GetAccessToken"), &allow.get_access_token)
         .allow(&path("GetAccountStatus"), &allow.get_account_status)
-        .allow_any_peer("grpc.health.v1.Health")
-        .allow_any_peer("grpc.reflection.v1.ServerReflection")
-        .allow_any_peer("grpc.reflection.v1alpha.ServerReflection")
+        .allow_any_peers(&DISCOVERY_SERVICES)
 }
 
 /// Runs get-service on `listener` until `shutdown` resolves.
@@ -86,17 +85,8 @@ pub async fn run(
     health
         .set_serving::<GetServiceServer<GetServiceImpl>>()
         .await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tokenvault_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(SERVICE_NAME)
-            .with_service_name("grpc.health.v1.Health")
-            .with_service_name("grpc.reflection.v1.ServerReflection")
-            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
-    };
-    let reflection_alpha = reflection().build_v1alpha()?;
-    let reflection = reflection().build_v1()?;
+    let reflection_alpha = discovery::reflection(SERVICE_NAME).build_v1alpha()?;
+    let reflection = discovery::reflection(SERVICE_NAME).build_v1()?;
 
     let (_tls_tx, tls_rx) = watch::channel(Arc::clone(&tls.config));
     tracing::info!(listen = ?listener.local_addr().ok(), "get-service serving");

@@ -101,6 +101,11 @@ impl AllowList {
         self
     }
 
+    /// [`AllowList::allow_any_peer`] for each of `services`.
+    pub fn allow_any_peers(self, services: &[&str]) -> Self {
+        services.iter().fold(self, |a, s| a.allow_any_peer(s))
+    }
+
     /// Whether `id` may call `path`.
     pub fn permits(&self, path: &str, id: &SpiffeId) -> bool {
         if self.open_services.iter().any(|p| path.starts_with(p)) {

@@ -12,6 +12,7 @@
 //! - [`AuthzLayer`] enforces a per-RPC [`AllowList`] and answers everything
 //!   else with `PERMISSION_DENIED`.
 //!
+//! - [`process`] sets up logging and the shutdown signal of every binary.
 //! - [`settings`] loads a service's TOML config with named environment
 //!   overrides, the same way for every service.
 //!
@@ -25,6 +26,7 @@ mod client;
 mod error;
 mod identity;
 mod pem;
+pub mod process;
 mod server;
 pub mod settings;
 mod verify;

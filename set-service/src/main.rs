@@ -5,11 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use tokenvault_mtls::process::{init_logging, shutdown_signal};
 use tokenvault_set_service::config::ENV_CONFIG;
 use tokenvault_set_service::{Config, run};
-
-/// Sets the log filter, e.g. `info,tokenvault=debug`.
-const ENV_LOG: &str = "TOKENVAULT_LOG";
 
 /// tokenvault set-service: write-only ingest of sealed refresh tokens.
 #[derive(Debug, Parser)]
@@ -22,12 +20,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env(ENV_LOG)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging();
     let args = Args::parse();
     let config = Config::load(&args.config, |k| std::env::var(k).ok())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -35,26 +28,4 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("listen: cannot bind {}", config.listen))?;
     run(listener, config, shutdown_signal()).await?;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

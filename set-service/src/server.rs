@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokenvault_mtls::{AllowList, AuthzLayer, incoming, server_config};
+use tokenvault_proto::discovery::{self, DISCOVERY_SERVICES};
 use tokenvault_proto::v1::set_service_server::{SERVICE_NAME, SetServiceServer};
 use tokenvault_seal::PublicKeySet;
 use tokenvault_store::TokenWriter;
@@ -24,9 +25,7 @@ pub fn allow_list(allow: &AllowConfig) -> AllowList {
         .allow(&path("StoreRefreshToken"), &allow.store_refresh_token)
         .allow(&path("DisconnectAccount"), &allow.disconnect_account)
         .allow(&path("RecordAccountStatus"), &allow.record_account_status)
-        .allow_any_peer("grpc.health.v1.Health")
-        .allow_any_peer("grpc.reflection.v1.ServerReflection")
-        .allow_any_peer("grpc.reflection.v1alpha.ServerReflection")
+        .allow_any_peers(&DISCOVERY_SERVICES)
 }
 
 /// Runs set-service on `listener` until `shutdown` resolves.
@@ -58,19 +57,8 @@ pub async fn run(
     health
         .set_serving::<SetServiceServer<SetServiceImpl>>()
         .await;
-    // Both reflection versions (newer tools ask v1, many clients still
-    // v1alpha), advertising only the services this server serves.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tokenvault_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(SERVICE_NAME)
-            .with_service_name("grpc.health.v1.Health")
-            .with_service_name("grpc.reflection.v1.ServerReflection")
-            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
-    };
-    let reflection_alpha = reflection().build_v1alpha()?;
-    let reflection = reflection().build_v1()?;
+    let reflection_alpha = discovery::reflection(SERVICE_NAME).build_v1alpha()?;
+    let reflection = discovery::reflection(SERVICE_NAME).build_v1()?;
     let service = SetServiceImpl::new(store, keys, config.providers.clone(), config.limits.clone());
     let max = config.limits.max_message_bytes;
 
