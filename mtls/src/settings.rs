@@ -7,6 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::IpAddr;
+use url::{Host, Url};
+use zeroize::Zeroizing;
 
 /// A setting is missing or wrong; start-up stops with this message, which
 /// names the setting.
@@ -146,6 +151,105 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    }
+}
+
+/// A secret string (client secret, access token, refresh token): wiped on
+/// drop, printed as `<redacted>` by `Debug`, and without `Display`.
+#[derive(Clone, Default)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps `value`, which is wiped when the `Secret` is dropped.
+    pub fn new(value: String) -> Self {
+        Self(Zeroizing::new(value))
+    }
+
+    /// The secret itself. Do not log it or put it in an error.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::new)
+    }
+}
+
+/// Checks one OAuth scope token (RFC 6749 3.3: printable ASCII without
+/// spaces, quotes or backslashes).
+pub fn check_scope(scope: &str) -> Result<(), String> {
+    let ok = !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{scope:?} is not a valid scope (printable ASCII, no spaces, quotes or backslashes)"
+        ))
+    }
+}
+
+/// Parses an endpoint URL and applies the transport rule: https, or http only
+/// to a loopback host (127.0.0.0/8, ::1, `localhost`); no credentials in the
+/// URL and no fragment. `setting` names the setting in the error.
+pub fn check_endpoint(setting: &str, value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| format!("{setting}: not a URL ({e}): {value:?}"))?;
+    let Some(host) = url.host() else {
+        return Err(format!("{setting}: {value:?} has no host"));
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&host) => {}
+        "http" => {
+            return Err(format!(
+                "{setting}: must use https ({value:?}); plain http is allowed only to a loopback address"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{setting}: must be an https URL, not {other}: ({value:?})"
+            ));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{setting}: must not contain credentials; use client_id and client_secret"
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(format!(
+            "{setting}: must not contain a fragment ({value:?})"
+        ));
+    }
+    Ok(url)
+}
+
+fn is_loopback(host: &Host<&str>) -> bool {
+    match host {
+        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => IpAddr::V6(*ip).to_canonical().is_loopback(),
     }
 }
 

@@ -5,13 +5,14 @@
 //! Holds the provider's client secret, in a [`Secret`] that is wiped on drop
 //! and never printed; no tokens.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use url::{Host, Url};
+use url::Url;
 
 use super::Secret;
+pub(super) use tokenvault_mtls::settings::check_endpoint;
+use tokenvault_mtls::settings::check_scope;
 
 /// How the client authenticates at the token and revocation endpoints.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -174,17 +175,7 @@ impl ProviderConfig {
             ));
         }
         for scope in &self.scopes {
-            // RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-            let ok = !scope.is_empty()
-                && scope
-                    .bytes()
-                    .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E));
-            if !ok {
-                return Err(format!(
-                    "{}: {scope:?} is not a valid scope (printable ASCII, no spaces, quotes or backslashes)",
-                    setting("scopes")
-                ));
-            }
+            check_scope(scope).map_err(|e| format!("{}: {e}", setting("scopes")))?;
         }
         Ok(Checked {
             source,
@@ -207,49 +198,6 @@ fn check_name(name: &str) -> Result<(), String> {
         Err(format!(
             "providers.name: {name:?} must be 1-64 characters from a-z, 0-9, '-', '_', '.'"
         ))
-    }
-}
-
-/// Parses an endpoint URL and applies the transport rule: https, or http only
-/// to a loopback host (127.0.0.0/8, ::1, `localhost`); no credentials in the
-/// URL and no fragment. `setting` names the setting in the error.
-pub(super) fn check_endpoint(setting: &str, value: &str) -> Result<Url, String> {
-    let url = Url::parse(value).map_err(|e| format!("{setting}: not a URL ({e}): {value:?}"))?;
-    let Some(host) = url.host() else {
-        return Err(format!("{setting}: {value:?} has no host"));
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&host) => {}
-        "http" => {
-            return Err(format!(
-                "{setting}: must use https ({value:?}); plain http is allowed only to a loopback address"
-            ));
-        }
-        other => {
-            return Err(format!(
-                "{setting}: must be an https URL, not {other}: ({value:?})"
-            ));
-        }
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "{setting}: must not contain credentials; use client_id and client_secret"
-        ));
-    }
-    if url.fragment().is_some() {
-        return Err(format!(
-            "{setting}: must not contain a fragment ({value:?})"
-        ));
-    }
-    Ok(url)
-}
-
-fn is_loopback(host: &Host<&str>) -> bool {
-    match host {
-        Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        Host::Ipv4(ip) => ip.is_loopback(),
-        Host::Ipv6(ip) => IpAddr::V6(*ip).to_canonical().is_loopback(),
     }
 }
 

@@ -28,58 +28,14 @@ mod revoke;
 mod token_body;
 mod transport;
 
-use std::fmt;
-
-use serde::{Deserialize, Deserializer};
-use zeroize::Zeroizing;
-
 pub use client::Provider;
 pub use config::{ClientAuth, ProviderConfig};
 pub use discovery::Endpoints;
 pub use error::ProviderError;
+pub use tokenvault_mtls::settings::Secret;
 
 /// Target of this module's trace events.
 pub(crate) const TRACE_TARGET: &str = "tokenvault::provider";
-
-/// A secret string (client secret, access token, refresh token): wiped on
-/// drop, printed as `<redacted>` by `Debug`, and without `Display`.
-#[derive(Clone, Default)]
-pub struct Secret(Zeroizing<String>);
-
-impl Secret {
-    /// Wraps `value`, which is wiped when the `Secret` is dropped.
-    pub fn new(value: String) -> Self {
-        Self(Zeroizing::new(value))
-    }
-
-    /// The secret itself. Do not log it or put it in an error.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the secret is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self::new(value)
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Self::new)
-    }
-}
 
 /// The result of a successful refresh grant.
 #[derive(Clone, Debug)]

@@ -1,0 +1,247 @@
+//! web-frontend configuration: a typed TOML file with environment overrides
+//! named as constants. A wrong or missing setting stops start-up with a
+//! message that names it. Provider client secrets live in [`ProviderConfig`]
+//! and are never printed; the cookie key and the link secret are read from
+//! files named here, never written into the config itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tokenvault_mtls::TlsFiles;
+use tokenvault_mtls::settings::{
+    ConfigError, EnvOverride, check_endpoint, load_toml, read_config_file,
+};
+use url::Url;
+
+use crate::provider::ProviderConfig;
+
+/// Path of the TOML config file (used by the binary).
+pub const ENV_CONFIG: &str = "TOKENVAULT_WEB_CONFIG";
+/// Overrides `listen`.
+pub const ENV_LISTEN: &str = "TOKENVAULT_WEB_LISTEN";
+/// Overrides `public_url`.
+pub const ENV_PUBLIC_URL: &str = "TOKENVAULT_WEB_PUBLIC_URL";
+/// Overrides `trust_domain`.
+pub const ENV_TRUST_DOMAIN: &str = "TOKENVAULT_WEB_TRUST_DOMAIN";
+/// Overrides `tls.cert`.
+pub const ENV_TLS_CERT: &str = "TOKENVAULT_WEB_TLS_CERT";
+/// Overrides `tls.key`.
+pub const ENV_TLS_KEY: &str = "TOKENVAULT_WEB_TLS_KEY";
+/// Overrides `tls.ca`.
+pub const ENV_TLS_CA: &str = "TOKENVAULT_WEB_TLS_CA";
+/// Overrides `tls.crl`.
+pub const ENV_TLS_CRL: &str = "TOKENVAULT_WEB_TLS_CRL";
+/// Overrides `set_service.address`.
+pub const ENV_SET_SERVICE_ADDRESS: &str = "TOKENVAULT_WEB_SET_SERVICE_ADDRESS";
+/// Overrides `public_keys_dir`.
+pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_WEB_PUBLIC_KEYS_DIR";
+/// Overrides `session.cookie_key_file`.
+pub const ENV_COOKIE_KEY_FILE: &str = "TOKENVAULT_WEB_COOKIE_KEY_FILE";
+/// Overrides `links.secret_file`.
+pub const ENV_LINK_SECRET_FILE: &str = "TOKENVAULT_WEB_LINK_SECRET_FILE";
+
+const ENV_OVERRIDES: &[EnvOverride] = &[
+    EnvOverride::scalar(ENV_LISTEN, "listen"),
+    EnvOverride::scalar(ENV_PUBLIC_URL, "public_url"),
+    EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
+    EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
+    EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
+    EnvOverride::scalar(ENV_TLS_CA, "tls.ca"),
+    EnvOverride::scalar(ENV_TLS_CRL, "tls.crl"),
+    EnvOverride::scalar(ENV_SET_SERVICE_ADDRESS, "set_service.address"),
+    EnvOverride::scalar(ENV_PUBLIC_KEYS_DIR, "public_keys_dir"),
+    EnvOverride::scalar(ENV_COOKIE_KEY_FILE, "session.cookie_key_file"),
+    EnvOverride::scalar(ENV_LINK_SECRET_FILE, "links.secret_file"),
+];
+
+/// The whole web-frontend configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (plain HTTP), e.g. `127.0.0.1:7400`. Put a
+    /// TLS-terminating proxy in front of it anywhere but loopback.
+    pub listen: SocketAddr,
+    /// The URL browsers use, e.g. `https://connect.example.com`. The
+    /// redirect URI registered at every provider is `<public_url>/callback`.
+    /// When it is https, every response carries HSTS.
+    pub public_url: String,
+    /// The SPIFFE trust domain.
+    pub trust_domain: String,
+    /// The `web-frontend` client certificate, key, CA bundle and CRL used
+    /// towards set-service.
+    pub tls: TlsFiles,
+    /// Where sealed tokens are sent.
+    pub set_service: SetServiceConfig,
+    /// Directory of token-encryption public keys; the newest seals.
+    pub public_keys_dir: PathBuf,
+    /// The provider catalogue.
+    pub providers: Vec<ProviderConfig>,
+    /// Sign-in cookies.
+    #[serde(default)]
+    pub session: SessionConfig,
+    /// Connect links signed by the embedding application.
+    #[serde(default)]
+    pub links: LinkConfig,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// How to reach set-service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetServiceConfig {
+    /// `host:port`; the host is checked against set-service's certificate.
+    pub address: String,
+    /// Time limit of one call.
+    #[serde(default = "default_set_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_set_timeout_secs() -> u64 {
+    10
+}
+
+/// Sign-in cookies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// How long a started sign-in stays valid (its `state`), in seconds.
+    pub sign_in_ttl_secs: u64,
+    /// How long this browser may disconnect an account it just connected.
+    pub connected_ttl_secs: u64,
+    /// A file of at least 64 random bytes that encrypts the cookies. Without
+    /// it a random key is made at start, so sign-ins in progress do not
+    /// survive a restart, and replicas cannot share sign-ins.
+    pub cookie_key_file: Option<PathBuf>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            sign_in_ttl_secs: 600,
+            connected_ttl_secs: 3600,
+            cookie_key_file: None,
+        }
+    }
+}
+
+/// Connect links signed by the embedding application (see `docs/CONNECT_LINKS.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkConfig {
+    /// A file holding the shared HMAC secret (at least 32 bytes; surrounding
+    /// whitespace is ignored). Without it, signed links are refused and every
+    /// account id is derived from the provider identity.
+    pub secret_file: Option<PathBuf>,
+    /// The longest lifetime a link may claim, in seconds.
+    pub max_lifetime_secs: u64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            secret_file: None,
+            max_lifetime_secs: 3600,
+        }
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies overrides from `env`, and checks the result.
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = read_config_file(path)?;
+        Self::from_toml(&text, env)
+    }
+
+    /// Parses TOML text, applies overrides from `env`, and checks the result.
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let config: Config = load_toml(text, ENV_OVERRIDES, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The public URL, parsed and checked.
+    pub fn public_url(&self) -> Result<Url, ConfigError> {
+        let url = check_endpoint("public_url", &self.public_url).map_err(invalid("public_url"))?;
+        if url.query().is_some() || url.path() != "/" {
+            return Err(ConfigError::Invalid {
+                setting: "public_url",
+                reason: "give scheme, host and port only, e.g. https://connect.example.com".into(),
+            });
+        }
+        Ok(url)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        tokenvault_mtls::validate_trust_domain(&self.trust_domain)
+            .map_err(|e| invalid("trust_domain")(e.to_string()))?;
+        self.public_url()?;
+        if self.providers.is_empty() {
+            return Err(invalid("providers")(
+                "configure at least one provider".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &self.providers {
+            p.validate().map_err(invalid("providers"))?;
+            if !names.insert(p.name.as_str()) {
+                return Err(invalid("providers")(format!(
+                    "provider {:?} is configured twice",
+                    p.name
+                )));
+            }
+        }
+        if !(1..=3600).contains(&self.session.sign_in_ttl_secs) {
+            return Err(invalid("session.sign_in_ttl_secs")(
+                "must be between 1 and 3600 seconds".into(),
+            ));
+        }
+        if self.session.connected_ttl_secs == 0 {
+            return Err(invalid("session.connected_ttl_secs")(
+                "must be at least 1".into(),
+            ));
+        }
+        if self.links.max_lifetime_secs == 0 || self.links.max_lifetime_secs > 7 * 86_400 {
+            return Err(invalid("links.max_lifetime_secs")(
+                "must be between 1 second and 7 days".into(),
+            ));
+        }
+        if self.set_service.timeout_secs == 0 || self.set_service.timeout_secs > 300 {
+            return Err(invalid("set_service.timeout_secs")(
+                "must be between 1 and 300 seconds".into(),
+            ));
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(invalid("limits.max_body_bytes")(
+                "must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(setting: &'static str) -> impl Fn(String) -> ConfigError {
+    move |reason| ConfigError::Invalid { setting, reason }
+}

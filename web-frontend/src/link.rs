@@ -1,0 +1,319 @@
+//! Connect links signed by the embedding application, so that a stored token
+//! is filed under the application's own account id rather than one derived
+//! from the provider identity.
+//!
+//! A link carries `account`, optionally `provider`, `expires` (Unix seconds)
+//! and `sig`:
+//!
+//! ```text
+//! sig = base64url_nopad(HMAC-SHA256(secret,
+//!         "tokenvault-link-v1\n" + action + "\n" + account + "\n" + provider + "\n" + expires))
+//! ```
+//!
+//! where `action` is `connect` or `disconnect` and `provider` is empty when the
+//! link lets the person choose. `docs/CONNECT_LINKS.md` has the whole format
+//! and a Python example. This module holds the shared secret (wiped on drop)
+//! and no token.
+
+use std::path::Path;
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use url::Url;
+use zeroize::Zeroizing;
+
+/// The shortest secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// What a link lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAction {
+    /// Connect an account under the link's account id.
+    Connect,
+    /// Disconnect the link's (account, provider).
+    Disconnect,
+}
+
+impl LinkAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            LinkAction::Connect => "connect",
+            LinkAction::Disconnect => "disconnect",
+        }
+    }
+}
+
+/// Why a link was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// This frontend has no link secret.
+    #[error("signed links are not enabled on this server")]
+    NotConfigured,
+    /// A parameter is missing or malformed, or the signature does not match.
+    #[error("the link is not valid: {0}")]
+    Invalid(&'static str),
+    /// The link's time is up.
+    #[error("the link has expired")]
+    Expired,
+    /// The link claims a longer life than this server allows.
+    #[error("the link is valid for longer than this server allows")]
+    TooLongLived,
+}
+
+/// A link's parameters as they arrive in a query string or form.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct LinkParams {
+    /// The application's account id.
+    pub account: Option<String>,
+    /// The provider the link is limited to.
+    pub provider: Option<String>,
+    /// Expiry, Unix seconds.
+    pub expires: Option<i64>,
+    /// The signature.
+    pub sig: Option<String>,
+}
+
+impl LinkParams {
+    /// Whether any link parameter is present.
+    pub fn is_present(&self) -> bool {
+        self.account.is_some() || self.expires.is_some() || self.sig.is_some()
+    }
+
+    /// The query string that carries these parameters on.
+    pub fn query(&self) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(a) = &self.account {
+            out.append_pair("account", a);
+        }
+        if let Some(p) = &self.provider {
+            out.append_pair("provider", p);
+        }
+        if let Some(e) = self.expires {
+            out.append_pair("expires", &e.to_string());
+        }
+        if let Some(s) = &self.sig {
+            out.append_pair("sig", s);
+        }
+        out.finish()
+    }
+}
+
+/// Signs and checks links with the shared secret.
+pub struct LinkSigner {
+    key: hmac::Key,
+    max_lifetime_secs: i64,
+}
+
+impl std::fmt::Debug for LinkSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkSigner")
+            .field("key", &"<redacted>")
+            .field("max_lifetime_secs", &self.max_lifetime_secs)
+            .finish()
+    }
+}
+
+impl LinkSigner {
+    /// A signer for `secret` (at least [`MIN_SECRET_LEN`] bytes).
+    pub fn new(secret: &[u8], max_lifetime_secs: u64) -> Result<Self, String> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "the link secret must be at least {MIN_SECRET_LEN} bytes"
+            ));
+        }
+        Ok(Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            max_lifetime_secs: i64::try_from(max_lifetime_secs).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Reads the secret from `path`; surrounding whitespace is ignored.
+    pub fn from_file(path: &Path, max_lifetime_secs: u64) -> Result<Self, String> {
+        let bytes = Zeroizing::new(
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        );
+        Self::new(bytes.trim_ascii(), max_lifetime_secs)
+    }
+
+    fn message(action: LinkAction, account: &str, provider: &str, expires: i64) -> String {
+        format!(
+            "tokenvault-link-v1\n{}\n{account}\n{provider}\n{expires}",
+            action.as_str()
+        )
+    }
+
+    /// The signature of a link.
+    pub fn sign(
+        &self,
+        action: LinkAction,
+        account: &str,
+        provider: Option<&str>,
+        expires: i64,
+    ) -> String {
+        let message = Self::message(action, account, provider.unwrap_or(""), expires);
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, message.as_bytes()).as_ref())
+    }
+
+    /// A whole link: `<public_url>/connect[/<provider>]` or `/disconnect`.
+    pub fn url(
+        &self,
+        public_url: &Url,
+        action: LinkAction,
+        account: &str,
+        provider: Option<&str>,
+        expires: i64,
+    ) -> Result<Url, url::ParseError> {
+        let params = LinkParams {
+            account: Some(account.to_owned()),
+            provider: provider.map(str::to_owned),
+            expires: Some(expires),
+            sig: Some(self.sign(action, account, provider, expires)),
+        };
+        let path = match (action, provider) {
+            (LinkAction::Connect, Some(p)) => format!("connect/{p}"),
+            (LinkAction::Connect, None) => String::new(),
+            (LinkAction::Disconnect, _) => "disconnect".to_owned(),
+        };
+        let mut url = public_url.join(&path)?;
+        url.set_query(Some(&params.query()));
+        Ok(url)
+    }
+
+    /// Checks a link for `action`, used with `provider`, at `now`; returns the
+    /// account id it carries. The signature is compared in constant time.
+    pub fn verify(
+        &self,
+        action: LinkAction,
+        params: &LinkParams,
+        provider: &str,
+        now: i64,
+    ) -> Result<String, LinkError> {
+        let account = params
+            .account
+            .as_deref()
+            .ok_or(LinkError::Invalid("no account"))?;
+        let expires = params.expires.ok_or(LinkError::Invalid("no expiry"))?;
+        let sig = params
+            .sig
+            .as_deref()
+            .ok_or(LinkError::Invalid("no signature"))?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| LinkError::Invalid("the signature is not base64url"))?;
+        let signed_provider = params.provider.as_deref().unwrap_or("");
+        if !signed_provider.is_empty() && signed_provider != provider {
+            return Err(LinkError::Invalid("it is for another provider"));
+        }
+        if action == LinkAction::Disconnect && signed_provider.is_empty() {
+            return Err(LinkError::Invalid("a disconnect link names its provider"));
+        }
+        let message = Self::message(action, account, signed_provider, expires);
+        hmac::verify(&self.key, message.as_bytes(), &sig)
+            .map_err(|_| LinkError::Invalid("the signature does not match"))?;
+        if expires < now {
+            return Err(LinkError::Expired);
+        }
+        if expires - now > self.max_lifetime_secs {
+            return Err(LinkError::TooLongLived);
+        }
+        tokenvault_proto::ids::check_account(account)
+            .map_err(|_| LinkError::Invalid("the account id has unsupported characters"))?;
+        Ok(account.to_owned())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn params(
+        signer: &LinkSigner,
+        account: &str,
+        provider: Option<&str>,
+        expires: i64,
+    ) -> LinkParams {
+        LinkParams {
+            account: Some(account.into()),
+            provider: provider.map(Into::into),
+            expires: Some(expires),
+            sig: Some(signer.sign(LinkAction::Connect, account, provider, expires)),
+        }
+    }
+
+    #[test]
+    fn signs_and_verifies() {
+        let s = LinkSigner::new(SECRET, 600).unwrap();
+        let p = params(&s, "user-42", Some("google"), 1_000);
+        assert_eq!(
+            s.verify(LinkAction::Connect, &p, "google", 900).unwrap(),
+            "user-42"
+        );
+        let any = params(&s, "user-42", None, 1_000);
+        assert_eq!(
+            s.verify(LinkAction::Connect, &any, "github", 900).unwrap(),
+            "user-42"
+        );
+    }
+
+    #[test]
+    fn refuses_tampering_expiry_and_misuse() {
+        let s = LinkSigner::new(SECRET, 600).unwrap();
+        let p = params(&s, "user-42", Some("google"), 1_000);
+        let mut other = p.clone();
+        other.account = Some("user-43".into());
+        assert!(matches!(
+            s.verify(LinkAction::Connect, &other, "google", 900),
+            Err(LinkError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.verify(LinkAction::Connect, &p, "github", 900),
+            Err(LinkError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.verify(LinkAction::Disconnect, &p, "google", 900),
+            Err(LinkError::Invalid(_))
+        ));
+        assert_eq!(
+            s.verify(LinkAction::Connect, &p, "google", 1_001),
+            Err(LinkError::Expired)
+        );
+        assert_eq!(
+            s.verify(LinkAction::Connect, &p, "google", 100),
+            Err(LinkError::TooLongLived)
+        );
+        let wrong_key = LinkSigner::new(b"fedcba9876543210fedcba9876543210", 600).unwrap();
+        assert!(matches!(
+            wrong_key.verify(LinkAction::Connect, &p, "google", 900),
+            Err(LinkError::Invalid(_))
+        ));
+        assert!(LinkSigner::new(b"short", 600).is_err());
+    }
+
+    #[test]
+    fn known_answer() {
+        // The same value as docs/CONNECT_LINKS.md's Python example.
+        let s = LinkSigner::new(SECRET, 600).unwrap();
+        let message = "tokenvault-link-v1\nconnect\nuser-42\ngoogle\n1700000000";
+        let expected = URL_SAFE_NO_PAD.encode(
+            hmac::sign(
+                &hmac::Key::new(hmac::HMAC_SHA256, SECRET),
+                message.as_bytes(),
+            )
+            .as_ref(),
+        );
+        assert_eq!(
+            s.sign(
+                LinkAction::Connect,
+                "user-42",
+                Some("google"),
+                1_700_000_000
+            ),
+            expected
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! The web-frontend binary: `serve` (the default) reads the config, binds and
+//! calls [`run`]; `sign-link` prints a signed connect or disconnect link, as
+//! an application's backend would make one.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokenvault_mtls::process::{init_logging, shutdown_signal};
+use tokenvault_web_frontend::config::ENV_CONFIG;
+use tokenvault_web_frontend::link::{LinkAction, LinkSigner};
+use tokenvault_web_frontend::{Config, run};
+
+/// tokenvault web-frontend: the signup flow that connects accounts.
+#[derive(Debug, Parser)]
+#[command(name = "web-frontend", version)]
+struct Args {
+    /// The TOML config file.
+    #[arg(long, env = ENV_CONFIG, default_value = "web-frontend.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Print a signed link for an application account id.
+    SignLink {
+        /// The application's account id.
+        #[arg(long)]
+        account: String,
+        /// Limit the link to one provider (required for --disconnect).
+        #[arg(long)]
+        provider: Option<String>,
+        /// Seconds the link stays valid.
+        #[arg(long, default_value_t = 600)]
+        ttl: u64,
+        /// Make a disconnect link instead of a connect link.
+        #[arg(long)]
+        disconnect: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let args = Args::parse();
+    let config = Config::load(&args.config, |k| std::env::var(k).ok())?;
+    match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("listen: cannot bind {}", config.listen))?;
+            run(listener, config, shutdown_signal()).await?;
+        }
+        Command::SignLink {
+            account,
+            provider,
+            ttl,
+            disconnect,
+        } => {
+            let path = config
+                .links
+                .secret_file
+                .as_deref()
+                .context("links.secret_file is not set in the config")?;
+            let signer = LinkSigner::from_file(path, config.links.max_lifetime_secs)
+                .map_err(anyhow::Error::msg)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let expires = i64::try_from(now + ttl)?;
+            let action = if disconnect {
+                LinkAction::Disconnect
+            } else {
+                LinkAction::Connect
+            };
+            let url = signer.url(
+                &config.public_url()?,
+                action,
+                &account,
+                provider.as_deref(),
+                expires,
+            )?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{url}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The web-frontend's only way to store anything: set-service over mutual TLS
+//! with the `web-frontend` certificate. It sends sealed tokens (never
+//! plaintext) and disconnects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use tokenvault_mtls::{IdentityPattern, Role, TlsError, TlsFiles, channel, client_config};
+use tokenvault_proto::v1::set_service_client::SetServiceClient;
+use tokenvault_proto::v1::{DisconnectAccountRequest, StoreRefreshTokenRequest};
+use tokio::sync::watch;
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A set-service call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    /// set-service could not be reached or did not answer in time.
+    #[error("set-service is unavailable: {0}")]
+    Unavailable(String),
+    /// set-service refused the call.
+    #[error("set-service refused the call: {code:?}: {message}")]
+    Refused {
+        /// The gRPC status code.
+        code: Code,
+        /// set-service's message (it never contains a token).
+        message: String,
+    },
+}
+
+impl From<tonic::Status> for SetError {
+    fn from(s: tonic::Status) -> Self {
+        match s.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+                SetError::Unavailable(s.message().chars().take(200).collect())
+            }
+            code => SetError::Refused {
+                code,
+                message: s.message().chars().take(200).collect(),
+            },
+        }
+    }
+}
+
+/// A set-service client.
+#[derive(Debug, Clone)]
+pub struct SetClient {
+    client: SetServiceClient<Channel>,
+    timeout: Duration,
+    // Keeps the TLS config channel open; certificate reloads publish here.
+    _tls: Arc<watch::Sender<Arc<ClientConfig>>>,
+}
+
+impl SetClient {
+    /// A client for set-service at `address` (connects lazily).
+    pub fn new(
+        address: &str,
+        tls: &TlsFiles,
+        trust_domain: &str,
+        timeout: Duration,
+    ) -> Result<Self, TlsError> {
+        let config = client_config(tls, trust_domain, IdentityPattern::Role(Role::SetService))?;
+        let (tx, rx) = watch::channel(config);
+        Ok(Self {
+            client: SetServiceClient::new(channel(address, rx)?),
+            timeout,
+            _tls: Arc::new(tx),
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        request
+    }
+
+    /// Stores a sealed token as the newest version; returns the version.
+    pub async fn store(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: String,
+    ) -> Result<u64, SetError> {
+        let response = self
+            .client
+            .clone()
+            .store_refresh_token(self.request(StoreRefreshTokenRequest {
+                account: account.to_owned(),
+                provider: provider.to_owned(),
+                sealed_token,
+                expected_version: None,
+            }))
+            .await?;
+        Ok(response.into_inner().version)
+    }
+
+    /// Tombstones (account, provider).
+    pub async fn disconnect(&self, account: &str, provider: &str) -> Result<(), SetError> {
+        self.client
+            .clone()
+            .disconnect_account(self.request(DisconnectAccountRequest {
+                account: account.to_owned(),
+                provider: provider.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+}
