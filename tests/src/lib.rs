@@ -14,6 +14,7 @@ pub mod pki;
 pub mod services;
 pub mod store;
 pub mod system;
+pub mod web;
 
 pub use logs::{assert_not_logged, captured_logs, init_tracing};
 pub use pki::TestPki;

@@ -193,3 +193,123 @@ pub fn grpc_channel(address: &str, files: &TlsFiles, server_role: Role) -> anyho
     let (_tx, rx) = watch::channel(config);
     Ok(tokenvault_mtls::channel(address, rx)?)
 }
+
+/// The signed-link secret every test web-frontend uses.
+pub const LINK_SECRET: &str = "tokenvault-test-link-secret-0123456789abcdef";
+
+/// A web-frontend config for `pki`: public URL `public_url`, storing through
+/// set-service at `set_address`, with `providers` and a link secret
+/// ([`LINK_SECRET`]) written under the PKI's scratch directory.
+pub fn web_frontend_config(
+    pki: &TestPki,
+    public_url: &str,
+    set_address: &str,
+    providers: Vec<tokenvault_web_frontend::provider::ProviderConfig>,
+) -> anyhow::Result<tokenvault_web_frontend::Config> {
+    let secret_file = pki.scratch().join("link-secret");
+    std::fs::write(&secret_file, LINK_SECRET)?;
+    Ok(tokenvault_web_frontend::Config {
+        listen: "127.0.0.1:0".parse()?,
+        public_url: public_url.to_owned(),
+        trust_domain: TRUST_DOMAIN.to_owned(),
+        tls: pki.issue(Role::WebFrontend, None)?,
+        set_service: tokenvault_web_frontend::config::SetServiceConfig {
+            address: set_address.to_owned(),
+            timeout_secs: 5,
+        },
+        public_keys_dir: pki.public_keys_dir(),
+        providers,
+        session: tokenvault_web_frontend::config::SessionConfig::default(),
+        links: tokenvault_web_frontend::config::LinkConfig {
+            secret_file: Some(secret_file),
+            max_lifetime_secs: 3600,
+        },
+        limits: tokenvault_web_frontend::config::Limits::default(),
+    })
+}
+
+/// How a web-frontend provider entry for the test authorization server asks
+/// for access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebProvider {
+    /// OpenID Connect with offline access (`offline_access` and
+    /// `prompt=consent`), named `oidc`.
+    Oidc,
+    /// The same server as plain OAuth 2.0, identified through its userinfo
+    /// endpoint as a user API (the way GitHub is configured), named `github`.
+    Oauth2,
+    /// OpenID Connect without asking for offline access (so no refresh
+    /// token comes back), named `no-offline`.
+    NoOffline,
+}
+
+/// A web-frontend provider entry for the test authorization server.
+pub fn web_provider_config(
+    oidc: &OidcServer,
+    kind: WebProvider,
+) -> anyhow::Result<tokenvault_web_frontend::provider::ProviderConfig> {
+    let credentials = format!(
+        "client_id = \"{}\"\nclient_secret = \"{}\"\ntimeout_secs = 3\n",
+        crate::oidc::CLIENT_ID,
+        crate::oidc::CLIENT_SECRET
+    );
+    let entry = match kind {
+        WebProvider::Oidc => format!(
+            r#"name = "oidc"
+display_name = "Test OpenID Provider"
+issuer = "{issuer}"
+scopes = ["openid", "email", "offline_access"]
+auth_params = {{ prompt = "consent" }}
+"#,
+            issuer = oidc.issuer()
+        ),
+        WebProvider::Oauth2 => format!(
+            r#"name = "github"
+display_name = "OAuth 2.0 (GitHub-style)"
+kind = "oauth2"
+authorization_endpoint = "{auth}"
+token_endpoint = "{token}"
+user_endpoint = "{user}"
+subject_field = "sub"
+scopes = ["openid", "offline_access"]
+auth_params = {{ prompt = "consent" }}
+"#,
+            auth = oidc.authorization_endpoint(),
+            token = oidc.token_endpoint(),
+            user = oidc.userinfo_endpoint()
+        ),
+        WebProvider::NoOffline => format!(
+            r#"name = "no-offline"
+display_name = "Without offline access"
+issuer = "{issuer}"
+scopes = ["openid", "email"]
+"#,
+            issuer = oidc.issuer()
+        ),
+    };
+    Ok(toml::from_str(&format!("{entry}{credentials}"))?)
+}
+
+/// Starts web-frontend on `listener` (bound beforehand, so that its address
+/// can be registered as a redirect URI before it starts).
+pub async fn start_web_frontend(
+    listener: std::net::TcpListener,
+    config: tokenvault_web_frontend::Config,
+) -> anyhow::Result<RunningService> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        tokenvault_web_frontend::run(listener, config, async {
+            let _ = rx.await;
+        })
+        .await
+        .map_err(Into::into)
+    });
+    Ok(RunningService {
+        addr,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}

@@ -1,6 +1,7 @@
 //! The whole system started in one process for end-to-end tests and
 //! benchmarks: a PKI, a store, the real authorization server (npm
-//! `oidc-provider`), set-service, get-service and a worker client.
+//! `oidc-provider`), set-service, get-service, web-frontend and a worker
+//! client.
 
 use std::time::Duration;
 
@@ -14,13 +15,15 @@ use tokenvault_store::{Latest, TokenReader};
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 
 use crate::logs::{assert_not_logged, init_tracing};
-use crate::oidc::{OidcOptions, OidcServer, Tokens};
+use crate::oidc::{DEFAULT_REDIRECT_URI, OidcOptions, OidcServer, Tokens};
 use crate::pki::TestPki;
 use crate::services::{
-    RunningService, get_service_config, grpc_channel, oidc_provider_config, set_service_config,
-    start_get_service, start_set_service, start_set_service_at,
+    RunningService, WebProvider, get_service_config, grpc_channel, oidc_provider_config,
+    set_service_config, start_get_service, start_set_service, start_set_service_at,
+    start_web_frontend, web_frontend_config, web_provider_config,
 };
 use crate::store::{Backend, TestStore};
+use crate::web::WebBrowser;
 
 /// How to start the system.
 #[derive(Debug)]
@@ -33,6 +36,10 @@ pub struct Options {
     pub cache: CacheConfig,
     /// Per-call provider timeout.
     pub provider_timeout_secs: u64,
+    /// web-frontend's providers.
+    pub web_providers: Vec<WebProvider>,
+    /// How long a web sign-in stays valid.
+    pub sign_in_ttl_secs: u64,
 }
 
 impl Default for Options {
@@ -47,12 +54,18 @@ impl Default for Options {
                 revalidate_secs: 1,
             },
             provider_timeout_secs: 1,
+            web_providers: vec![
+                WebProvider::Oidc,
+                WebProvider::Oauth2,
+                WebProvider::NoOffline,
+            ],
+            sign_in_ttl_secs: 600,
         }
     }
 }
 
 /// The whole system in one process: PKI, store, authorization server,
-/// set-service, get-service and a worker client.
+/// set-service, get-service, web-frontend and a worker client.
 #[allow(missing_debug_implementations)]
 pub struct System {
     /// Certificates and keys.
@@ -66,6 +79,10 @@ pub struct System {
     set_config: tokenvault_set_service::Config,
     /// get-service.
     pub get: RunningService,
+    /// web-frontend.
+    pub web: RunningService,
+    /// web-frontend's public URL (`http://127.0.0.1:<port>`).
+    pub web_url: String,
     /// The token-encryption public keys.
     pub keys: PublicKeySet,
     /// A worker client with a `worker/e2e` certificate.
@@ -82,11 +99,22 @@ impl System {
         init_tracing();
         let pki = TestPki::new()?;
         let store = TestStore::new(options.backend).await;
+        // web-frontend's port is known first, to register its redirect URI.
+        let web_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let web_url = format!("http://127.0.0.1:{}", web_listener.local_addr()?.port());
         let oidc = OidcServer::start_with(OidcOptions {
             access_token_ttl: options.access_token_ttl,
-            ..OidcOptions::default()
+            redirect_uris: vec![
+                DEFAULT_REDIRECT_URI.to_owned(),
+                format!("{web_url}/callback"),
+            ],
         })
         .await?;
+        if options.backend == Backend::Sqlite {
+            // Create and migrate the file now (set-service would do it as it
+            // starts), so that row counts can be read at once.
+            tokenvault_store::TokenWriter::connect(&store.writer_url).await?;
+        }
         let set_config = set_service_config(&pki, &store.writer_url)?;
         let set = start_set_service(set_config.clone()).await?;
         // The SQLite reader needs the file the writer creates.
@@ -99,6 +127,14 @@ impl System {
         )?;
         get_config.cache = options.cache;
         let get = start_get_service(get_config).await?;
+        let web_providers = options
+            .web_providers
+            .iter()
+            .map(|kind| web_provider_config(&oidc, *kind))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut web_config = web_frontend_config(&pki, &web_url, &set.address(), web_providers)?;
+        web_config.session.sign_in_ttl_secs = options.sign_in_ttl_secs;
+        let web = start_web_frontend(web_listener, web_config).await?;
         let worker = WorkerClient::new(&WorkerConfig {
             address: get.address(),
             trust_domain: crate::pki::TRUST_DOMAIN.to_owned(),
@@ -112,6 +148,8 @@ impl System {
             set,
             set_config,
             get,
+            web,
+            web_url,
             keys,
             worker,
             secrets: Vec::new(),
@@ -140,6 +178,25 @@ impl System {
             })
             .await?;
         Ok(tokens)
+    }
+
+    /// A browser (no cookies yet) for web-frontend.
+    pub fn browser(&self) -> anyhow::Result<WebBrowser> {
+        WebBrowser::new(&self.web_url)
+    }
+
+    /// Every table's row count, to show that a failure stored nothing.
+    pub async fn row_counts(&self) -> anyhow::Result<tokenvault_store::RowCounts> {
+        let admin = tokenvault_store::StoreAdmin::connect(&self.store.owner_url).await?;
+        let counts = admin.count_rows().await?;
+        admin.close().await;
+        Ok(counts)
+    }
+
+    /// Remembers `account` (connected through web-frontend) so that
+    /// [`System::stop`] checks its stored token against the logs.
+    pub fn remember_connected(&mut self, account: &str) {
+        self.connected.push(account.to_owned());
     }
 
     /// Waits (up to `within`) until the stored refresh token of `account`
@@ -192,14 +249,23 @@ impl System {
         }
     }
 
-    /// The refresh token stored now for `account`, opened.
+    /// The refresh token stored now for (`account`, `oidc`), opened.
     pub async fn stored_refresh_token(&mut self, account: &str) -> anyhow::Result<String> {
+        self.stored_refresh_token_of(account, "oidc").await
+    }
+
+    /// The refresh token stored now for (`account`, `provider`), opened.
+    pub async fn stored_refresh_token_of(
+        &mut self,
+        account: &str,
+        provider: &str,
+    ) -> anyhow::Result<String> {
         let reader = TokenReader::connect(&self.store.reader_url).await?;
-        let Latest::Token { sealed_token, .. } = reader.latest(account, "oidc").await? else {
-            anyhow::bail!("nothing stored for {account}")
+        let Latest::Token { sealed_token, .. } = reader.latest(account, provider).await? else {
+            anyhow::bail!("nothing stored for {account} at {provider}")
         };
         let ring = PrivateKeyRing::load_dir(&self.pki.private_keys_dir())?;
-        let opened = ring.open(&sealed_token, account, "oidc")?;
+        let opened = ring.open(&sealed_token, account, provider)?;
         let token = String::from_utf8(opened.to_vec())?;
         self.secrets.push(token.clone());
         Ok(token)
@@ -223,6 +289,7 @@ impl System {
             let _ = self.stored_refresh_token(&account).await;
         }
         self.assert_no_secret_logged();
+        self.web.stop().await?;
         self.get.stop().await?;
         self.set.stop().await
     }

@@ -13,3 +13,5 @@ mod set_service;
 mod store_behaviour;
 mod store_postgres;
 mod store_sqlite;
+mod web_errors;
+mod web_frontend;

@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+
+mod interaction;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
@@ -36,6 +38,8 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use url::Url;
+
+pub use interaction::{Decision, Seen};
 
 /// The `client_secret_basic` client.
 pub const CLIENT_ID: &str = "tokenvault";
@@ -454,7 +458,6 @@ impl OidcServer {
     /// nonce; the login form; the consent form; then exchanges the code with
     /// `client_secret_basic`. Every call makes a new grant.
     pub async fn obtain_refresh_token(&self, account: &str) -> anyhow::Result<Tokens> {
-        let browser = http_client(true)?;
         let verifier = random_token()?;
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let state = random_token()?;
@@ -473,46 +476,9 @@ impl OidcServer {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
 
-        let mut response = browser.get(url.clone()).send().await?;
-        let mut current = url;
-        let mut callback = None;
-        for _ in 0..12 {
-            let status = response.status();
-            if status.is_redirection() {
-                let location = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| anyhow!("redirect without Location from {}", current.path()))?;
-                let next = current.join(location)?;
-                if next.as_str().starts_with(&redirect_uri) {
-                    callback = Some(next);
-                    break;
-                }
-                current = next;
-                response = browser.get(current.clone()).send().await?;
-            } else if status.is_success() {
-                let html = response.text().await?;
-                let (action, prompt) = interaction_form(&html)
-                    .with_context(|| format!("unexpected page at {}", current.path()))?;
-                let action = current.join(&action)?;
-                let form: Vec<(&str, &str)> = match prompt.as_str() {
-                    "login" => vec![("prompt", "login"), ("login", account), ("password", "any")],
-                    "consent" => vec![("prompt", "consent")],
-                    other => bail!("unexpected interaction prompt {other:?}"),
-                };
-                current = action.clone();
-                response = browser.post(action).form(&form).send().await?;
-            } else {
-                bail!(
-                    "authorization flow: HTTP {status} at {}: {}",
-                    current.path(),
-                    page_error(&response.text().await.unwrap_or_default())
-                );
-            }
-        }
-        let callback =
-            callback.ok_or_else(|| anyhow!("authorization flow did not reach the redirect URI"))?;
+        let (callback, _) = self
+            .authorize(url.as_str(), account, Decision::Allow)
+            .await?;
 
         let param = |name: &str| {
             callback
@@ -827,38 +793,4 @@ async fn token_json(response: reqwest::Response) -> anyhow::Result<Value> {
         .into());
     }
     json.ok_or_else(|| anyhow!("token endpoint answered HTTP {status} with non-JSON"))
-}
-
-/// The form of a devInteractions page: its action and its hidden `prompt`.
-fn interaction_form(html: &str) -> anyhow::Result<(String, String)> {
-    let action = attribute_after(html, "<form", "action")
-        .ok_or_else(|| anyhow!("no form: {}", page_error(html)))?;
-    let prompt = attribute_after(html, "name=\"prompt\"", "value")
-        .ok_or_else(|| anyhow!("no prompt field in the form"))?;
-    Ok((action, prompt))
-}
-
-/// The value of `attr="..."` after the first `marker` in `html`, unescaped.
-fn attribute_after(html: &str, marker: &str, attr: &str) -> Option<String> {
-    let rest = &html[html.find(marker)?..];
-    let needle = format!("{attr}=\"");
-    let start = rest.find(&needle)? + needle.len();
-    let end = rest[start..].find('"')? + start;
-    Some(
-        rest[start..end]
-            .replace("&amp;", "&")
-            .replace("&#x2F;", "/")
-            .replace("&#39;", "'")
-            .replace("&quot;", "\""),
-    )
-}
-
-/// oidc-provider's error pages name the error in a `<pre>`; else a prefix.
-fn page_error(html: &str) -> String {
-    html.find("<pre>")
-        .and_then(|start| {
-            let rest = &html[start + 5..];
-            rest.find("</pre>").map(|end| rest[..end].to_owned())
-        })
-        .unwrap_or_else(|| html.chars().take(300).collect())
 }
