@@ -64,7 +64,7 @@ pub fn home(providers: &[ProviderEntry<'_>], link: Option<(&str, &LinkParams)>) 
                 p { "Your application asked to connect an account for " strong data-field="account" { (account) } "." }
             }
             p { "Choose where your account is. You will sign in there and allow offline access; "
-                "tokenvault then keeps the access in encrypted form. Nothing is shown to you or stored in this browser." }
+                "tokenvault then keeps that access, encrypted. No token is ever shown to you or kept in this browser." }
             @if providers.is_empty() {
                 p { "No provider matches this link." }
             }

@@ -2,6 +2,7 @@
 //! use the harness in `tokenvault-tests`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser;
 mod get_service;
 mod grpc_discovery;
 mod jose_interop;
