@@ -228,6 +228,38 @@ async fn a_signed_link_files_the_token_under_the_applications_account_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_signed_in_python_connects_the_applications_account() {
+    let mut f = System::start(Options::default()).await.unwrap();
+    let secret_file = f.pki.scratch().join("link-secret");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/sign_link.py");
+    let web_url = f.web_url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg("--secret-file")
+            .arg(secret_file)
+            .args(["--base-url", &web_url, "--account", "py-user-1", "--provider", "oidc"])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let link = url::Url::parse(String::from_utf8(output.stdout).unwrap().trim()).unwrap();
+    assert_eq!(link.path(), "/connect/oidc");
+    let mut browser = f.browser().unwrap();
+    let page = browser
+        .connect(&f.oidc, "oidc", &format!("?{}", link.query().unwrap()), "mia", Decision::Allow)
+        .await
+        .unwrap();
+    assert_eq!(page.field("account").as_deref(), Some("py-user-1"), "{:?}", page.error_code());
+    f.remember_connected("py-user-1");
+    let access = f.token("py-user-1", 30).await.unwrap();
+    assert_eq!(f.oidc.userinfo(&access).await.unwrap()["sub"], "mia");
+    f.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_needing_reauthorization_is_reconnected_from_a_link() {
     let mut f = System::start(Options::default()).await.unwrap();
     let mut browser = f.browser().unwrap();
