@@ -245,3 +245,40 @@ impl Config {
 fn invalid(setting: &'static str) -> impl Fn(String) -> ConfigError {
     move |reason| ConfigError::Invalid { setting, reason }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../deploy/examples/web-frontend.toml");
+        let config = Config::from_toml(text, |_| None).unwrap();
+        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["google", "microsoft", "github", "oidc"]);
+    }
+
+    #[test]
+    fn overrides_and_errors_name_the_setting() {
+        let text = include_str!("../../deploy/examples/web-frontend.toml");
+        let config = Config::from_toml(text, |k| {
+            (k == ENV_PUBLIC_URL).then(|| "http://127.0.0.1:7400".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.public_url, "http://127.0.0.1:7400");
+        let err = Config::from_toml(text, |k| {
+            (k == ENV_PUBLIC_URL).then(|| "http://connect.example.com".to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("public_url") && err.contains("https"), "{err}");
+        let err = Config::from_toml(
+            &text.replace("sign_in_ttl_secs = 600", "sign_in_ttl_secs = 0"),
+            |_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("session.sign_in_ttl_secs"), "{err}");
+    }
+}

@@ -23,8 +23,7 @@ fn browser_dir() -> PathBuf {
 }
 
 fn artifacts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/test-artifacts/browser-signup")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts/browser-signup")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,10 +62,19 @@ async fn chromium_signs_up_and_a_worker_gets_a_token() {
     let result: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["page"], "connected", "{result} {stderr}");
     assert_eq!(result["account"], "oidc:lena");
-    for name in ["01-home", "02-provider-sign-in", "03-provider-consent", "04-result"] {
+    for name in [
+        "01-home",
+        "02-provider-sign-in",
+        "03-provider-consent",
+        "04-result",
+    ] {
         let png = shots.join(format!("{name}.png"));
         let bytes = std::fs::read(&png).unwrap_or_default();
-        assert!(bytes.starts_with(b"\x89PNG"), "no screenshot at {}", png.display());
+        assert!(
+            bytes.starts_with(b"\x89PNG"),
+            "no screenshot at {}",
+            png.display()
+        );
     }
 
     f.remember_connected("oidc:lena");

@@ -238,21 +238,43 @@ async fn a_link_signed_in_python_connects_the_applications_account() {
             .arg(script)
             .arg("--secret-file")
             .arg(secret_file)
-            .args(["--base-url", &web_url, "--account", "py-user-1", "--provider", "oidc"])
+            .args([
+                "--base-url",
+                &web_url,
+                "--account",
+                "py-user-1",
+                "--provider",
+                "oidc",
+            ])
             .output()
     })
     .await
     .unwrap()
     .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let link = url::Url::parse(String::from_utf8(output.stdout).unwrap().trim()).unwrap();
     assert_eq!(link.path(), "/connect/oidc");
     let mut browser = f.browser().unwrap();
     let page = browser
-        .connect(&f.oidc, "oidc", &format!("?{}", link.query().unwrap()), "mia", Decision::Allow)
+        .connect(
+            &f.oidc,
+            "oidc",
+            &format!("?{}", link.query().unwrap()),
+            "mia",
+            Decision::Allow,
+        )
         .await
         .unwrap();
-    assert_eq!(page.field("account").as_deref(), Some("py-user-1"), "{:?}", page.error_code());
+    assert_eq!(
+        page.field("account").as_deref(),
+        Some("py-user-1"),
+        "{:?}",
+        page.error_code()
+    );
     f.remember_connected("py-user-1");
     let access = f.token("py-user-1", 30).await.unwrap();
     assert_eq!(f.oidc.userinfo(&access).await.unwrap()["sub"], "mia");
