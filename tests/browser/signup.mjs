@@ -6,14 +6,17 @@
 //
 // Usage:
 //   node signup.mjs --url http://127.0.0.1:PORT/ --provider oidc --login alice \
-//                   --screenshots DIR [--chromium /usr/bin/chromium]
-// Prints one JSON line: {"page":"connected","account":"oidc:alice","screenshots":[...]}
-// and exits 0; on any failure prints the reason to stderr (with a screenshot
+//                   --screenshots DIR [--chromium /usr/bin/chromium] [--then-disconnect]
+// Prints one JSON line: {"page":"connected","account":"oidc:alice","screenshots":[...]}.
+// With --then-disconnect it then waits for a line on stdin, clicks the result
+// page's Disconnect button, and prints {"page":"disconnected",...}.
+// Exits 0; on any failure prints the reason to stderr (with a screenshot
 // named failure.png) and exits 1.
 
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
 import { chromium } from 'playwright-core';
@@ -25,6 +28,7 @@ const { values: args } = parseArgs({
     login: { type: 'string', default: 'alice' },
     screenshots: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
+    'then-disconnect': { type: 'boolean' },
   },
 });
 if (!args.url || !args.screenshots) {
@@ -81,6 +85,20 @@ try {
     ? await page.getAttribute('[data-error]', 'data-error')
     : null;
   process.stdout.write(`${JSON.stringify({ page: kind, account, error, screenshots })}\n`);
+
+  if (args['then-disconnect']) {
+    const lines = createInterface({ input: process.stdin });
+    await new Promise((resolve) => { lines.once('line', resolve); lines.once('close', resolve); });
+    lines.close();
+    await page.click('form[action="/disconnect"] button[type="submit"]');
+    await page.waitForSelector('main[data-page]');
+    await shot('05-after-disconnect');
+    const after = await page.getAttribute('main[data-page]', 'data-page');
+    const afterError = after === 'error'
+      ? await page.getAttribute('[data-error]', 'data-error')
+      : null;
+    process.stdout.write(`${JSON.stringify({ page: after, error: afterError })}\n`);
+  }
 } catch (err) {
   exitCode = 1;
   process.stderr.write(`browser flow failed at ${page.url()}: ${err.message}\n`);

@@ -111,13 +111,22 @@ impl WebBrowser {
         }
     }
 
-    /// GET `path_or_url` (relative to the frontend) with this browser's cookies.
+    /// GET `path_or_url` (relative to the frontend) with this browser's
+    /// cookies, as a click on one of the frontend's own pages
+    /// (`Sec-Fetch-Site: same-origin`).
     pub async fn get(&mut self, path_or_url: &str) -> anyhow::Result<Page> {
+        self.get_from(path_or_url, "same-origin").await
+    }
+
+    /// GET as a navigation whose `Sec-Fetch-Site` is `site` (`cross-site`
+    /// for a link on another site, `none` for a typed URL).
+    pub async fn get_from(&mut self, path_or_url: &str, site: &str) -> anyhow::Result<Page> {
         let url = self.base.join(path_or_url)?;
         let response = self
             .http
             .get(url.clone())
             .header(reqwest::header::COOKIE, self.cookie_header())
+            .header("sec-fetch-site", site)
             .send()
             .await?;
         self.keep(&url, response).await

@@ -41,9 +41,16 @@ pub enum WebError {
     /// Talking to the provider failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
-    /// set-service failed.
+    /// set-service failed while storing a token.
     #[error(transparent)]
     SetService(#[from] SetError),
+    /// set-service failed while disconnecting.
+    #[error("disconnect failed: {0}")]
+    DisconnectFailed(SetError),
+    /// The request body is over the limit.
+    #[error("the request is too large")]
+    TooLarge,
+
     /// Sealing failed (a key problem on this server).
     #[error("sealing failed: {0}")]
     Seal(String),
@@ -75,6 +82,11 @@ impl WebError {
         match self {
             WebError::UnknownProvider(_) | WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::Link(_) | WebError::Denied | WebError::NotAllowed(_) => StatusCode::FORBIDDEN,
+            WebError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::DisconnectFailed(SetError::Refused { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            WebError::DisconnectFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::StateMissing
             | WebError::StateMismatch
             | WebError::StateExpired
@@ -82,7 +94,9 @@ impl WebError {
             | WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::AuthorizationError(_) => StatusCode::BAD_GATEWAY,
             WebError::Provider(ProviderError::Unavailable(_))
-            | WebError::SetService(SetError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            | WebError::SetService(SetError::Unavailable(_) | SetError::Uncertain(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             WebError::Provider(ProviderError::Misconfigured(_))
             | WebError::SetService(SetError::Refused { .. })
             | WebError::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -173,6 +187,26 @@ impl WebError {
                 "The account could not be saved right now",
                 "Nothing was stored. Wait a few minutes and start again.",
             ),
+            WebError::SetService(SetError::Uncertain(_)) => (
+                "set-service-uncertain",
+                "The account may not have been saved",
+                "The service did not confirm in time, so it may or may not have been saved. Connecting again is safe.",
+            ),
+            WebError::DisconnectFailed(SetError::Refused { .. }) => (
+                "disconnect-failed",
+                "The account was not disconnected",
+                "The service refused. Tell the people who run this service.",
+            ),
+            WebError::DisconnectFailed(_) => (
+                "disconnect-unavailable",
+                "The account was not disconnected",
+                "The service could not be reached or did not confirm. Wait a few minutes and try again.",
+            ),
+            WebError::TooLarge => (
+                "too-large",
+                "The request is too large",
+                "Go back to the start page and try again.",
+            ),
             WebError::SetService(SetError::Refused { .. }) | WebError::Seal(_) => (
                 "store-failed",
                 "The account could not be saved",
@@ -207,7 +241,36 @@ impl IntoResponse for WebError {
         } else {
             tracing::info!(code = page.code, error = %self, "request refused");
         }
-        (status, pages::error(&page, &self.to_string())).into_response()
+        // Server-side failures show only their code: details (addresses,
+        // upstream messages) stay in the log.
+        let detail = if status.is_server_error() {
+            String::new()
+        } else {
+            self.to_string()
+        };
+        (status, pages::error(&page, &detail)).into_response()
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for WebError {
+    fn from(_: axum::extract::rejection::QueryRejection) -> Self {
+        WebError::BadRequest("malformed query string")
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for WebError {
+    fn from(_: axum::extract::rejection::PathRejection) -> Self {
+        WebError::NotFound
+    }
+}
+
+impl From<axum::extract::rejection::FormRejection> for WebError {
+    fn from(e: axum::extract::rejection::FormRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            WebError::TooLarge
+        } else {
+            WebError::BadRequest("malformed form")
+        }
     }
 }
 

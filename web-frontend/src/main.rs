@@ -69,10 +69,19 @@ async fn main() -> anyhow::Result<()> {
                 .context("links.secret_file is not set in the config")?;
             let signer = LinkSigner::from_file(path, config.links.max_lifetime_secs)
                 .map_err(anyhow::Error::msg)?;
+            tokenvault_proto::ids::check_account(&account).map_err(anyhow::Error::msg)?;
+            if let Some(p) = &provider {
+                tokenvault_proto::ids::check_provider(p).map_err(anyhow::Error::msg)?;
+            }
+            anyhow::ensure!(
+                ttl >= 1 && ttl <= config.links.max_lifetime_secs,
+                "--ttl must be between 1 and links.max_lifetime_secs ({})",
+                config.links.max_lifetime_secs
+            );
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();
-            let expires = i64::try_from(now + ttl)?;
+            let expires = i64::try_from(now.checked_add(ttl).context("--ttl is too large")?)?;
             let action = if disconnect {
                 LinkAction::Disconnect
             } else {

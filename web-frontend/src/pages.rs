@@ -103,6 +103,39 @@ pub fn connected(provider: &str, display_name: &str, account: &str) -> Markup {
     )
 }
 
+/// Asks before starting a sign-in that another site (or a link from an
+/// e-mail or an application) sent the browser to: the button is a link on
+/// this site, so only a person's click proceeds.
+pub fn confirm_connect(
+    provider: &str,
+    display_name: &str,
+    account: Option<&str>,
+    link: &LinkParams,
+) -> Markup {
+    let query = if link.is_present() {
+        format!("?{}", link.query())
+    } else {
+        String::new()
+    };
+    layout(
+        "Connect an account",
+        "confirm-connect",
+        html! {
+            h1 { "Connect " (display_name) "?" }
+            @if let Some(account) = account {
+                p { "This connects your " (display_name) " account for " strong data-field="account" { (account) } "." }
+            } @else {
+                p { "This connects your " (display_name) " account." }
+            }
+            p { "Continue only if you started this yourself. You will sign in at " (display_name) " and allow offline access." }
+            ul.providers {
+                li { a.button href={ "/connect/" (provider) (query) } data-provider=(provider) { "Continue to " (display_name) } }
+            }
+            p { a href="/" { "Cancel" } }
+        },
+    )
+}
+
 /// Asks before disconnecting.
 pub fn confirm_disconnect(provider: &str, account: &str, link: &LinkParams) -> Markup {
     layout(
@@ -151,7 +184,10 @@ pub fn error(page: &ErrorPage, detail: &str) -> Markup {
         html! {
             h1 { (page.title) }
             p data-field="action" { (page.action) }
-            p.muted { "Details: " span data-error=(page.code) { (detail) } }
+            p.muted {
+                "Error " code data-error=(page.code) { (page.code) }
+                @if !detail.is_empty() { ": " (detail) }
+            }
             p { a href="/" { "Back to the start page" } }
         },
     )

@@ -11,6 +11,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::WithRejection;
 use axum_extra::extract::cookie::{Key, PrivateCookieJar};
 use maud::Markup;
 use serde::Deserialize;
@@ -78,6 +79,9 @@ fn audit(
     outcome: Result<(), &WebError>,
 ) {
     let caller = format!("web-session:{session}");
+    let account: String = account.chars().take(128).collect();
+    let provider: String = provider.chars().take(64).collect();
+    let (account, provider) = (account.as_str(), provider.as_str());
     match outcome {
         Ok(()) => {
             tracing::info!(target: AUDIT_TARGET, caller, peer = %peer, rpc = action, account, provider, outcome = "ok")
@@ -107,7 +111,7 @@ impl AppState {
 /// `GET /`: the providers, each with a Connect button.
 pub async fn home(
     State(app): State<AppState>,
-    Query(link): Query<LinkParams>,
+    WithRejection(Query(link), _): WithRejection<Query<LinkParams>, WebError>,
 ) -> Result<Markup, WebError> {
     let account = if link.is_present() {
         let provider = link.provider.clone().unwrap_or_default();
@@ -135,13 +139,18 @@ pub async fn home(
 }
 
 /// `GET /connect/{provider}`: starts the authorization-code flow and binds
-/// its state to this browser.
+/// its state to this browser. Only a click on this site's own pages
+/// (`Sec-Fetch-Site: same-origin`) starts it at once; a request from another
+/// site, a link opened from elsewhere, or a client that does not say gets a
+/// confirmation page first, so that no page can silently connect someone's
+/// account (possibly under an account id of its choosing).
 pub async fn connect(
     State(app): State<AppState>,
-    Path(provider_name): Path<String>,
-    Query(link): Query<LinkParams>,
+    WithRejection(Path(provider_name), _): WithRejection<Path<String>, WebError>,
+    WithRejection(Query(link), _): WithRejection<Query<LinkParams>, WebError>,
+    headers: HeaderMap,
     jar: PrivateCookieJar,
-) -> Result<(PrivateCookieJar, Redirect), WebError> {
+) -> Result<Response, WebError> {
     let provider = app.provider(&provider_name)?;
     let account = if link.is_present() {
         Some(
@@ -151,6 +160,15 @@ pub async fn connect(
     } else {
         None
     };
+    if fetch_site(&headers) != Some("same-origin") {
+        return Ok(pages::confirm_connect(
+            provider.name(),
+            provider.display_name(),
+            account.as_deref(),
+            &link,
+        )
+        .into_response());
+    }
     let authorization = provider.begin().await?;
     let pending = PendingSignIn {
         state: authorization.state,
@@ -162,11 +180,16 @@ pub async fn connect(
     };
     let value = serde_json::to_string(&pending).map_err(|_| WebError::BadRequest("sign-in"))?;
     let jar = jar.add(cookie(SIGNIN_COOKIE, value, app.0.sign_in_ttl_secs));
-    Ok((jar, Redirect::to(authorization.url.as_str())))
+    Ok((jar, Redirect::to(authorization.url.as_str())).into_response())
 }
 
-/// The provider's answer at `/callback`.
-#[derive(Debug, Deserialize)]
+/// The `Sec-Fetch-Site` request header, if the browser sent one.
+fn fetch_site(headers: &HeaderMap) -> Option<&str> {
+    headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+}
+
+/// The provider's answer at `/callback`. `Debug` omits the code and state.
+#[derive(Deserialize)]
 pub struct CallbackParams {
     code: Option<String>,
     state: Option<String>,
@@ -174,14 +197,32 @@ pub struct CallbackParams {
     iss: Option<String>,
 }
 
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackParams")
+            .field("error", &self.error)
+            .field("iss", &self.iss)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `GET /callback`: checks state, exchanges the code, identifies the account,
 /// seals the refresh token and stores it through set-service.
 pub async fn callback(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(params): Query<CallbackParams>,
+    params: Result<Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
     jar: PrivateCookieJar,
 ) -> Response {
+    // The sign-in cookie is spent whatever happens next, even for a
+    // malformed callback.
+    let Ok(Query(params)) = params else {
+        return (
+            jar.remove(removal(SIGNIN_COOKIE)),
+            WebError::BadRequest("malformed callback"),
+        )
+            .into_response();
+    };
     let pending = jar
         .get(SIGNIN_COOKIE)
         .and_then(|c| serde_json::from_str::<PendingSignIn>(c.value()).ok());
@@ -362,7 +403,7 @@ fn may_disconnect(
 /// `GET /disconnect`: a confirmation page (POST does the work).
 pub async fn confirm_disconnect(
     State(app): State<AppState>,
-    Query(params): Query<DisconnectParams>,
+    WithRejection(Query(params), _): WithRejection<Query<DisconnectParams>, WebError>,
     jar: PrivateCookieJar,
 ) -> Result<Markup, WebError> {
     may_disconnect(&app, &params, &jar)?;
@@ -379,7 +420,7 @@ pub async fn disconnect(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: PrivateCookieJar,
-    Form(params): Form<DisconnectParams>,
+    WithRejection(Form(params), _): WithRejection<Form<DisconnectParams>, WebError>,
 ) -> Response {
     let session = jar
         .get(CONNECTED_COOKIE)
@@ -421,18 +462,22 @@ pub async fn disconnect(
     }
 }
 
-/// A form POST must come from this site's own pages (browsers send `Origin`).
+/// A form POST must come from this site's own pages. Browsers say where a
+/// request comes from in `Sec-Fetch-Site`; older ones only in `Origin`,
+/// which is `null` on our pages (they send no referrer), so `null` and a
+/// missing `Origin` pass, and the `SameSite=Lax` cookie still guards them.
 fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), WebError> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
+    let refused = WebError::NotAllowed("the form was posted from another site");
+    match fetch_site(headers) {
+        Some("same-origin") => return Ok(()),
+        Some(_) => return Err(refused),
+        None => {}
+    }
     let expected = app.0.public_url.origin().ascii_serialization();
-    if origin.as_bytes() == expected.as_bytes() {
-        Ok(())
-    } else {
-        Err(WebError::NotAllowed(
-            "the form was posted from another site",
-        ))
+    match headers.get(header::ORIGIN).map(|v| v.as_bytes()) {
+        None | Some(b"null") => Ok(()),
+        Some(origin) if origin == expected.as_bytes() => Ok(()),
+        Some(_) => Err(refused),
     }
 }
 

@@ -16,9 +16,12 @@ use tonic::transport::Channel;
 /// A set-service call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SetError {
-    /// set-service could not be reached or did not answer in time.
+    /// set-service could not be reached: nothing was done.
     #[error("set-service is unavailable: {0}")]
     Unavailable(String),
+    /// The call timed out or broke off: set-service may or may not have done it.
+    #[error("set-service did not confirm the call: {0}")]
+    Uncertain(String),
     /// set-service refused the call.
     #[error("set-service refused the call: {code:?}: {message}")]
     Refused {
@@ -32,8 +35,9 @@ pub enum SetError {
 impl From<tonic::Status> for SetError {
     fn from(s: tonic::Status) -> Self {
         match s.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
-                SetError::Unavailable(s.message().chars().take(200).collect())
+            Code::Unavailable => SetError::Unavailable(s.message().chars().take(200).collect()),
+            Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+                SetError::Uncertain(s.message().chars().take(200).collect())
             }
             code => SetError::Refused {
                 code,

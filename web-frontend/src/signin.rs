@@ -4,8 +4,8 @@
 //! - [`PendingSignIn`]: the `state`, PKCE verifier and nonce of the sign-in
 //!   this browser started. Binding them to a `Secure`, `HttpOnly`,
 //!   `SameSite=Lax` cookie binds `state` to the browser.
-//! - [`Connected`]: the accounts this browser connected in the last hour,
-//!   which it may disconnect again.
+//! - [`Connected`]: the accounts this browser connected recently,
+//!   which it may disconnect again (for `session.connected_ttl_secs`).
 //!
 //! [`UsedStates`] remembers consumed `state`s until they expire, so that each
 //! is accepted once. No token is ever put in a cookie.

@@ -149,6 +149,32 @@ async fn signup_stores_a_token_that_a_worker_can_use_and_no_response_carries_a_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_sent_from_elsewhere_asks_first() {
+    let f = System::start(Options::default()).await.unwrap();
+    let mut browser = f.browser().unwrap();
+    let query = link_query(LinkAction::Connect, "app-user-9", Some("oidc"), now() + 300);
+    // Another site (or a link opened from elsewhere) cannot start a sign-in
+    // silently: the browser gets a page to confirm on, and no cookie.
+    for site in ["cross-site", "same-site", "none"] {
+        let page = browser
+            .get_from(&format!("/connect/oidc{query}"), site)
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{site}");
+        assert_eq!(page.kind().as_deref(), Some("confirm-connect"), "{site}");
+        assert_eq!(page.field("account").as_deref(), Some("app-user-9"));
+        assert!(page.0.header("set-cookie").is_none(), "{site}");
+        assert!(page.0.body.contains(&format!(
+            "href=\"/connect/oidc{}\"",
+            query.replace('&', "&amp;")
+        )));
+    }
+    // The click on that page (same-origin) starts it.
+    browser.start("oidc", &query).await.unwrap();
+    f.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_oauth2_provider_is_identified_through_its_user_api() {
     let mut f = System::start(Options::default()).await.unwrap();
     let mut browser = f.browser().unwrap();
@@ -424,6 +450,17 @@ async fn bad_requests_get_clear_pages_and_limits() {
         (missing.status(), missing.error_code().as_deref()),
         (404, Some("not-found"))
     );
+    // Malformed input gets an error page, not a framework message.
+    let bad = browser.get("/?expires=soon").await.unwrap();
+    assert_eq!(
+        (bad.status(), bad.error_code().as_deref()),
+        (400, Some("bad-request"))
+    );
+    let bad = browser.get("/disconnect").await.unwrap();
+    assert_eq!(
+        (bad.status(), bad.error_code().as_deref()),
+        (400, Some("bad-request"))
+    );
     let huge = browser
         .post_raw(
             "/disconnect",
@@ -431,7 +468,10 @@ async fn bad_requests_get_clear_pages_and_limits() {
         )
         .await
         .unwrap();
-    assert_eq!(huge.status(), 413);
+    assert_eq!(
+        (huge.status(), huge.error_code().as_deref()),
+        (413, Some("too-large"))
+    );
     let css = browser.get("/static/style.css").await.unwrap();
     assert_eq!(
         css.0.header("content-type"),

@@ -118,6 +118,9 @@ const RESERVED_PARAMS: &[&str] = &[
     "nonce",
     "code_challenge",
     "code_challenge_method",
+    "response_mode",
+    "request",
+    "request_uri",
 ];
 
 /// A checked provider config.
