@@ -194,6 +194,18 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// How the client authenticates at the token (and revocation) endpoints; shared by every
+/// service that talks to providers.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with the URL-encoded client id and secret (RFC 6749 2.3.1).
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
 /// Checks one OAuth scope token (RFC 6749 3.3: printable ASCII without
 /// spaces, quotes or backslashes).
 pub fn check_scope(scope: &str) -> Result<(), String> {

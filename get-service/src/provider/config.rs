@@ -11,19 +11,9 @@ use serde::Deserialize;
 use url::Url;
 
 use super::Secret;
+pub use tokenvault_mtls::settings::ClientAuth;
 pub(super) use tokenvault_mtls::settings::check_endpoint;
 use tokenvault_mtls::settings::check_scope;
-
-/// How the client authenticates at the token and revocation endpoints.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    /// HTTP Basic with the URL-encoded client id and secret (RFC 6749 2.3.1).
-    #[default]
-    ClientSecretBasic,
-    /// `client_id` and `client_secret` in the form body.
-    ClientSecretPost,
-}
 
 /// One provider, e.g.
 ///

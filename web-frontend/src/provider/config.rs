@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use tokenvault_mtls::settings::ClientAuth;
 use tokenvault_mtls::settings::{Secret, check_endpoint, check_scope};
 use url::Url;
 
@@ -25,17 +26,6 @@ pub enum ProviderKind {
     /// Plain OAuth 2.0: configured endpoints, the account from a user API
     /// (e.g. GitHub's `https://api.github.com/user`).
     Oauth2,
-}
-
-/// How the client authenticates at the token endpoint.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    /// HTTP Basic.
-    #[default]
-    ClientSecretBasic,
-    /// `client_id` and `client_secret` in the form body.
-    ClientSecretPost,
 }
 
 /// One provider, e.g. (see `deploy/examples/` for Google, GitHub, Microsoft
