@@ -36,8 +36,12 @@ pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_GET_PUBLIC_KEYS_DIR";
 /// Overrides `set_service.address`.
 pub const ENV_SET_SERVICE_ADDRESS: &str = "TOKENVAULT_GET_SET_SERVICE_ADDRESS";
 
+/// Overrides `health_listen`.
+pub const ENV_HEALTH_LISTEN: &str = "TOKENVAULT_GET_HEALTH_LISTEN";
+
 const ENV_OVERRIDES: &[EnvOverride] = &[
     EnvOverride::scalar(ENV_LISTEN, "listen"),
+    EnvOverride::scalar(ENV_HEALTH_LISTEN, "health_listen"),
     EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
     EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
     EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
@@ -55,6 +59,11 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
 pub struct Config {
     /// Address to listen on, e.g. `127.0.0.1:7402`.
     pub listen: SocketAddr,
+    /// Optional plaintext listener, e.g. `0.0.0.0:7412`, that serves only
+    /// `grpc.health.v1.Health` (no TLS, no tokens, no identities) for
+    /// orchestrators' probes, which cannot present a client certificate.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
     /// The SPIFFE trust domain of every peer.
     pub trust_domain: String,
     /// This service's certificate, key, CA bundle and CRL; also used as the
@@ -76,6 +85,28 @@ pub struct Config {
     /// Who may call which RPC.
     #[serde(default)]
     pub allow: AllowConfig,
+    /// Revoking disconnected accounts' grants at their providers.
+    #[serde(default)]
+    pub revocation: RevocationConfig,
+}
+
+/// Revoking disconnected accounts' grants at their providers (RFC 7009).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationConfig {
+    /// Seconds between sweeps for disconnected accounts to revoke (1–86400).
+    pub interval_secs: u64,
+    /// The most tokens handled in one sweep (1–10000).
+    pub batch_size: u32,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 10,
+            batch_size: 100,
+        }
+    }
 }
 
 /// The store connection.
@@ -195,6 +226,18 @@ impl Config {
             return Err(invalid(
                 "store.url",
                 "use sqlite://PATH or postgres://USER@HOST/DB".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.revocation.interval_secs) {
+            return Err(invalid(
+                "revocation.interval_secs",
+                "must be between 1 and 86400".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&self.revocation.batch_size) {
+            return Err(invalid(
+                "revocation.batch_size",
+                "must be between 1 and 10000".into(),
             ));
         }
         if self.cache.refresh_deadline_secs == 0 {

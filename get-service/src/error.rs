@@ -22,6 +22,11 @@ pub enum ServeError {
     Provider(crate::provider::ProviderError),
     #[error("provider HTTP client: {0}")]
     Http(String),
+    #[error("health_listen: cannot bind {addr}: {source}")]
+    HealthListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]

@@ -10,6 +10,8 @@
 //!   refreshes ahead of expiry, and handles rotated and dead grants.
 //! - [`provider`] talks OAuth 2.0 to the providers; [`writer`] stores rotated
 //!   refresh tokens and account statuses through set-service.
+//! - [`revocation`] revokes disconnected accounts' grants at their
+//!   providers (RFC 7009) and has set-service delete the sealed token.
 //! - [`run`] serves it all; `main.rs` also disables core dumps.
 //!
 //! This crate holds the private keys (in aws-lc-rs, loaded from buffers wiped
@@ -26,6 +28,7 @@ mod hardening;
 mod keyring;
 mod open;
 pub mod provider;
+pub mod revocation;
 mod server;
 mod service;
 pub mod token;

@@ -22,6 +22,7 @@ use crate::broker::Broker;
 use crate::config::{AllowConfig, Config};
 use crate::error::ServeError;
 use crate::provider::Provider;
+use crate::revocation::RevocationSweeper;
 use crate::service::GetServiceImpl;
 use crate::writer::{KeyLocks, SetWriter};
 
@@ -79,12 +80,32 @@ pub async fn run(
     let set_channel = channel(&config.set_service.address, client_tls_rx)?;
     let locks = KeyLocks::default();
     let writer = SetWriter::new(set_channel, sealer, locks.clone());
+    let sweeper = RevocationSweeper::new(
+        reader.clone(),
+        Arc::clone(&keys),
+        providers.clone(),
+        writer.clone(),
+        config.revocation.clone(),
+    );
     let broker = Broker::new(reader, keys, providers, writer, locks, config.cache.clone());
+    // Stops when dropped, also on an early return.
+    let _sweeper = AbortOnDrop(tokio::spawn(sweeper.run()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<GetServiceServer<GetServiceImpl>>()
         .await;
+    // Stops when dropped, also on an early return.
+    let _plaintext_health = match config.health_listen {
+        Some(addr) => {
+            let task = discovery::spawn_plaintext_health(addr, health_service.clone())
+                .await
+                .map_err(|source| ServeError::HealthListen { addr, source })?;
+            tracing::info!(health_listen = %addr, "plaintext gRPC health listener serving");
+            Some(task)
+        }
+        None => None,
+    };
     let reflection_alpha = discovery::reflection(SERVICE_NAME).build_v1alpha()?;
     let reflection = discovery::reflection(SERVICE_NAME).build_v1()?;
 
@@ -110,4 +131,14 @@ pub async fn run(
     }
     tracing::info!("get-service stopped");
     Ok(())
+}
+
+/// Aborts a background task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -17,8 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
-use tokenvault_proto::v1::{AccountStatus, RecordAccountStatusRequest, StoreRefreshTokenRequest};
+use tokenvault_proto::v1::{
+    AccountStatus, RecordAccountStatusRequest, RecordRevocationRequest,
+    RevocationOutcome as ProtoRevocationOutcome, StoreRefreshTokenRequest,
+};
 use tokenvault_seal::PublicKeySet;
+use tokenvault_store::RevocationOutcome;
 use tonic::transport::Channel;
 use zeroize::Zeroizing;
 
@@ -213,6 +217,33 @@ impl SetWriter {
     /// How many rotated tokens are still unstored (reported at shutdown).
     pub fn unstored(&self) -> usize {
         lock(&self.pending).len()
+    }
+
+    /// Records that `key`'s disconnected token `version` was revoked at the
+    /// provider (or that the provider offers no revocation).
+    pub async fn record_revocation(
+        &self,
+        key: &Key,
+        version: i64,
+        outcome: RevocationOutcome,
+    ) -> Result<(), tonic::Code> {
+        let outcome = match outcome {
+            RevocationOutcome::Revoked => ProtoRevocationOutcome::Revoked,
+            RevocationOutcome::Unsupported => ProtoRevocationOutcome::Unsupported,
+        };
+        let mut request = tonic::Request::new(RecordRevocationRequest {
+            account: key.0.clone(),
+            provider: key.1.clone(),
+            token_version: u64::try_from(version).map_err(|_| tonic::Code::InvalidArgument)?,
+            outcome: outcome as i32,
+        });
+        request.set_timeout(CALL_TIMEOUT);
+        self.client
+            .clone()
+            .record_revocation(request)
+            .await
+            .map(|_| ())
+            .map_err(|status| status.code())
     }
 
     /// Records REAUTHORIZATION_REQUIRED for an account, retrying briefly.

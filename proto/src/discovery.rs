@@ -21,3 +21,39 @@ pub fn reflection(service: &str) -> tonic_reflection::server::Builder<'static> {
         .into_iter()
         .fold(builder, |b, name| b.with_service_name(name))
 }
+
+/// Binds `addr` and serves only `grpc.health.v1.Health` there, without TLS,
+/// in a background task that stops when the returned guard is dropped.
+///
+/// This is for orchestrators' probes (the kubelet's gRPC probe cannot present
+/// a client certificate). It carries no tokens and no identities, and answers
+/// with the same statuses as the health service on the mTLS port, since both
+/// are fed by one reporter.
+pub async fn spawn_plaintext_health(
+    addr: std::net::SocketAddr,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> std::io::Result<PlaintextHealth> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Ok(PlaintextHealth(tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming)
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "plaintext health listener stopped");
+        }
+    })))
+}
+
+/// The task serving plaintext health; dropping it stops the listener.
+#[derive(Debug)]
+pub struct PlaintextHealth(tokio::task::JoinHandle<()>);
+
+impl Drop for PlaintextHealth {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -36,8 +36,12 @@ pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_SET_PUBLIC_KEYS_DIR";
 pub const ENV_PROVIDERS: &str = "TOKENVAULT_SET_PROVIDERS";
 
 /// Which setting each environment variable overrides.
+/// Overrides `health_listen`.
+pub const ENV_HEALTH_LISTEN: &str = "TOKENVAULT_SET_HEALTH_LISTEN";
+
 const ENV_OVERRIDES: &[EnvOverride] = &[
     EnvOverride::scalar(ENV_LISTEN, "listen"),
+    EnvOverride::scalar(ENV_HEALTH_LISTEN, "health_listen"),
     EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
     EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
     EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
@@ -54,6 +58,11 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
 pub struct Config {
     /// Address to listen on, e.g. `127.0.0.1:7401`.
     pub listen: SocketAddr,
+    /// Optional plaintext listener, e.g. `0.0.0.0:7411`, that serves only
+    /// `grpc.health.v1.Health` (no TLS, no tokens, no identities) for
+    /// orchestrators' probes, which cannot present a client certificate.
+    #[serde(default)]
+    pub health_listen: Option<SocketAddr>,
     /// The SPIFFE trust domain of every peer.
     pub trust_domain: String,
     /// This service's certificate, key, CA bundle and CRL.
@@ -99,6 +108,8 @@ pub struct AllowConfig {
     pub disconnect_account: Vec<IdentityPattern>,
     /// Who may call `RecordAccountStatus`.
     pub record_account_status: Vec<IdentityPattern>,
+    /// Who may call `RecordRevocation`.
+    pub record_revocation: Vec<IdentityPattern>,
 }
 
 impl Default for AllowConfig {
@@ -113,6 +124,7 @@ impl Default for AllowConfig {
                 IdentityPattern::Role(Role::GetService),
                 IdentityPattern::Role(Role::WebFrontend),
             ],
+            record_revocation: vec![IdentityPattern::Role(Role::GetService)],
         }
     }
 }

@@ -16,6 +16,11 @@ pub enum ServeError {
     Keys(tokenvault_seal::SealError),
     #[error("store.url: {0}")]
     Store(tokenvault_store::StoreError),
+    #[error("health_listen: cannot bind {addr}: {source}")]
+    HealthListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]

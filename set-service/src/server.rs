@@ -25,6 +25,7 @@ pub fn allow_list(allow: &AllowConfig) -> AllowList {
         .allow(&path("StoreRefreshToken"), &allow.store_refresh_token)
         .allow(&path("DisconnectAccount"), &allow.disconnect_account)
         .allow(&path("RecordAccountStatus"), &allow.record_account_status)
+        .allow(&path("RecordRevocation"), &allow.record_revocation)
         .allow_any_peers(&DISCOVERY_SERVICES)
 }
 
@@ -57,6 +58,17 @@ pub async fn run(
     health
         .set_serving::<SetServiceServer<SetServiceImpl>>()
         .await;
+    // Stops when dropped, also on an early return.
+    let _plaintext_health = match config.health_listen {
+        Some(addr) => {
+            let task = discovery::spawn_plaintext_health(addr, health_service.clone())
+                .await
+                .map_err(|source| ServeError::HealthListen { addr, source })?;
+            tracing::info!(health_listen = %addr, "plaintext gRPC health listener serving");
+            Some(task)
+        }
+        None => None,
+    };
     let reflection_alpha = discovery::reflection(SERVICE_NAME).build_v1alpha()?;
     let reflection = discovery::reflection(SERVICE_NAME).build_v1()?;
     let service = SetServiceImpl::new(store, keys, config.providers.clone(), config.limits.clone());

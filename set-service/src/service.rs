@@ -12,10 +12,12 @@ use tokenvault_mtls::{PeerInfo, audit};
 use tokenvault_proto::v1::set_service_server::SetService;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, DisconnectAccountResponse, RecordAccountStatusRequest,
-    RecordAccountStatusResponse, StoreRefreshTokenRequest, StoreRefreshTokenResponse,
+    RecordAccountStatusResponse, RecordRevocationRequest, RecordRevocationResponse,
+    RevocationOutcome as ProtoRevocationOutcome, StoreRefreshTokenRequest,
+    StoreRefreshTokenResponse,
 };
 use tokenvault_seal::{PublicKeySet, SealedToken};
-use tokenvault_store::{TokenStatus, TokenWriter};
+use tokenvault_store::{RevocationOutcome, TokenStatus, TokenWriter};
 use tonic::{Request, Response, Status};
 
 use crate::config::Limits;
@@ -132,8 +134,50 @@ impl SetServiceImpl {
     }
 }
 
+impl SetServiceImpl {
+    async fn record_revocation(&self, req: &RecordRevocationRequest) -> Result<bool, RpcError> {
+        self.check_target(&req.account, &req.provider)?;
+        let version = i64::try_from(req.token_version)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| RpcError::InvalidArgument("token_version: out of range".into()))?;
+        let outcome = match ProtoRevocationOutcome::try_from(req.outcome) {
+            Ok(ProtoRevocationOutcome::Revoked) => RevocationOutcome::Revoked,
+            Ok(ProtoRevocationOutcome::Unsupported) => RevocationOutcome::Unsupported,
+            _ => {
+                return Err(RpcError::InvalidArgument(
+                    "outcome: must be REVOKED or UNSUPPORTED".into(),
+                ));
+            }
+        };
+        Ok(self
+            .store
+            .record_revocation(&req.account, &req.provider, version, outcome)
+            .await?)
+    }
+}
+
 #[tonic::async_trait]
 impl SetService for SetServiceImpl {
+    async fn record_revocation(
+        &self,
+        request: Request<RecordRevocationRequest>,
+    ) -> Result<Response<RecordRevocationResponse>, Status> {
+        let peer = request.extensions().get::<PeerInfo>().cloned();
+        let req = request.into_inner();
+        let result = SetServiceImpl::record_revocation(self, &req)
+            .await
+            .map(|recorded| RecordRevocationResponse { recorded });
+        audit::respond(
+            "RecordRevocation",
+            peer.as_ref(),
+            &req.account,
+            &req.provider,
+            result,
+            RpcError::outcome,
+        )
+    }
+
     async fn store_refresh_token(
         &self,
         request: Request<StoreRefreshTokenRequest>,

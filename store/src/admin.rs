@@ -20,13 +20,19 @@ const COUNT_ROWS: Sql = Sql::both(
 
 /// Clears the secret of every token row that has a newer row for the same key. The insert trigger
 /// already does this; this catches rows that two concurrent inserts could not see of each other.
+/// Clears superseded sealed tokens: those a newer token follows, and disconnected ones whose
+/// revocation is recorded. A disconnected token still waiting for revocation is kept.
 const PRUNE: Sql = Sql::both(
     "UPDATE token_events SET sealed_token = NULL, pruned = TRUE \
      WHERE kind = 'token' AND sealed_token IS NOT NULL \
-       AND EXISTS (SELECT 1 FROM token_events n \
-                   WHERE n.account = token_events.account \
-                     AND n.provider = token_events.provider \
-                     AND n.id > token_events.id)",
+       AND (EXISTS (SELECT 1 FROM token_events n \
+                    WHERE n.account = token_events.account \
+                      AND n.provider = token_events.provider \
+                      AND n.id > token_events.id AND n.kind = 'token') \
+            OR EXISTS (SELECT 1 FROM token_revocations r \
+                       WHERE r.account = token_events.account \
+                         AND r.provider = token_events.provider \
+                         AND r.token_id >= token_events.id))",
 );
 
 /// Runs the schema migrations. PostgreSQL: `owner_url` must connect as `tokenvault_owner` (the

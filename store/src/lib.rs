@@ -20,9 +20,12 @@
 //! order even under concurrent stores. Storing a token implies status `active` and a tombstone implies
 //! `disconnected`: the database's AFTER INSERT trigger appends that status row in the same statement,
 //! so the status table alone answers "what is the status" (newest status row wins).
-//! The same trigger prunes: it clears the sealed token of every superseded version (the row and its
-//! `token_hash` stay, so a late retry of an old token is recognised as already stored and never
-//! becomes the newest version again).
+//! The same trigger prunes: a new token clears the sealed token of every superseded version (the
+//! row and its `token_hash` stay, so a late retry of an old token is recognised as already stored
+//! and never becomes the newest version again). A tombstone does not: get-service still needs the
+//! disconnected account's last token once, to revoke it at the provider
+//! ([`TokenReader::pending_revocations`]); recording that
+//! ([`TokenWriter::record_revocation`]) clears it.
 
 #![forbid(unsafe_code)]
 
@@ -37,8 +40,8 @@ pub use admin::{RowCounts, StoreAdmin, migrate};
 pub use error::StoreError;
 pub use reader::TokenReader;
 pub use types::{
-    DisconnectOutcome, Latest, MAX_ID_LEN, MAX_REASON_LEN, MAX_SEALED_TOKEN_LEN, StatusRecord,
-    StoreOutcome, TokenStatus, UnknownStatus,
+    DisconnectOutcome, Latest, MAX_ID_LEN, MAX_REASON_LEN, MAX_SEALED_TOKEN_LEN, PendingRevocation,
+    RevocationOutcome, StatusRecord, StoreOutcome, TokenStatus, UnknownStatus,
 };
 pub use writer::TokenWriter;
 

@@ -4,7 +4,7 @@
 //! it opens the file read-only.
 
 use crate::db::{self, Db, Role, Sql, check_id, on_db};
-use crate::types::{Latest, StatusRecord, TokenStatus};
+use crate::types::{Latest, PendingRevocation, StatusRecord, TokenStatus};
 use crate::{Result, StoreError};
 
 const LATEST: Sql = Sql::both(
@@ -29,6 +29,17 @@ const STATUS: Sql = Sql {
              ORDER BY s.id DESC LIMIT 1",
 };
 
+/// Token rows still holding a sealed token that a later row (a tombstone: a later token would have
+/// cleared it) follows, oldest first.
+const PENDING_REVOCATIONS: Sql = Sql::both(
+    "SELECT t.account, t.provider, t.id, t.sealed_token, t.kid FROM token_events t \
+     WHERE t.kind = 'token' AND t.sealed_token IS NOT NULL \
+       AND EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
+                   AND n.provider = t.provider AND n.id > t.id) \
+     ORDER BY t.id LIMIT $1",
+);
+
+type PendingRow = (String, String, i64, Option<String>, Option<String>);
 type LatestRow = (i64, String, Option<String>, Option<String>);
 type StatusRow = (String, String, i64, Option<String>);
 
@@ -107,6 +118,29 @@ impl TokenReader {
             reason,
             updated_at_unix,
         }))
+    }
+
+    /// Up to `limit` disconnected accounts whose last refresh token still waits to be revoked at
+    /// the provider, oldest first.
+    pub async fn pending_revocations(&self, limit: u32) -> Result<Vec<PendingRevocation>> {
+        let rows: Vec<PendingRow> = on_db!(&self.db, PENDING_REVOCATIONS, |pool, q| {
+            sqlx::query_as(q)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(account, provider, version, sealed, kid)| {
+                Some(PendingRevocation {
+                    account,
+                    provider,
+                    version,
+                    sealed_token: sealed?,
+                    kid: kid?,
+                })
+            })
+            .collect())
     }
 
     /// Closes the pool.

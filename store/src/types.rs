@@ -120,3 +120,56 @@ pub struct StatusRecord {
     /// When it was recorded, in seconds since the Unix epoch.
     pub updated_at_unix: i64,
 }
+
+/// What the provider said when a disconnected account's refresh token was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationOutcome {
+    /// The provider's RFC 7009 revocation endpoint accepted the revocation.
+    Revoked,
+    /// The provider offers no revocation endpoint; the sealed token is deleted anyway.
+    Unsupported,
+}
+
+impl RevocationOutcome {
+    /// The value stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationOutcome::Revoked => "revoked",
+            RevocationOutcome::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl fmt::Display for RevocationOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A disconnected account's last refresh token, still sealed, waiting for get-service to revoke it
+/// at the provider. `Debug` output redacts the sealed token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingRevocation {
+    /// The account.
+    pub account: String,
+    /// The provider.
+    pub provider: String,
+    /// The version (row id) of the sealed token.
+    pub version: i64,
+    /// The sealed token (JWE compact serialization).
+    pub sealed_token: String,
+    /// The id of the key it is sealed with.
+    pub kid: String,
+}
+
+impl fmt::Debug for PendingRevocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingRevocation")
+            .field("account", &self.account)
+            .field("provider", &self.provider)
+            .field("version", &self.version)
+            .field("sealed_token", &"<redacted>")
+            .field("kid", &self.kid)
+            .finish()
+    }
+}

@@ -7,7 +7,9 @@
 use sha2::{Digest, Sha256};
 
 use crate::db::{self, Db, Role, Sql, check_id, check_sealed_token, on_db};
-use crate::types::{DisconnectOutcome, MAX_REASON_LEN, StoreOutcome, TokenStatus};
+use crate::types::{
+    DisconnectOutcome, MAX_REASON_LEN, RevocationOutcome, StoreOutcome, TokenStatus,
+};
 use crate::{Result, StoreError};
 
 const INSERT_TOKEN: Sql = Sql::both(
@@ -52,6 +54,22 @@ const INSERT_STATUS: Sql = Sql::both(
      SELECT $1, $2, $3, $4 \
      WHERE (SELECT kind FROM token_events WHERE account = $1 AND provider = $2 \
             ORDER BY id DESC LIMIT 1) = 'token'",
+);
+
+/// Records a revocation only for a token row that a tombstone follows; a second record of the
+/// same token inserts nothing.
+const INSERT_REVOCATION: Sql = Sql::both(
+    "INSERT INTO token_revocations (account, provider, token_id, outcome) \
+     SELECT $1, $2, $3, $4 \
+     WHERE EXISTS (SELECT 1 FROM token_events t WHERE t.id = $3 AND t.account = $1 \
+                   AND t.provider = $2 AND t.kind = 'token') \
+       AND EXISTS (SELECT 1 FROM token_events n WHERE n.account = $1 AND n.provider = $2 \
+                   AND n.id > $3 AND n.kind = 'tombstone') \
+     ON CONFLICT DO NOTHING",
+);
+
+const FIND_REVOCATION: Sql = Sql::both(
+    "SELECT id FROM token_revocations WHERE account = $1 AND provider = $2 AND token_id = $3",
 );
 
 /// PostgreSQL: can this session read sealed tokens? (It should not, as the writer.)
@@ -284,6 +302,51 @@ impl TokenWriter {
             None => Err(StoreError::NotFound),
             Some(_) => Err(StoreError::Conflict(
                 "the account is disconnected; store a new token to reconnect it".to_owned(),
+            )),
+        }
+    }
+
+    /// Records that the refresh token stored as `token_version` of a disconnected
+    /// (account, provider) was revoked at the provider, or that the provider offers no
+    /// revocation; the database then clears that sealed token. Recording the same token again
+    /// inserts nothing and returns `false`. [`StoreError::Conflict`] if `token_version` is not a
+    /// token of this key that a tombstone follows (the account was never disconnected, or the
+    /// version is wrong).
+    pub async fn record_revocation(
+        &self,
+        account: &str,
+        provider: &str,
+        token_version: i64,
+        outcome: RevocationOutcome,
+    ) -> Result<bool> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        let inserted = on_db!(&self.db, INSERT_REVOCATION, |pool, q| {
+            sqlx::query(q)
+                .bind(account)
+                .bind(provider)
+                .bind(token_version)
+                .bind(outcome.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if inserted == 1 {
+            tracing::debug!(account, provider, token_version, %outcome, "recorded revocation");
+            return Ok(true);
+        }
+        let existing: Option<i64> = on_db!(&self.db, FIND_REVOCATION, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(account)
+                .bind(provider)
+                .bind(token_version)
+                .fetch_optional(pool)
+                .await?
+        });
+        match existing {
+            Some(_) => Ok(false),
+            None => Err(StoreError::Conflict(
+                "that token version was not disconnected; nothing to record".to_owned(),
             )),
         }
     }

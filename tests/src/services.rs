@@ -69,6 +69,7 @@ pub fn set_service_config(
 ) -> anyhow::Result<tokenvault_set_service::Config> {
     Ok(tokenvault_set_service::Config {
         listen: "127.0.0.1:0".parse()?,
+        health_listen: None,
         trust_domain: TRUST_DOMAIN.to_owned(),
         tls: pki.issue(Role::SetService, None)?,
         store: StoreConfig {
@@ -148,6 +149,7 @@ pub fn get_service_config(
 ) -> anyhow::Result<tokenvault_get_service::Config> {
     Ok(tokenvault_get_service::Config {
         listen: "127.0.0.1:0".parse()?,
+        health_listen: None,
         trust_domain: TRUST_DOMAIN.to_owned(),
         tls: pki.issue(Role::GetService, None)?,
         store: tokenvault_get_service::config::StoreConfig {
@@ -161,6 +163,11 @@ pub fn get_service_config(
         providers,
         cache: CacheConfig::default(),
         allow: tokenvault_get_service::config::AllowConfig::default(),
+        // Sweep for disconnected accounts to revoke every second.
+        revocation: tokenvault_get_service::config::RevocationConfig {
+            interval_secs: 1,
+            batch_size: 100,
+        },
     })
 }
 

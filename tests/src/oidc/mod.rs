@@ -549,6 +549,25 @@ impl OidcServer {
         json_or_error(response, "introspection").await
     }
 
+    /// Whether the authorization server still considers `refresh_token`
+    /// valid (RFC 7662 introspection with `token_type_hint=refresh_token`).
+    pub async fn refresh_token_is_active(&self, refresh_token: &str) -> anyhow::Result<bool> {
+        let response = http_client(false)?
+            .post(self.introspection_endpoint())
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[
+                ("token", refresh_token),
+                ("token_type_hint", "refresh_token"),
+            ])
+            .send()
+            .await?;
+        let answer = json_or_error(response, "introspection").await?;
+        answer
+            .get("active")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| anyhow!("introspection answered without `active`"))
+    }
+
     /// The userinfo response for a Bearer access token; an error if refused.
     pub async fn userinfo(&self, access_token: &str) -> anyhow::Result<Value> {
         let response = http_client(false)?

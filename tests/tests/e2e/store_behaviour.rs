@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use tokenvault_store::{
-    DisconnectOutcome, Latest, MAX_SEALED_TOKEN_LEN, StoreAdmin, StoreError, TokenReader,
-    TokenStatus, TokenWriter,
+    DisconnectOutcome, Latest, MAX_SEALED_TOKEN_LEN, RevocationOutcome, StoreAdmin, StoreError,
+    TokenReader, TokenStatus, TokenWriter,
 };
 use tokenvault_tests::store::{Backend, TestStore};
 
@@ -113,8 +113,10 @@ async fn tombstone_hides_and_store_revives(store: &TestStore) {
     );
     let status = h.reader.status("acct", "microsoft").await.unwrap().unwrap();
     assert_eq!(status.status, TokenStatus::Disconnected);
-    // A tombstone prunes every earlier token of the key.
-    assert_eq!(h.admin.count_rows().await.unwrap().sealed_tokens, 0);
+    // A tombstone keeps the last token (sealed) until its revocation at the provider is recorded;
+    // the earlier one was pruned when the last was stored.
+    assert_eq!(h.admin.count_rows().await.unwrap().sealed_tokens, 1);
+    assert_eq!(h.admin.prune().await.unwrap(), 0, "pending revocation kept");
 
     // Disconnecting again is a no-op.
     let again = h.writer.disconnect("acct", "microsoft").await.unwrap();
@@ -346,6 +348,77 @@ async fn invalid_input(store: &TestStore) {
     assert_eq!(h.admin.count_rows().await.unwrap().token_events, 1);
 }
 
+async fn revocation_clears_the_disconnected_token(store: &TestStore) {
+    let h = open(store).await;
+    let v1 = h
+        .writer
+        .store("acct", "google", "sealed.1", "k")
+        .await
+        .unwrap();
+    // Nothing pending while the account is connected, and a revocation cannot be recorded.
+    assert!(h.reader.pending_revocations(10).await.unwrap().is_empty());
+    let refused = h
+        .writer
+        .record_revocation("acct", "google", v1.version, RevocationOutcome::Revoked)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+
+    h.writer.disconnect("acct", "google").await.unwrap();
+    let pending = h.reader.pending_revocations(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].account.as_str(), pending[0].provider.as_str()),
+        ("acct", "google")
+    );
+    assert_eq!(pending[0].version, v1.version);
+    assert_eq!(pending[0].sealed_token, "sealed.1");
+    assert!(!format!("{:?}", pending[0]).contains("sealed.1"));
+    // Not a token of this key, or a wrong version: refused, nothing changes.
+    for (account, version) in [("other", v1.version), ("acct", v1.version + 100)] {
+        let err = h
+            .writer
+            .record_revocation(account, "google", version, RevocationOutcome::Revoked)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+    assert_eq!(h.reader.pending_revocations(10).await.unwrap().len(), 1);
+
+    assert!(
+        h.writer
+            .record_revocation("acct", "google", v1.version, RevocationOutcome::Revoked)
+            .await
+            .unwrap()
+    );
+    assert!(h.reader.pending_revocations(10).await.unwrap().is_empty());
+    assert_eq!(h.admin.count_rows().await.unwrap().sealed_tokens, 0);
+    let status = h.reader.status("acct", "google").await.unwrap().unwrap();
+    assert_eq!(status.status, TokenStatus::Disconnected);
+    assert!(status.reason.contains("revoked"), "{}", status.reason);
+    // Recording it again is a no-op.
+    assert!(
+        !h.writer
+            .record_revocation("acct", "google", v1.version, RevocationOutcome::Revoked)
+            .await
+            .unwrap()
+    );
+
+    // A reconnect after a disconnect clears the old token at once: revoking it later could
+    // revoke the new grant at providers that revoke per client and user.
+    h.writer
+        .store("acct", "github", "sealed.a", "k")
+        .await
+        .unwrap();
+    h.writer.disconnect("acct", "github").await.unwrap();
+    h.writer
+        .store("acct", "github", "sealed.b", "k")
+        .await
+        .unwrap();
+    assert!(h.reader.pending_revocations(10).await.unwrap().is_empty());
+    assert_eq!(h.admin.count_rows().await.unwrap().sealed_tokens, 1);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -373,6 +446,7 @@ on_both_backends!(
     round_trip,
     idempotent_retry,
     tombstone_hides_and_store_revives,
+    revocation_clears_the_disconnected_token,
     pruning_keeps_newest_only,
     concurrent_stores,
     status_record_and_read,

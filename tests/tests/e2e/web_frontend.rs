@@ -383,7 +383,10 @@ async fn disconnect_tombstones_only_for_the_browser_that_connected_or_a_signed_l
     assert_eq!(f.row_counts().await.unwrap(), before);
     f.token("oidc:erin", 30).await.unwrap();
 
-    // The browser that connected it disconnects it.
+    // The browser that connected it disconnects it: workers get NOT_FOUND, and get-service
+    // revokes the grant at the provider (RFC 7009), after which the sealed token is deleted.
+    let live = f.stored_refresh_token("oidc:erin").await.unwrap();
+    assert!(f.oidc.refresh_token_is_active(&live).await.unwrap());
     let done = browser
         .post_form(
             "/disconnect",
@@ -399,6 +402,20 @@ async fn disconnect_tombstones_only_for_the_browser_that_connected_or_a_signed_l
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(f.token("oidc:erin", 0).await, Err(Code::NotFound));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while f.oidc.refresh_token_is_active(&live).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refresh token was not revoked at the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Recording the revocation deleted the sealed token: erin's was the only one stored.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while f.row_counts().await.unwrap().sealed_tokens != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "sealed token kept");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A signed disconnect link from the application works in any browser.
     let page = browser
