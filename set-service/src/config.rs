@@ -36,6 +36,9 @@ pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_SET_PUBLIC_KEYS_DIR";
 pub const ENV_PROVIDERS: &str = "TOKENVAULT_SET_PROVIDERS";
 
 /// Which setting each environment variable overrides.
+/// The owner role's URL for `set-service migrate` (PostgreSQL); not part of
+/// the config file, since the running service never needs it.
+pub const ENV_OWNER_URL: &str = "TOKENVAULT_SET_OWNER_URL";
 /// Overrides `health_listen`.
 pub const ENV_HEALTH_LISTEN: &str = "TOKENVAULT_SET_HEALTH_LISTEN";
 
