@@ -6,7 +6,8 @@
 --        -v owner_password="$OWNER_PW" -v writer_password="$WRITER_PW" -v reader_password="$READER_PW" \
 --        [-v dbname=tokenvault] -f deploy/postgres/setup.sql
 --
--- Then apply the schema as the owner: tokenvault_store::migrate("postgres://tokenvault_owner:...@host/tokenvault").
+-- Then apply the schema as the owner (deploy/README.md, "PostgreSQL"):
+--   TOKENVAULT_SET_OWNER_URL=postgres://tokenvault_owner@host/tokenvault PGPASSWORD="$OWNER_PW" set-service migrate
 -- The migrations grant the table privileges:
 --   tokenvault_owner   owns the database and schema objects; runs migrations (never used by a service)
 --   tokenvault_writer  set-service: INSERT only, plus SELECT on non-secret columns; never sealed_token
