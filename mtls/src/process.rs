@@ -1,4 +1,4 @@
-//! What every tokenvault binary does around its service: log to stderr with
+//! What every tokenvault binary does around its service: log to stdout with
 //! a filter from an environment variable, and stop on Ctrl-C or SIGTERM.
 
 /// The environment variable of the log filter, e.g. `info,tokenvault=debug`.
@@ -11,6 +11,8 @@ pub fn init_logging() {
             tracing_subscriber::EnvFilter::try_from_env(ENV_LOG)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Colours only on a terminal: log files and journald get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 }
 

@@ -100,6 +100,7 @@ pub async fn run_all(bins: &Binaries, state: &State, plan: &Plan) -> anyhow::Res
         return Err(e);
     }
     print_instructions(bins, state, plan);
+    let mut connects = ConnectWatcher::new(logs.join("set-service.log"));
     let outcome = loop {
         tokio::select! {
             _ = interrupt.recv() => break Ok(()),
@@ -107,6 +108,10 @@ pub async fn run_all(bins: &Binaries, state: &State, plan: &Plan) -> anyhow::Res
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if let Some(e) = exited(&mut services) {
                     break Err(e);
+                }
+                for (account, provider) in connects.new_connects() {
+                    println!("\nConnected {account} at {provider}. Fetch an access token for it:\n");
+                    println!("   {}\n", worker_command(bins, plan, &account, &provider));
                 }
             }
         }
@@ -164,11 +169,24 @@ async fn start(
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start {name}"))?;
-    services.push(Service { name, child, log });
+    services.push(Service {
+        name,
+        child,
+        log: log.clone(),
+    });
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + START_TIMEOUT;
+    // The gRPC services log that they serve once bound (a bare TCP probe would
+    // log a refused TLS handshake); the HTTP ones are probed.
+    let serving_line = format!("{name} serving");
+    let grpc = matches!(name, "set-service" | "get-service");
     loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        let up = if grpc {
+            fs::read_to_string(&log).is_ok_and(|text| text.contains(&serving_line))
+        } else {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        };
+        if up {
             println!("  {name:<26} 127.0.0.1:{port}");
             return Ok(());
         }
@@ -230,13 +248,71 @@ async fn stop_all(services: &mut Vec<Service>) {
     }
 }
 
-fn print_instructions(bins: &Binaries, state: &State, plan: &Plan) {
-    let rel = |p: &Path| -> String {
-        std::env::current_dir()
-            .ok()
-            .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))
-            .unwrap_or_else(|| p.display().to_string())
+/// `p` relative to the working directory when it is below it.
+fn rel(p: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(cwd).ok().map(|r| r.display().to_string()))
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// The worker command that fetches an access token for `account`.
+fn worker_command(bins: &Binaries, plan: &Plan, account: &str, provider: &str) -> String {
+    format!(
+        "{} --config {} token --account {account} --provider {provider}",
+        rel(&bins.worker),
+        rel(&plan.worker_config)
+    )
+}
+
+/// Follows set-service's log for accounts that web-frontend has just stored
+/// (its audit lines; never a token).
+struct ConnectWatcher {
+    path: PathBuf,
+    offset: usize,
+}
+
+impl ConnectWatcher {
+    fn new(path: PathBuf) -> Self {
+        let offset = fs::metadata(&path).map_or(0, |m| usize::try_from(m.len()).unwrap_or(0));
+        Self { path, offset }
+    }
+
+    fn new_connects(&mut self) -> Vec<(String, String)> {
+        let Ok(text) = fs::read_to_string(&self.path) else {
+            return Vec::new();
+        };
+        let Some(new) = text.get(self.offset..) else {
+            return Vec::new();
+        };
+        // Only whole lines; a partly written one is read next time.
+        let complete = new.rfind('\n').map_or(0, |i| i + 1);
+        self.offset += complete;
+        new[..complete]
+            .lines()
+            .filter(|l| {
+                l.contains("tokenvault::audit")
+                    && l.contains("StoreRefreshToken")
+                    && l.contains("/web-frontend")
+                    && field(l, "outcome").as_deref() == Some("ok")
+            })
+            .filter_map(|l| Some((field(l, "account")?, field(l, "provider")?)))
+            .collect()
+    }
+}
+
+/// The value of ` name=value` or ` name="value"` in a log line.
+fn field(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &line[start..];
+    let value = match rest.strip_prefix('"') {
+        Some(quoted) => &quoted[..quoted.find('"')?],
+        None => rest.split_whitespace().next()?,
     };
+    Some(value.to_owned())
+}
+
+fn print_instructions(bins: &Binaries, state: &State, plan: &Plan) {
     println!();
     println!(
         "tokenvault is running (logs in {}).",
@@ -262,15 +338,12 @@ fn print_instructions(bins: &Binaries, state: &State, plan: &Plan) {
     };
     println!("2. Fetch an access token for it as a worker (mTLS, certificate worker-demo):");
     println!();
-    println!(
-        "   {} --config {} token --account {account} --provider {provider}",
-        rel(&bins.worker),
-        rel(&plan.worker_config)
-    );
+    println!("   {}", worker_command(bins, plan, &account, &provider));
     println!();
     println!(
-        "   The account id is shown on the \"Account connected\" page (<provider>:<your user id>)."
+        "   The account id is shown on the \"Account connected\" page (<provider>:<your user id>);"
     );
+    println!("   the exact command for each account you connect is printed here as it happens.");
     println!();
     println!(
         "Ctrl-C stops everything; the next run reuses {}.",

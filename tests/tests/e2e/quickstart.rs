@@ -273,6 +273,10 @@ async fn quickstart_serves_the_flow_end_to_end_and_reuses_its_state() {
     );
     assert_eq!(connected.field("account").as_deref(), Some("demo:alice"));
 
+    // The quick start prints the exact command for the account just connected.
+    qs.wait_for("Connected demo:alice at demo", Duration::from_secs(10));
+    let exact = qs.wait_for("token --account", Duration::from_secs(5));
+    assert_eq!(exact.trim(), command.trim());
     // The printed worker command fetches a token the provider accepts.
     let command = command.trim().to_owned();
     assert!(
