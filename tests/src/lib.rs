@@ -9,8 +9,10 @@
 
 pub mod keys;
 pub mod logs;
+pub mod netns;
 pub mod oidc;
 pub mod pki;
+pub mod procs;
 pub mod services;
 pub mod store;
 pub mod system;

@@ -3,12 +3,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod browser;
+mod deploy_files;
 mod get_service;
 mod grpc_discovery;
 mod jose_interop;
 mod mtls;
+mod netns;
 mod oidc_peer;
 mod open;
+mod processes;
+mod quickstart;
 mod seal;
 mod set_service;
 mod store_behaviour;
