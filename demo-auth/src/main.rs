@@ -45,6 +45,10 @@ struct Args {
     /// The issuer URL (default: http://<listen address>), if reached under another name.
     #[arg(long, env = ENV_ISSUER)]
     issuer: Option<String>,
+    /// Listen on a non-loopback address anyway (anyone who reaches it can
+    /// sign in as anyone).
+    #[arg(long)]
+    allow_remote_insecure: bool,
 }
 
 impl std::fmt::Debug for Args {
@@ -69,6 +73,11 @@ async fn main() -> anyhow::Result<()> {
         access_token_ttl_secs: args.access_token_ttl_secs,
     };
     config.validate()?;
+    anyhow::ensure!(
+        args.listen.ip().is_loopback() || args.allow_remote_insecure,
+        "--listen {}: not a loopback address; this development-only server lets anyone sign in as anyone (add --allow-remote-insecure to do it anyway)",
+        args.listen
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen: cannot bind {}", args.listen))?;

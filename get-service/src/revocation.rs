@@ -2,13 +2,23 @@
 //!
 //! A disconnect (web-frontend → set-service) leaves the account's last refresh
 //! token, still sealed, behind a tombstone: get-service is the only part that
-//! can open it. [`RevocationSweeper`] reads such pending tokens every
-//! `revocation.interval_secs`, opens each, revokes it at its provider, and
-//! records the outcome through set-service (`RecordRevocation`), which makes
-//! the database delete the sealed token. A provider without a revocation
-//! endpoint is recorded as such and the token is deleted all the same.
+//! can open it. [`RevocationSweeper`] pages through such pending tokens every
+//! `revocation.interval_secs` and, under the account's lock (so no refresh of
+//! it runs meanwhile), checks that the token is still pending (no reconnect
+//! since: revoking then could end the new grant at providers that revoke per
+//! user and client), opens it, revokes it at its provider, and records the
+//! outcome through set-service (`RecordRevocation`), which makes the database
+//! delete the sealed token. A provider without a revocation endpoint is
+//! recorded as such (with a warning) and the token is deleted all the same.
+//!
+//! Rotated refresh tokens that the store refused because the account changed
+//! meanwhile ([`SetWriter::take_orphans`]) are live grants too: those of
+//! accounts now disconnected are revoked in the same sweep.
+//!
 //! Failures are retried on later sweeps with a growing pause per token; the
-//! sealed token stays in the store until then.
+//! sealed token stays in the store until then, and a token that keeps failing
+//! is logged as an error. Each sweep makes at most `batch_size` provider
+//! calls, and items waiting for their retry never hold up the others.
 //!
 //! Holds one plaintext refresh token at a time, in a [`Zeroizing`] buffer,
 //! for the length of one revocation call.
@@ -17,16 +27,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokenvault_store::{PendingRevocation, RevocationOutcome, TokenReader};
+use tokenvault_store::{Latest, PendingRevocation, RevocationOutcome, TokenReader};
 use zeroize::Zeroizing;
 
 use crate::PrivateKeyRing;
 use crate::config::RevocationConfig;
 use crate::provider::{Provider, ProviderError};
-use crate::writer::SetWriter;
+use crate::writer::{Key, KeyLocks, SetWriter};
 
 /// The longest pause before retrying one token.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// After this many failures in a row a token is logged as an error.
+const ESCALATE_AFTER: u32 = 5;
 
 /// What one sweep did, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,27 +49,45 @@ pub struct SweepReport {
     pub unsupported: usize,
     /// Tokens left for a later sweep.
     pub deferred: usize,
+    /// Orphaned rotated tokens of disconnected accounts revoked.
+    pub orphans_revoked: usize,
 }
 
-/// The background job; see the module documentation.
+/// Everything the sweep uses.
 #[derive(Debug)]
 pub struct RevocationSweeper {
-    reader: TokenReader,
-    keys: Arc<PrivateKeyRing>,
-    providers: HashMap<String, Arc<Provider>>,
-    writer: SetWriter,
-    config: RevocationConfig,
+    /// The store, read-only.
+    pub reader: TokenReader,
+    /// The private keys.
+    pub keys: Arc<PrivateKeyRing>,
+    /// The provider catalogue.
+    pub providers: HashMap<String, Arc<Provider>>,
+    /// Where revocations are recorded.
+    pub writer: SetWriter,
+    /// The per-account locks refreshes hold too.
+    pub locks: KeyLocks,
+    /// Interval and batch size.
+    pub config: RevocationConfig,
     /// Per token version: failures so far and when to try again.
     retry: HashMap<i64, (u32, Instant)>,
 }
 
+/// How one pending token ended in this sweep.
+enum Done {
+    Recorded(RevocationOutcome),
+    /// Reconnected (or recorded by another replica) since it was read.
+    NoLongerPending,
+    Failed,
+}
+
 impl RevocationSweeper {
-    /// A sweeper reading from `reader` and writing through `writer`.
+    /// A sweeper over `reader`, writing through `writer`.
     pub fn new(
         reader: TokenReader,
         keys: Arc<PrivateKeyRing>,
         providers: HashMap<String, Arc<Provider>>,
         writer: SetWriter,
+        locks: KeyLocks,
         config: RevocationConfig,
     ) -> Self {
         Self {
@@ -65,6 +95,7 @@ impl RevocationSweeper {
             keys,
             providers,
             writer,
+            locks,
             config,
             retry: HashMap::new(),
         }
@@ -77,10 +108,11 @@ impl RevocationSweeper {
         loop {
             tick.tick().await;
             let report = self.sweep().await;
-            if report != SweepReport::default() {
+            if report.revoked + report.unsupported + report.orphans_revoked > 0 {
                 tracing::info!(
                     revoked = report.revoked,
                     unsupported = report.unsupported,
+                    orphans_revoked = report.orphans_revoked,
                     deferred = report.deferred,
                     "revocation sweep"
                 );
@@ -88,107 +120,180 @@ impl RevocationSweeper {
         }
     }
 
-    /// One pass over the pending revocations.
+    /// One pass over the pending revocations, then the orphaned tokens.
     pub async fn sweep(&mut self) -> SweepReport {
         let mut report = SweepReport::default();
-        let pending = match self
-            .reader
-            .pending_revocations(self.config.batch_size)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read pending revocations; retrying on the next sweep");
-                return report;
-            }
-        };
         let now = Instant::now();
-        let live: std::collections::HashSet<i64> = pending.iter().map(|p| p.version).collect();
-        self.retry.retain(|version, _| live.contains(version));
-        for item in pending {
-            if self
-                .retry
-                .get(&item.version)
-                .is_some_and(|(_, at)| *at > now)
+        let mut calls = 0u32;
+        let mut cursor = 0i64;
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let page = match self
+                .reader
+                .pending_revocations(cursor, self.config.batch_size)
+                .await
             {
-                report.deferred += 1;
-                continue;
-            }
-            match self.revoke_one(&item).await {
-                Some(RevocationOutcome::Revoked) => report.revoked += 1,
-                Some(RevocationOutcome::Unsupported) => report.unsupported += 1,
-                None => {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read pending revocations; retrying on the next sweep");
+                    return report;
+                }
+            };
+            let full = page.len() == self.config.batch_size as usize;
+            for item in page {
+                cursor = item.version;
+                seen.insert(item.version);
+                let waiting = self
+                    .retry
+                    .get(&item.version)
+                    .is_some_and(|(_, at)| *at > now);
+                if waiting || calls >= self.config.batch_size {
                     report.deferred += 1;
-                    let failures = self.retry.get(&item.version).map_or(0, |(n, _)| *n) + 1;
-                    let pause = Duration::from_secs(self.config.interval_secs)
-                        .saturating_mul(1 << failures.min(12))
-                        .min(MAX_BACKOFF);
-                    self.retry.insert(item.version, (failures, now + pause));
+                    continue;
+                }
+                calls += 1;
+                match self.revoke_pending(&item).await {
+                    Done::Recorded(RevocationOutcome::Revoked) => report.revoked += 1,
+                    Done::Recorded(RevocationOutcome::Unsupported) => report.unsupported += 1,
+                    Done::NoLongerPending => {}
+                    Done::Failed => {
+                        report.deferred += 1;
+                        self.back_off(&item, now);
+                    }
                 }
             }
+            if !full {
+                break;
+            }
         }
+        self.retry.retain(|version, _| seen.contains(version));
+        report.orphans_revoked = self.revoke_orphans().await;
         report
     }
 
-    /// Revokes and records one token; `None` when it must be tried again later.
-    async fn revoke_one(&self, item: &PendingRevocation) -> Option<RevocationOutcome> {
-        let (account, provider_name) = (item.account.as_str(), item.provider.as_str());
-        let Some(provider) = self.providers.get(provider_name) else {
-            tracing::warn!(
-                account,
-                provider = provider_name,
-                "a disconnected account's provider is not configured here; cannot revoke its grant"
-            );
-            return None;
-        };
-        let outcome = {
-            let token = match self.keys.open(&item.sealed_token, account, provider_name) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    tracing::error!(account, provider = provider_name, kid = %item.kid, error = %e, "cannot open a disconnected account's token to revoke it");
-                    return None;
-                }
-            };
-            let Ok(text) = std::str::from_utf8(&token) else {
-                tracing::error!(
-                    account,
-                    provider = provider_name,
-                    "a disconnected account's token is not UTF-8"
-                );
-                return None;
-            };
-            let token = Zeroizing::new(text.to_owned());
-            match provider.revoke(&token).await {
-                Ok(()) => RevocationOutcome::Revoked,
-                Err(ProviderError::Unsupported(reason)) => {
-                    tracing::info!(account, provider = provider_name, %reason, "the provider offers no revocation; deleting the token");
-                    RevocationOutcome::Unsupported
-                }
-                Err(e) => {
-                    tracing::warn!(account, provider = provider_name, error = %e, "revoking a disconnected account's grant failed; retrying later");
-                    return None;
-                }
+    fn back_off(&mut self, item: &PendingRevocation, now: Instant) {
+        let failures = self.retry.get(&item.version).map_or(0, |(n, _)| *n) + 1;
+        let pause = Duration::from_secs(self.config.interval_secs)
+            .saturating_mul(1 << failures.min(12))
+            .min(MAX_BACKOFF);
+        if failures == ESCALATE_AFTER {
+            tracing::error!(account = %item.account, provider = %item.provider, failures, "a disconnected account's grant still cannot be revoked; its sealed token stays in the store until it can");
+        }
+        self.retry.insert(item.version, (failures, now + pause));
+    }
+
+    /// Revokes and records one pending token under its account's lock.
+    async fn revoke_pending(&self, item: &PendingRevocation) -> Done {
+        let key: Key = (item.account.clone(), item.provider.clone());
+        let _guard = self.locks.lock(&key).await;
+        // A rotated token held for this account is no longer wanted: it
+        // becomes an orphan, revoked below.
+        let _ = self.writer.pending_token(&key, None);
+        match self
+            .reader
+            .still_pending(&item.account, &item.provider, item.version)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Done::NoLongerPending,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-check a pending revocation");
+                return Done::Failed;
             }
+        }
+        let Some(outcome) = self.revoke_sealed(item).await else {
+            return Done::Failed;
         };
-        let key = (item.account.clone(), item.provider.clone());
         match self
             .writer
             .record_revocation(&key, item.version, outcome)
             .await
         {
             Ok(()) => {
-                tracing::info!(account, provider = provider_name, %outcome, "disconnected account's grant revoked");
-                Some(outcome)
+                tracing::info!(account = %item.account, provider = %item.provider, %outcome, "disconnected account's grant revoked");
+                Done::Recorded(outcome)
             }
             Err(code) => {
-                tracing::warn!(
-                    account,
-                    provider = provider_name,
-                    ?code,
-                    "recording a revocation failed; retrying later"
-                );
+                tracing::warn!(account = %item.account, provider = %item.provider, ?code, "recording a revocation failed; retrying later");
+                Done::Failed
+            }
+        }
+    }
+
+    /// Opens `item` and revokes it at its provider; `None` to retry later.
+    async fn revoke_sealed(&self, item: &PendingRevocation) -> Option<RevocationOutcome> {
+        let (account, provider) = (item.account.as_str(), item.provider.as_str());
+        let opened = match self.keys.open(&item.sealed_token, account, provider) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(account, provider, kid = ?item.kid, error = %e, "cannot open a disconnected account's token to revoke it");
+                return None;
+            }
+        };
+        let Ok(text) = std::str::from_utf8(&opened) else {
+            tracing::error!(
+                account,
+                provider,
+                "a disconnected account's token is not UTF-8"
+            );
+            return None;
+        };
+        self.revoke(account, provider, &Zeroizing::new(text.to_owned()))
+            .await
+    }
+
+    /// Revokes `token` at `provider`; `None` to retry later.
+    async fn revoke(
+        &self,
+        account: &str,
+        provider: &str,
+        token: &str,
+    ) -> Option<RevocationOutcome> {
+        let Some(p) = self.providers.get(provider) else {
+            tracing::warn!(
+                account,
+                provider,
+                "a disconnected account's provider is not configured here; cannot revoke its grant"
+            );
+            return None;
+        };
+        match p.revoke(token).await {
+            Ok(()) => Some(RevocationOutcome::Revoked),
+            Err(ProviderError::Unsupported(reason)) => {
+                tracing::warn!(account, provider, %reason, "the provider offers no revocation: the grant stays valid there; deleting the token");
+                Some(RevocationOutcome::Unsupported)
+            }
+            Err(e) => {
+                tracing::warn!(account, provider, error = %e, "revoking a disconnected account's grant failed; retrying later");
                 None
             }
         }
+    }
+
+    /// Revokes orphaned rotated tokens of accounts that are disconnected now;
+    /// drops those of reconnected accounts (revoking them could end the new
+    /// grant). Returns how many it revoked.
+    async fn revoke_orphans(&self) -> usize {
+        let mut revoked = 0;
+        let mut again = Vec::new();
+        for (key, token) in self.writer.take_orphans() {
+            let _guard = self.locks.lock(&key).await;
+            match self.reader.latest(&key.0, &key.1).await {
+                Ok(Latest::Disconnected) => match self.revoke(&key.0, &key.1, &token).await {
+                    Some(_) => {
+                        tracing::info!(account = %key.0, provider = %key.1, "revoked a rotated refresh token of a disconnected account");
+                        revoked += 1;
+                    }
+                    None => again.push((key.clone(), token)),
+                },
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read an account to revoke its orphaned token");
+                    again.push((key.clone(), token));
+                }
+            }
+        }
+        self.writer.return_orphans(again);
+        revoked
     }
 }

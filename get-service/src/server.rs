@@ -85,6 +85,7 @@ pub async fn run(
         Arc::clone(&keys),
         providers.clone(),
         writer.clone(),
+        locks.clone(),
         config.revocation.clone(),
     );
     let broker = Broker::new(reader, keys, providers, writer, locks, config.cache.clone());

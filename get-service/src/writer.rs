@@ -86,7 +86,24 @@ pub struct SetWriter {
     client: SetServiceClient<Channel>,
     sealer: Arc<PublicKeySet>,
     pending: PendingTokens,
+    orphans: Orphans,
     locks: KeyLocks,
+}
+
+/// Rotated refresh tokens that could not be stored because the account
+/// changed meanwhile (disconnected or reconnected). Each is still a live
+/// grant at the provider: the revocation sweep revokes those whose account
+/// is disconnected. `Debug` shows no token.
+#[derive(Clone, Default)]
+struct Orphans(Arc<Mutex<Vec<Orphan>>>);
+
+/// An account and a rotated refresh token the store refused for it.
+pub type Orphan = (Key, Zeroizing<String>);
+
+impl std::fmt::Debug for Orphans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Orphans({})", lock(&self.0).len())
+    }
 }
 
 impl SetWriter {
@@ -97,6 +114,7 @@ impl SetWriter {
             client: SetServiceClient::new(channel),
             sealer,
             pending: PendingTokens::default(),
+            orphans: Orphans::default(),
             locks,
         }
     }
@@ -144,6 +162,7 @@ impl SetWriter {
                 }
                 Stored::Superseded => {
                     lock(&self.pending).remove(key);
+                    self.orphan(key, token);
                     return;
                 }
                 Stored::Failed => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
@@ -188,6 +207,7 @@ impl SetWriter {
                 }
                 Stored::Superseded => {
                     lock(&self.pending).remove(&key);
+                    self.orphan(&key, token);
                     return;
                 }
                 Stored::Failed => wait = (wait * 2).min(Duration::from_secs(30)),
@@ -196,7 +216,8 @@ impl SetWriter {
     }
 
     /// The pending token of `key`, if the store still holds the version it
-    /// replaces; a pending token for an account changed since is dropped.
+    /// replaces; a pending token for an account changed since is orphaned
+    /// (see [`SetWriter::take_orphans`]).
     /// Call with `key`'s lock held.
     pub fn pending_token(
         &self,
@@ -207,11 +228,30 @@ impl SetWriter {
         match map.get(key) {
             Some(p) if Some(p.expected_version) == newest_stored => Some(p.token.clone()),
             Some(_) => {
-                map.remove(key);
+                if let Some(stale) = map.remove(key) {
+                    drop(map);
+                    self.orphan(key, stale.token);
+                }
                 None
             }
             None => None,
         }
+    }
+
+    /// Keeps a rotated token that the store no longer wants, for the
+    /// revocation sweep.
+    fn orphan(&self, key: &Key, token: Zeroizing<String>) {
+        lock(&self.orphans.0).push((key.clone(), token));
+    }
+
+    /// Takes every orphaned rotated token (see [`SetWriter::pending_token`]).
+    pub fn take_orphans(&self) -> Vec<Orphan> {
+        std::mem::take(&mut *lock(&self.orphans.0))
+    }
+
+    /// Puts back orphans whose revocation must be tried again.
+    pub fn return_orphans(&self, orphans: Vec<Orphan>) {
+        lock(&self.orphans.0).extend(orphans);
     }
 
     /// How many rotated tokens are still unstored (reported at shutdown).

@@ -38,7 +38,13 @@ pub async fn spawn_plaintext_health(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     Ok(PlaintextHealth(tokio::spawn(async move {
+        // Unauthenticated: bound every call and connection.
         let served = tonic::transport::Server::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .concurrency_limit_per_connection(4)
+            .max_concurrent_streams(4)
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
             .add_service(health)
             .serve_with_incoming(incoming)
             .await;

@@ -145,7 +145,7 @@ pub fn write_all(state: &State, port_base: u16, user: Option<&UserConfig>) -> an
     let mut web = table(format!(
         r#"listen = "127.0.0.1:{web_port}"
 public_url = "{public_url}"
-trust_domain = "{td}"
+trust_domain = {td}
 public_keys_dir = {public_keys}
 [set_service]
 address = "127.0.0.1:{set_port}"
@@ -154,7 +154,7 @@ cookie_key_file = {cookie}
 [links]
 secret_file = {link}
 "#,
-        td = state.trust_domain,
+        td = Value::String(state.trust_domain.clone()),
         public_keys = s(&keys.join("public")),
         cookie = s(&state.cookie_key),
         link = s(&state.link_secret),
@@ -162,15 +162,16 @@ secret_file = {link}
     web.insert("tls".into(), tls("web-frontend"));
     let mut get = table(format!(
         r#"listen = "127.0.0.1:{get_port}"
-trust_domain = "{td}"
+trust_domain = {td}
 private_keys_dir = {private_keys}
 public_keys_dir = {public_keys}
 [store]
-url = "{reader_url}"
+url = {reader}
 [set_service]
 address = "127.0.0.1:{set_port}"
 "#,
-        td = state.trust_domain,
+        td = Value::String(state.trust_domain.clone()),
+        reader = Value::String(reader_url.clone()),
         private_keys = s(&keys.join("private")),
         public_keys = s(&keys.join("public")),
     ))?;
@@ -222,12 +223,13 @@ client_secret = "{demo_secret}"
     }
     let mut set = table(format!(
         r#"listen = "127.0.0.1:{set_port}"
-trust_domain = "{td}"
+trust_domain = {td}
 public_keys_dir = {public_keys}
 [store]
-url = "{writer_url}"
+url = {writer}
 "#,
-        td = state.trust_domain,
+        td = Value::String(state.trust_domain.clone()),
+        writer = Value::String(writer_url.clone()),
         public_keys = s(&keys.join("public")),
     ))?;
     set.insert("tls".into(), tls("set-service"));
@@ -239,9 +241,9 @@ url = "{writer_url}"
 
     let mut worker = table(format!(
         r#"address = "127.0.0.1:{get_port}"
-trust_domain = "{td}"
+trust_domain = {td}
 "#,
-        td = state.trust_domain,
+        td = Value::String(state.trust_domain.clone()),
     ))?;
     worker.insert("tls".into(), tls("worker-demo"));
 

@@ -80,6 +80,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let bins = supervise::Binaries::locate(&bin_dir)?;
     std::fs::create_dir_all(&options.state)
         .with_context(|| format!("cannot create {}", options.state.display()))?;
+    // Keys, secrets, the store and the logs: for this user only.
+    std::fs::set_permissions(
+        &options.state,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .with_context(|| format!("cannot restrict {}", options.state.display()))?;
     let state_dir = std::fs::canonicalize(&options.state)?;
     let state = state::ensure(&bins, &state_dir)?;
     let user = match &options.config {

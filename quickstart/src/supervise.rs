@@ -8,7 +8,8 @@
 //! (SIGKILL after a grace period). Their output goes to `<state>/logs`.
 
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -94,10 +95,22 @@ pub async fn run_all(bins: &Binaries, state: &State, plan: &Plan) -> anyhow::Res
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut services: Vec<Service> = Vec::new();
-    let started = start_in_order(bins, plan, &logs, &mut services).await;
-    if let Err(e) = started {
-        stop_all(&mut services).await;
-        return Err(e);
+    let started = tokio::select! {
+        started = start_in_order(bins, plan, &logs, &mut services) => started.map(|()| true),
+        _ = interrupt.recv() => Ok(false),
+        _ = terminate.recv() => Ok(false),
+    };
+    match started {
+        Ok(true) => {}
+        Ok(false) => {
+            println!("\nInterrupted while starting; stopping what started...");
+            stop_all(&mut services).await;
+            return Ok(());
+        }
+        Err(e) => {
+            stop_all(&mut services).await;
+            return Err(e);
+        }
     }
     print_instructions(bins, state, plan);
     let mut connects = ConnectWatcher::new(logs.join("set-service.log"));
@@ -161,7 +174,13 @@ async fn start(
     port: u16,
 ) -> anyhow::Result<()> {
     let log = logs.join(format!("{name}.log"));
-    let out = fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let out = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&log)
+        .with_context(|| format!("cannot create {}", log.display()))?;
     cmd.stdout(Stdio::from(out.try_clone()?))
         .stderr(Stdio::from(out))
         .stdin(Stdio::null())
@@ -176,16 +195,16 @@ async fn start(
     });
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + START_TIMEOUT;
-    // The gRPC services log that they serve once bound (a bare TCP probe would
-    // log a refused TLS handshake); the HTTP ones are probed.
-    let serving_line = format!("{name} serving");
-    let grpc = matches!(name, "set-service" | "get-service");
+    // Each service logs that it serves once it has bound its port (so a port
+    // held by another process is not mistaken for it, and a bare TCP probe
+    // does not log a refused TLS handshake).
+    let serving_line = match name {
+        "demo-authorization-server" => "demo authorization server serving".to_owned(),
+        other => format!("{other} serving"),
+    };
     loop {
-        let up = if grpc {
-            fs::read_to_string(&log).is_ok_and(|text| text.contains(&serving_line))
-        } else {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        };
+        let up = fs::read(&log)
+            .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains(&serving_line));
         if up {
             println!("  {name:<26} 127.0.0.1:{port}");
             return Ok(());
@@ -279,17 +298,23 @@ impl ConnectWatcher {
     }
 
     fn new_connects(&mut self) -> Vec<(String, String)> {
-        let Ok(text) = fs::read_to_string(&self.path) else {
+        let Ok(bytes) = fs::read(&self.path) else {
             return Vec::new();
         };
-        let Some(new) = text.get(self.offset..) else {
-            return Vec::new();
-        };
+        if bytes.len() < self.offset {
+            // The log was replaced (a restart truncates it): read it anew.
+            self.offset = 0;
+        }
+        let text = String::from_utf8_lossy(&bytes[self.offset..]).into_owned();
+        let new = text.as_str();
         // Only whole lines; a partly written one is read next time.
-        let complete = new.rfind('\n').map_or(0, |i| i + 1);
+        let complete = bytes[self.offset..]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
         self.offset += complete;
-        new[..complete]
-            .lines()
+        let new = &new[..new.rfind('\n').map_or(0, |i| i + 1)];
+        new.lines()
             .filter(|l| {
                 l.contains("tokenvault::audit")
                     && l.contains("StoreRefreshToken")

@@ -18,10 +18,10 @@ const COUNT_ROWS: Sql = Sql::both(
             (SELECT COUNT(*) FROM token_status)",
 );
 
-/// Clears the secret of every token row that has a newer row for the same key. The insert trigger
-/// already does this; this catches rows that two concurrent inserts could not see of each other.
 /// Clears superseded sealed tokens: those a newer token follows, and disconnected ones whose
-/// revocation is recorded. A disconnected token still waiting for revocation is kept.
+/// revocation is recorded; a disconnected token still waiting for revocation is kept. The insert
+/// triggers already do this; this catches rows that two concurrent inserts could not see of each
+/// other.
 const PRUNE: Sql = Sql::both(
     "UPDATE token_events SET sealed_token = NULL, pruned = TRUE \
      WHERE kind = 'token' AND sealed_token IS NOT NULL \

@@ -29,14 +29,35 @@ const STATUS: Sql = Sql {
              ORDER BY s.id DESC LIMIT 1",
 };
 
-/// Token rows still holding a sealed token that a later row (a tombstone: a later token would have
-/// cleared it) follows, oldest first.
-const PENDING_REVOCATIONS: Sql = Sql::both(
-    "SELECT t.account, t.provider, t.id, t.sealed_token, t.kid FROM token_events t \
-     WHERE t.kind = 'token' AND t.sealed_token IS NOT NULL \
-       AND EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
-                   AND n.provider = t.provider AND n.id > t.id) \
-     ORDER BY t.id LIMIT $1",
+/// Token rows still holding a sealed token that a tombstone (and no later
+/// token) follows, after row id `$1`, oldest first. Written per backend so that
+/// each uses the partial index `token_events_unpruned`.
+const PENDING_REVOCATIONS: Sql = Sql {
+    postgres: "SELECT t.account, t.provider, t.id, t.sealed_token, t.kid FROM token_events t \
+               WHERE t.kind = 'token' AND NOT t.pruned AND t.id > $1 \
+                 AND EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
+                             AND n.provider = t.provider AND n.id > t.id AND n.kind = 'tombstone') \
+                 AND NOT EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
+                             AND n.provider = t.provider AND n.id > t.id AND n.kind = 'token') \
+               ORDER BY t.id LIMIT $2",
+    sqlite: "SELECT t.account, t.provider, t.id, t.sealed_token, t.kid FROM token_events t \
+             WHERE t.kind = 'token' AND t.pruned = 0 AND t.id > $1 \
+               AND EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
+                           AND n.provider = t.provider AND n.id > t.id AND n.kind = 'tombstone') \
+               AND NOT EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
+                           AND n.provider = t.provider AND n.id > t.id AND n.kind = 'token') \
+             ORDER BY t.id LIMIT $2",
+};
+
+/// Whether token version `$3` of (`$1`, `$2`) still waits for revocation.
+const STILL_PENDING: Sql = Sql::both(
+    "SELECT COUNT(*) FROM token_events t \
+     WHERE t.id = $3 AND t.account = $1 AND t.provider = $2 AND t.kind = 'token' \
+       AND t.sealed_token IS NOT NULL \
+       AND EXISTS (SELECT 1 FROM token_events n WHERE n.account = $1 AND n.provider = $2 \
+                   AND n.id > $3 AND n.kind = 'tombstone') \
+       AND NOT EXISTS (SELECT 1 FROM token_events n WHERE n.account = $1 AND n.provider = $2 \
+                   AND n.id > $3 AND n.kind = 'token')",
 );
 
 type PendingRow = (String, String, i64, Option<String>, Option<String>);
@@ -121,10 +142,15 @@ impl TokenReader {
     }
 
     /// Up to `limit` disconnected accounts whose last refresh token still waits to be revoked at
-    /// the provider, oldest first.
-    pub async fn pending_revocations(&self, limit: u32) -> Result<Vec<PendingRevocation>> {
+    /// the provider, with versions above `after`, oldest first (page with the last version seen).
+    pub async fn pending_revocations(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<PendingRevocation>> {
         let rows: Vec<PendingRow> = on_db!(&self.db, PENDING_REVOCATIONS, |pool, q| {
             sqlx::query_as(q)
+                .bind(after)
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?
@@ -141,6 +167,22 @@ impl TokenReader {
                 })
             })
             .collect())
+    }
+
+    /// Whether `version` of (account, provider) still waits for revocation: not cleared, and
+    /// disconnected with no reconnect since.
+    pub async fn still_pending(&self, account: &str, provider: &str, version: i64) -> Result<bool> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        let count: i64 = on_db!(&self.db, STILL_PENDING, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(account)
+                .bind(provider)
+                .bind(version)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count > 0)
     }
 
     /// Closes the pool.

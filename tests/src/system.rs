@@ -40,6 +40,8 @@ pub struct Options {
     pub web_providers: Vec<WebProvider>,
     /// How long a web sign-in stays valid.
     pub sign_in_ttl_secs: u64,
+    /// get-service's revocation sweep: provider calls per sweep.
+    pub revocation_batch_size: u32,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
                 WebProvider::NoOffline,
             ],
             sign_in_ttl_secs: 600,
+            revocation_batch_size: 100,
         }
     }
 }
@@ -126,6 +129,7 @@ impl System {
             vec![oidc_provider_config(&oidc, options.provider_timeout_secs)?],
         )?;
         get_config.cache = options.cache;
+        get_config.revocation.batch_size = options.revocation_batch_size;
         let get = start_get_service(get_config).await?;
         let web_providers = options
             .web_providers

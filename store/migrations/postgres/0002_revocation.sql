@@ -43,8 +43,8 @@ CREATE TABLE public.token_revocations (
 
 CREATE UNIQUE INDEX token_revocations_once ON public.token_revocations (account, provider, token_id);
 
--- Tokens still holding a sealed token: at most one per key, so this stays small; get-service's
--- sweep for pending revocations reads it.
+-- Tokens still holding a sealed token (one per connected or pending key): get-service's sweep for
+-- pending revocations reads it instead of the whole append-only table.
 CREATE INDEX token_events_unpruned ON public.token_events (id) WHERE kind = 'token' AND NOT pruned;
 
 -- Only a token that a tombstone follows may be recorded as revoked; then its sealed token is

@@ -39,8 +39,8 @@ CREATE TABLE token_revocations (
 
 CREATE UNIQUE INDEX token_revocations_once ON token_revocations (account, provider, token_id);
 
--- Tokens still holding a sealed token: at most one per key, so this stays small; get-service's
--- sweep for pending revocations reads it.
+-- Tokens still holding a sealed token (one per connected or pending key): get-service's sweep for
+-- pending revocations reads it instead of the whole append-only table.
 CREATE INDEX token_events_unpruned ON token_events (id) WHERE kind = 'token' AND pruned = 0;
 
 -- Only a token that a tombstone follows may be recorded as revoked.

@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
+use tokenvault_store::StoreAdmin;
+use tokenvault_tests::store::{Backend, TestStore};
 use tokenvault_tests::web::WebBrowser;
 
 fn repo_root() -> PathBuf {
@@ -45,13 +47,14 @@ struct QuickStart {
 }
 
 impl QuickStart {
-    fn start(dir: &Path, port_base: u16) -> Self {
+    fn start(dir: &Path, port_base: u16, extra: &[&str]) -> Self {
         let mut child = Command::new("bash")
             .arg(repo_root().join("scripts/quickstart"))
             .arg("--state")
             .arg(dir.join("state"))
             .arg("--port-base")
             .arg(port_base.to_string())
+            .args(extra)
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -227,7 +230,7 @@ async fn quickstart_serves_the_flow_end_to_end_and_reuses_its_state() {
     let base = free_port_base();
     let (web_port, demo_port) = (base + 2, base + 3);
 
-    let mut qs = QuickStart::start(dir.path(), base);
+    let mut qs = QuickStart::start(dir.path(), base, &[]);
     let made = qs.wait_for("Making the state directory", Duration::from_secs(120));
     assert!(made.contains(&dir.path().display().to_string()));
     let open = qs.wait_for("Open http://", Duration::from_secs(120));
@@ -295,7 +298,7 @@ async fn quickstart_serves_the_flow_end_to_end_and_reuses_its_state() {
     drop(qs);
 
     // The next run reuses the state: no new CA, the account still connected.
-    let mut again = QuickStart::start(dir.path(), base);
+    let mut again = QuickStart::start(dir.path(), base, &[]);
     again.wait_for("Ctrl-C stops everything", Duration::from_secs(120));
     assert!(
         !again
@@ -307,4 +310,49 @@ async fn quickstart_serves_the_flow_end_to_end_and_reuses_its_state() {
     let token = run_printed_worker_command(&command, dir.path());
     assert_eq!(userinfo_sub(demo_port, &token).await, "alice");
     assert!(again.interrupt().success());
+}
+
+/// `--config` with PostgreSQL: the quick start runs the migrations as the
+/// owner (`set-service migrate`), and the same processes store in and read
+/// from PostgreSQL (the demo provider stands in for a real one, which cannot
+/// be reached from here; `demo = true` keeps it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_with_a_config_file_runs_against_postgres() {
+    let store = TestStore::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quickstart.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "demo = true\n[store]\nowner_url = \"{}\"\nwriter_url = \"{}\"\nreader_url = \"{}\"\n",
+            store.owner_url, store.writer_url, store.reader_url
+        ),
+    )
+    .unwrap();
+    let base = free_port_base();
+    let (web_port, demo_port) = (base + 2, base + 3);
+    let mut qs = QuickStart::start(dir.path(), base, &["--config", config.to_str().unwrap()]);
+    qs.wait_for("Ctrl-C stops everything", Duration::from_secs(120));
+    let set_config = std::fs::read_to_string(dir.path().join("state/set-service.toml")).unwrap();
+    assert!(set_config.contains("postgres://"), "{set_config}");
+    assert!(
+        !dir.path().join("state/tokenvault.db").exists(),
+        "no SQLite file"
+    );
+
+    let mut browser = WebBrowser::new(&format!("http://127.0.0.1:{web_port}")).unwrap();
+    let authorization_url = browser.start("demo", "").await.unwrap();
+    let callback = allow_at_demo_server(&authorization_url, "pat").await;
+    let connected = browser.get(&callback).await.unwrap();
+    assert_eq!(connected.field("account").as_deref(), Some("demo:pat"));
+    qs.wait_for("Connected demo:pat at demo", Duration::from_secs(10));
+    let command = qs.wait_for("token --account", Duration::from_secs(5));
+    let token = run_printed_worker_command(command.trim(), dir.path());
+    assert_eq!(userinfo_sub(demo_port, &token).await, "pat");
+
+    // The sealed token is in PostgreSQL.
+    let admin = StoreAdmin::connect(&store.owner_url).await.unwrap();
+    assert_eq!(admin.count_rows().await.unwrap().sealed_tokens, 1);
+    admin.close().await;
+    assert!(qs.interrupt().success());
 }

@@ -356,7 +356,13 @@ async fn revocation_clears_the_disconnected_token(store: &TestStore) {
         .await
         .unwrap();
     // Nothing pending while the account is connected, and a revocation cannot be recorded.
-    assert!(h.reader.pending_revocations(10).await.unwrap().is_empty());
+    assert!(
+        h.reader
+            .pending_revocations(0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let refused = h
         .writer
         .record_revocation("acct", "google", v1.version, RevocationOutcome::Revoked)
@@ -365,7 +371,7 @@ async fn revocation_clears_the_disconnected_token(store: &TestStore) {
     assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
 
     h.writer.disconnect("acct", "google").await.unwrap();
-    let pending = h.reader.pending_revocations(10).await.unwrap();
+    let pending = h.reader.pending_revocations(0, 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(
         (pending[0].account.as_str(), pending[0].provider.as_str()),
@@ -373,6 +379,20 @@ async fn revocation_clears_the_disconnected_token(store: &TestStore) {
     );
     assert_eq!(pending[0].version, v1.version);
     assert_eq!(pending[0].sealed_token, "sealed.1");
+    assert!(
+        h.reader
+            .still_pending("acct", "google", v1.version)
+            .await
+            .unwrap()
+    );
+    // Paging: nothing after the last version seen.
+    assert!(
+        h.reader
+            .pending_revocations(v1.version, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(!format!("{:?}", pending[0]).contains("sealed.1"));
     // Not a token of this key, or a wrong version: refused, nothing changes.
     for (account, version) in [("other", v1.version), ("acct", v1.version + 100)] {
@@ -383,7 +403,7 @@ async fn revocation_clears_the_disconnected_token(store: &TestStore) {
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     }
-    assert_eq!(h.reader.pending_revocations(10).await.unwrap().len(), 1);
+    assert_eq!(h.reader.pending_revocations(0, 10).await.unwrap().len(), 1);
 
     assert!(
         h.writer
@@ -391,7 +411,19 @@ async fn revocation_clears_the_disconnected_token(store: &TestStore) {
             .await
             .unwrap()
     );
-    assert!(h.reader.pending_revocations(10).await.unwrap().is_empty());
+    assert!(
+        h.reader
+            .pending_revocations(0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !h.reader
+            .still_pending("acct", "google", v1.version)
+            .await
+            .unwrap()
+    );
     assert_eq!(h.admin.count_rows().await.unwrap().sealed_tokens, 0);
     let status = h.reader.status("acct", "google").await.unwrap().unwrap();
     assert_eq!(status.status, TokenStatus::Disconnected);
@@ -406,16 +438,35 @@ async fn revocation_clears_the_disconnected_token(store: &TestStore) {
 
     // A reconnect after a disconnect clears the old token at once: revoking it later could
     // revoke the new grant at providers that revoke per client and user.
-    h.writer
+    let a = h
+        .writer
         .store("acct", "github", "sealed.a", "k")
         .await
         .unwrap();
     h.writer.disconnect("acct", "github").await.unwrap();
+    assert!(
+        h.reader
+            .still_pending("acct", "github", a.version)
+            .await
+            .unwrap()
+    );
     h.writer
         .store("acct", "github", "sealed.b", "k")
         .await
         .unwrap();
-    assert!(h.reader.pending_revocations(10).await.unwrap().is_empty());
+    assert!(
+        !h.reader
+            .still_pending("acct", "github", a.version)
+            .await
+            .unwrap()
+    );
+    assert!(
+        h.reader
+            .pending_revocations(0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(h.admin.count_rows().await.unwrap().sealed_tokens, 1);
 }
 

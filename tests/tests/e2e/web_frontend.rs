@@ -498,3 +498,75 @@ async fn bad_requests_get_clear_pages_and_limits() {
     );
     f.stop().await.unwrap();
 }
+
+/// A disconnected account whose revocation keeps failing (its provider,
+/// `github`, is not in get-service's catalogue) does not hold up the others,
+/// even with one provider call per sweep: the stuck token waits for its
+/// retry while the next one is revoked, and the stuck one stays sealed in the
+/// store instead of being deleted unrevoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_that_keeps_failing_does_not_hold_up_others() {
+    let mut f = System::start(Options {
+        revocation_batch_size: 1,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let mut browser = f.browser().unwrap();
+    let page = browser
+        .connect(&f.oidc, "github", "", "gina", Decision::Allow)
+        .await
+        .unwrap();
+    assert_eq!(page.kind().as_deref(), Some("connected"));
+    let stuck = page.field("account").unwrap();
+    let gone = browser
+        .post_form(
+            "/disconnect",
+            &[("account", &stuck), ("provider", "github")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        gone.kind().as_deref(),
+        Some("disconnected"),
+        "{:?}",
+        gone.error_code()
+    );
+
+    let page = browser
+        .connect(&f.oidc, "oidc", "", "hugo", Decision::Allow)
+        .await
+        .unwrap();
+    assert_eq!(page.kind().as_deref(), Some("connected"));
+    f.remember_connected("oidc:hugo");
+    let live = f.stored_refresh_token("oidc:hugo").await.unwrap();
+    let gone = browser
+        .post_form(
+            "/disconnect",
+            &[("account", "oidc:hugo"), ("provider", "oidc")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        gone.kind().as_deref(),
+        Some("disconnected"),
+        "{:?}",
+        gone.error_code()
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while f.oidc.refresh_token_is_active(&live).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second revocation was held up by the stuck one"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The stuck account's token is still sealed in the store, waiting.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while f.row_counts().await.unwrap().sealed_tokens != 1 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    f.stop().await.unwrap();
+}
