@@ -6,15 +6,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use tokenvault_mtls::{
-    AllowList, AuthzLayer, IdentityPattern, Role, channel, client_config, incoming, server_config,
-};
+use tokenvault_mtls::reload::{reloading_channel, reloading_server};
+use tokenvault_mtls::{AllowList, AuthzLayer, IdentityPattern, Role, incoming};
 use tokenvault_proto::discovery::{self, DISCOVERY_SERVICES};
 use tokenvault_proto::v1::get_service_server::{GetServiceServer, SERVICE_NAME};
 use tokenvault_seal::PublicKeySet;
 use tokenvault_store::TokenReader;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tonic::transport::Server;
 
 use crate::PrivateKeyRing;
@@ -48,7 +46,7 @@ pub async fn run(
     config.validate()?;
     // reqwest and rustls use aws-lc-rs, the one crypto provider in the tree.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let tls = server_config(&config.tls, &config.trust_domain)?;
+    let (tls, tls_rx, _reload_server) = reloading_server(&config.tls, &config.trust_domain)?;
     tracing::info!(identity = %tls.identity, cert_not_after_unix = tls.not_after_unix, "loaded TLS certificate");
     let keys = Arc::new(PrivateKeyRing::load_dir(&config.private_keys_dir)?);
     tracing::info!(kids = ?keys.kids(), "loaded token-encryption private keys");
@@ -71,13 +69,12 @@ pub async fn run(
         providers.insert(p.name.clone(), Arc::new(provider));
     }
 
-    let client_tls = client_config(
+    let (set_channel, _reload_client) = reloading_channel(
+        &config.set_service.address,
         &config.tls,
         &config.trust_domain,
         IdentityPattern::Role(Role::SetService),
     )?;
-    let (_client_tls_tx, client_tls_rx) = watch::channel(client_tls);
-    let set_channel = channel(&config.set_service.address, client_tls_rx)?;
     let locks = KeyLocks::default();
     let writer = SetWriter::new(set_channel, sealer, locks.clone());
     let sweeper = RevocationSweeper::new(
@@ -110,7 +107,6 @@ pub async fn run(
     let reflection_alpha = discovery::reflection(SERVICE_NAME).build_v1alpha()?;
     let reflection = discovery::reflection(SERVICE_NAME).build_v1()?;
 
-    let (_tls_tx, tls_rx) = watch::channel(Arc::clone(&tls.config));
     tracing::info!(listen = ?listener.local_addr().ok(), "get-service serving");
     Server::builder()
         .layer(AuthzLayer::new(allow_list(&config.allow)))

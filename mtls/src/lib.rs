@@ -12,6 +12,8 @@
 //! - [`AuthzLayer`] enforces a per-RPC [`AllowList`] and answers everything
 //!   else with `PERMISSION_DENIED`.
 //!
+//! - [`reload`] swaps in new configs when the PEM files change (or on
+//!   SIGHUP), without a restart.
 //! - [`process`] sets up logging and the shutdown signal of every binary.
 //! - [`settings`] loads a service's TOML config with named environment
 //!   overrides, the same way for every service.
@@ -27,6 +29,7 @@ mod error;
 mod identity;
 mod pem;
 pub mod process;
+pub mod reload;
 mod server;
 pub mod settings;
 mod verify;

@@ -2,15 +2,14 @@
 //! reflection, then serving until the shutdown future resolves.
 
 use std::future::Future;
-use std::sync::Arc;
 
-use tokenvault_mtls::{AllowList, AuthzLayer, incoming, server_config};
+use tokenvault_mtls::reload::reloading_server;
+use tokenvault_mtls::{AllowList, AuthzLayer, incoming};
 use tokenvault_proto::discovery::{self, DISCOVERY_SERVICES};
 use tokenvault_proto::v1::set_service_server::{SERVICE_NAME, SetServiceServer};
 use tokenvault_seal::PublicKeySet;
 use tokenvault_store::TokenWriter;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tonic::transport::Server;
 
 use crate::config::{AllowConfig, Config};
@@ -36,7 +35,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
-    let tls = server_config(&config.tls, &config.trust_domain)?;
+    let (tls, tls_rx, _reload) = reloading_server(&config.tls, &config.trust_domain)?;
     tracing::info!(
         identity = %tls.identity,
         cert_not_after_unix = tls.not_after_unix,
@@ -74,8 +73,6 @@ pub async fn run(
     let service = SetServiceImpl::new(store, keys, config.providers.clone(), config.limits.clone());
     let max = config.limits.max_message_bytes;
 
-    // The sender is where certificate reloads will be published.
-    let (_tls_tx, tls_rx) = watch::channel(Arc::clone(&tls.config));
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, "set-service serving");
     Server::builder()

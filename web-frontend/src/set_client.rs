@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ClientConfig;
-use tokenvault_mtls::{IdentityPattern, Role, TlsError, TlsFiles, channel, client_config};
+use tokenvault_mtls::reload::{Reloader, reloading_channel};
+use tokenvault_mtls::{IdentityPattern, Role, TlsError, TlsFiles};
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{DisconnectAccountRequest, StoreRefreshTokenRequest};
-use tokio::sync::watch;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -52,8 +51,8 @@ impl From<tonic::Status> for SetError {
 pub struct SetClient {
     client: SetServiceClient<Channel>,
     timeout: Duration,
-    // Keeps the TLS config channel open; certificate reloads publish here.
-    _tls: Arc<watch::Sender<Arc<ClientConfig>>>,
+    // Follows the certificate, CA bundle and CRL files while the client lives.
+    _reload: Arc<Reloader>,
 }
 
 impl SetClient {
@@ -64,12 +63,16 @@ impl SetClient {
         trust_domain: &str,
         timeout: Duration,
     ) -> Result<Self, TlsError> {
-        let config = client_config(tls, trust_domain, IdentityPattern::Role(Role::SetService))?;
-        let (tx, rx) = watch::channel(config);
+        let (channel, reload) = reloading_channel(
+            address,
+            tls,
+            trust_domain,
+            IdentityPattern::Role(Role::SetService),
+        )?;
         Ok(Self {
-            client: SetServiceClient::new(channel(address, rx)?),
+            client: SetServiceClient::new(channel),
             timeout,
-            _tls: Arc::new(tx),
+            _reload: Arc::new(reload),
         })
     }
 

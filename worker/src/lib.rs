@@ -22,6 +22,7 @@ pub mod cli;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -110,21 +111,23 @@ impl WorkerError {
 pub struct WorkerClient {
     client: GetServiceClient<Channel>,
     timeout: Duration,
+    // Follows the certificate, CA bundle and CRL files while the client lives.
+    _reload: Arc<tokenvault_mtls::reload::Reloader>,
 }
 
 impl WorkerClient {
     /// A client that connects lazily, on the first call.
     pub fn new(config: &WorkerConfig) -> Result<Self, WorkerError> {
-        let tls = tokenvault_mtls::client_config(
+        let (channel, reload) = tokenvault_mtls::reload::reloading_channel(
+            &config.address,
             &config.tls,
             &config.trust_domain,
             IdentityPattern::Role(Role::GetService),
         )?;
-        let (_tx, rx) = tokio::sync::watch::channel(tls);
-        let channel = tokenvault_mtls::channel(&config.address, rx)?;
         Ok(Self {
             client: GetServiceClient::new(channel),
             timeout: DEFAULT_TIMEOUT,
+            _reload: Arc::new(reload),
         })
     }
 

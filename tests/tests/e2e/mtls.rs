@@ -208,3 +208,94 @@ async fn client_refuses_a_server_with_the_wrong_role() {
     // sees the alert.
     assert_handshake_refused(result, &["UnexpectedPeer", "AlertReceived", "alert"]).await;
 }
+
+/// Replaces `to`'s certificate and key with `from`'s, each by an atomic
+/// rename, as ops (or `pki issue --force`) would.
+fn replace_files(from: &TlsFiles, to: &TlsFiles) {
+    for (src, dst) in [(&from.cert, &to.cert), (&from.key, &to.key)] {
+        let tmp = dst.with_extension("new");
+        std::fs::copy(src, &tmp).unwrap();
+        std::fs::rename(&tmp, dst).unwrap();
+    }
+}
+
+/// Waits (bounded) until a fresh connection's outcome is `ok`.
+async fn until_new_connections(f: &Fixture, files: &TlsFiles, ok: bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if f.store_as(files, "acct-reload").await.is_ok() == ok {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate was not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Certificate rotation without a restart: set-service notices its files
+/// changed and new handshakes use the new certificate, while a connection
+/// made before carries on; files that do not load keep the previous config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_certificates_reload_without_a_restart() {
+    let f = fixture().await;
+    let web = f.pki.issue(Role::WebFrontend, None).unwrap();
+    let server_files = f.pki.files("set-service");
+    let early =
+        SetServiceClient::new(grpc_channel(&f.server.address(), &web, Role::SetService).unwrap());
+    early
+        .clone()
+        .store_refresh_token(f.request("acct-early"))
+        .await
+        .unwrap();
+
+    // The server's files now hold a get-service certificate: once reloaded,
+    // new handshakes fail (the client expects set-service), while the
+    // connection made before still works.
+    let wrong = f.pki.issue(Role::GetService, None).unwrap();
+    replace_files(&wrong, &server_files);
+    until_new_connections(&f, &web, false).await;
+    early
+        .clone()
+        .store_refresh_token(f.request("acct-early-2"))
+        .await
+        .expect("the established connection carries on");
+
+    // A renewed set-service certificate (new serial, same path): accepted.
+    f.pki.issue(Role::SetService, None).unwrap();
+    until_new_connections(&f, &web, true).await;
+
+    // A key file that does not parse: the previous config stays.
+    let errors = || {
+        captured_logs()
+            .matches("do not load; keeping the previous config")
+            .count()
+    };
+    let before = errors();
+    std::fs::write(&server_files.key, "not a key").unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while errors() == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload error logged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    f.store_as(&web, "acct-after-broken").await.unwrap();
+
+    // SIGHUP reloads at once, changed or not.
+    let forced = || captured_logs().matches("forced=true").count();
+    let before = forced();
+    f.pki.issue(Role::SetService, None).unwrap();
+    rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::HUP).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while forced() == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    f.store_as(&web, "acct-after-hup").await.unwrap();
+}
