@@ -66,6 +66,7 @@ async fn python_grpc_client_discovers_and_calls_over_mtls() {
         serde_json::json!([
             "DisconnectAccount",
             "RecordAccountStatus",
+            "RecordRevocation",
             "StoreRefreshToken"
         ])
     );
