@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use tokenvault_mtls::process::AbortOnDrop;
 use tokenvault_mtls::reload::{reloading_channel, reloading_server};
 use tokenvault_mtls::{AllowList, AuthzLayer, IdentityPattern, Role, incoming};
 use tokenvault_proto::discovery::{self, DISCOVERY_SERVICES};
@@ -95,13 +96,11 @@ pub async fn run(
         .await;
     // Stops when dropped, also on an early return.
     let _plaintext_health = match config.health_listen {
-        Some(addr) => {
-            let task = discovery::spawn_plaintext_health(addr, health_service.clone())
+        Some(addr) => Some(AbortOnDrop(
+            discovery::spawn_plaintext_health(addr, health_service.clone())
                 .await
-                .map_err(|source| ServeError::HealthListen { addr, source })?;
-            tracing::info!(health_listen = %addr, "plaintext gRPC health listener serving");
-            Some(task)
-        }
+                .map_err(|source| ServeError::HealthListen { addr, source })?,
+        )),
         None => None,
     };
     let reflection_alpha = discovery::reflection(SERVICE_NAME).build_v1alpha()?;
@@ -128,14 +127,4 @@ pub async fn run(
     }
     tracing::info!("get-service stopped");
     Ok(())
-}
-
-/// Aborts a background task when dropped.
-#[derive(Debug)]
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

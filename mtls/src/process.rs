@@ -1,5 +1,6 @@
 //! What every tokenvault binary does around its service: log to stdout with
-//! a filter from an environment variable, and stop on Ctrl-C or SIGTERM.
+//! a filter from an environment variable, stop on Ctrl-C or SIGTERM, and
+//! stop background tasks with the service ([`AbortOnDrop`]).
 
 /// The environment variable of the log filter, e.g. `info,tokenvault=debug`.
 pub const ENV_LOG: &str = "TOKENVAULT_LOG";
@@ -28,5 +29,16 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// A background task that stops when this guard is dropped, also on an
+/// early return.
+#[derive(Debug)]
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -45,14 +45,7 @@ fn stamps(files: &TlsFiles) -> Vec<Stamp> {
 }
 
 /// The reload task; dropping it stops watching.
-#[derive(Debug)]
-pub struct Reloader(tokio::task::JoinHandle<()>);
-
-impl Drop for Reloader {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub type Reloader = crate::process::AbortOnDrop;
 
 /// Watches `files` and publishes `build(files)` on `tx` whenever they change
 /// (or on SIGHUP). `what` names the config in log lines, e.g.
@@ -67,7 +60,7 @@ where
     T: Send + Sync + 'static,
     B: Fn(&TlsFiles) -> Result<Arc<T>, TlsError> + Send + 'static,
 {
-    Reloader(tokio::spawn(async move {
+    crate::process::AbortOnDrop(tokio::spawn(async move {
         let mut hangup = signal(SignalKind::hangup()).ok();
         let mut last = stamps(&files);
         let mut tick = tokio::time::interval(RELOAD_POLL);

@@ -23,7 +23,7 @@ pub fn reflection(service: &str) -> tonic_reflection::server::Builder<'static> {
 }
 
 /// Binds `addr` and serves only `grpc.health.v1.Health` there, without TLS,
-/// in a background task that stops when the returned guard is dropped.
+/// in a background task (abort its handle to stop it).
 ///
 /// This is for orchestrators' probes (the kubelet's gRPC probe cannot present
 /// a client certificate). It carries no tokens and no identities, and answers
@@ -34,10 +34,11 @@ pub async fn spawn_plaintext_health(
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-) -> std::io::Result<PlaintextHealth> {
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    Ok(PlaintextHealth(tokio::spawn(async move {
+    tracing::info!(health_listen = %addr, "plaintext gRPC health listener serving");
+    Ok(tokio::spawn(async move {
         // Unauthenticated: bound every call and connection.
         let served = tonic::transport::Server::builder()
             .timeout(std::time::Duration::from_secs(5))
@@ -51,15 +52,5 @@ pub async fn spawn_plaintext_health(
         if let Err(e) = served {
             tracing::error!(error = %e, "plaintext health listener stopped");
         }
-    })))
-}
-
-/// The task serving plaintext health; dropping it stops the listener.
-#[derive(Debug)]
-pub struct PlaintextHealth(tokio::task::JoinHandle<()>);
-
-impl Drop for PlaintextHealth {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    }))
 }
