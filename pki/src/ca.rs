@@ -8,8 +8,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 use tokenvault_mtls::SpiffeId;
@@ -108,18 +108,27 @@ fn random_serial() -> Result<SerialNumber, PkiError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Ca {
     /// Creates a new CA for `trust_domain`, valid for `days`.
+    ///
+    /// Its name ends with the start of its serial number, so that two CAs of
+    /// one trust domain (the old and the new one during `rotate-ca`) never
+    /// share a subject: verifiers pick a CRL by its issuer's name.
     pub fn generate(trust_domain: &str, days: u32) -> Result<Self, PkiError> {
         tokenvault_mtls::validate_trust_domain(trust_domain)?;
         let key = KeyPair::generate()?;
+        let serial = random_serial()?;
+        let tag: String = hex(&serial.to_bytes()).chars().take(8).collect();
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("tokenvault CA {trust_domain}"));
+        dn.push(
+            DnType::CommonName,
+            format!("tokenvault CA {trust_domain} {tag}"),
+        );
         dn.push(DnType::OrganizationName, "tokenvault");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -131,7 +140,7 @@ impl Ca {
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::minutes(5);
         params.not_after = now + Duration::days(i64::from(days.max(1)));
-        params.serial_number = Some(random_serial()?);
+        params.serial_number = Some(serial);
         let cert = params.self_signed(&key)?;
         let key_pem = Zeroizing::new(key.serialize_pem());
         Ok(Self {
@@ -160,6 +169,14 @@ impl Ca {
     /// The CA private key, PEM, for writing to the state directory only.
     pub fn key_pem(&self) -> &Zeroizing<String> {
         &self.key_pem
+    }
+
+    /// Signs a certificate revocation list; returns it as PEM.
+    pub(crate) fn sign_crl(
+        &self,
+        params: &CertificateRevocationListParams,
+    ) -> Result<String, PkiError> {
+        Ok(params.signed_by(&self.issuer)?.pem()?)
     }
 
     /// Issues a leaf certificate with a new ECDSA P-256 key.

@@ -31,4 +31,16 @@ pub enum PkiError {
     Identity(#[from] tokenvault_mtls::IdentityError),
     #[error("validity must be between 1 and {max} days, got {got}")]
     Validity { got: u32, max: u32 },
+    #[error("{0}")]
+    UnknownCertificate(String),
+    #[error("invalid window {0:?}: use a number and a unit, d, h or m (e.g. 7d)")]
+    BadWindow(String),
+    #[error(
+        "a CA rotation is already under way; move every leaf with `pki renew --all`, then `pki rotate-ca --finish`"
+    )]
+    RotationInProgress,
+    #[error("no CA rotation is under way; start one with `pki rotate-ca`")]
+    NoRotation,
+    #[error("still issued by the previous CA: {0}; run `pki renew --all` (or revoke them) first")]
+    StillOnPreviousCa(String),
 }

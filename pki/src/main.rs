@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokenvault_mtls::Role;
 use tokenvault_pki::{
-    DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, DEFAULT_TRUST_DOMAIN, LeafSpec, StateDir, rfc3339,
+    CrlReport, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, DEFAULT_TRUST_DOMAIN, LeafSpec, RenewSelection,
+    StateDir, parse_window, rfc3339,
 };
 
 /// The environment variable that names the state directory.
@@ -67,8 +68,51 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// List every certificate and key with its identity, key id and expiry.
+    /// List every certificate and key with its identity, key id, issuing CA and expiry.
     List,
+    /// Re-issue leaf certificates in certs/ that expire soon (same SPIFFE ID
+    /// and SANs, a fresh key) with the issuing CA, then refresh the CRL.
+    Renew {
+        /// Renew those that expire within this window: 7d, 12h, 30m.
+        #[arg(long, conflicts_with = "all")]
+        within: Option<String>,
+        /// Renew every leaf (to move them to a new CA during a rotation).
+        #[arg(long)]
+        all: bool,
+        /// How long the new certificates are valid, in days.
+        #[arg(long, default_value_t = DEFAULT_LEAF_DAYS)]
+        days: u32,
+    },
+    /// Revoke a certificate by file stem (worker-billing), SPIFFE ID or serial,
+    /// and write a new ca/crl.pem.
+    Revoke {
+        /// A file stem in certs/, a SPIFFE ID, or a serial number.
+        target: String,
+    },
+    /// Write a fresh ca/crl.pem (new CRL number and next update).
+    Crl,
+    /// Start a CA rotation: a new issuing CA, trusted beside the old one.
+    /// Then `pki renew --all`, then `pki rotate-ca --finish`.
+    RotateCa {
+        /// How long the new CA is valid, in days.
+        #[arg(long, default_value_t = DEFAULT_CA_DAYS, conflicts_with = "finish")]
+        days: u32,
+        /// Drop the old CA from the bundle once no leaf uses it.
+        #[arg(long)]
+        finish: bool,
+    },
+}
+
+fn print_crl(out: &mut impl Write, crl: &CrlReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "wrote {} CRL(s), crl number {}, {} revoked, next update {} -> {}",
+        crl.crls,
+        crl.crl_number,
+        crl.revoked,
+        rfc3339(crl.next_update),
+        crl.path.display()
+    )
 }
 
 fn main() -> ExitCode {
@@ -156,18 +200,95 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List => {
             writeln!(
                 out,
-                "{:<5} {:<52} {:<40} {:<28} PATH",
-                "KIND", "IDENTITY", "DETAIL", "EXPIRES"
+                "{:<5} {:<52} {:<48} {:<9} {:<28} PATH",
+                "KIND", "IDENTITY", "DETAIL", "ISSUER", "EXPIRES"
             )?;
             for e in state.list()? {
                 writeln!(
                     out,
-                    "{:<5} {:<52} {:<40} {:<28} {}",
+                    "{:<5} {:<52} {:<48} {:<9} {:<28} {}",
                     e.kind,
                     e.identity,
                     e.detail,
+                    e.issuer,
                     e.expires,
                     e.path.display()
+                )?;
+            }
+        }
+        Command::Renew { within, all, days } => {
+            let selection = match (within, all) {
+                (Some(w), false) => RenewSelection::ExpiringWithin(parse_window(&w)?),
+                (None, true) => RenewSelection::All,
+                _ => anyhow::bail!("give --within <window> (e.g. 7d) or --all"),
+            };
+            let report = state.renew(selection, days)?;
+            for r in &report.renewed {
+                writeln!(
+                    out,
+                    "renewed {} serial {} expires {} -> {}",
+                    r.identity,
+                    r.serial_hex,
+                    rfc3339(r.not_after),
+                    r.path.display()
+                )?;
+            }
+            if report.renewed.is_empty() {
+                writeln!(out, "nothing to renew")?;
+            }
+            for (path, why) in &report.skipped {
+                eprintln!("skipped {}: {why}", path.display());
+            }
+            print_crl(&mut out, &report.crl)?;
+            if !report.failed.is_empty() {
+                for (path, why) in &report.failed {
+                    eprintln!("failed {}: {why}", path.display());
+                }
+                anyhow::bail!(
+                    "{} certificate(s) could not be renewed",
+                    report.failed.len()
+                );
+            }
+        }
+        Command::Revoke { target } => {
+            let revoked = state.revoke(&target)?;
+            writeln!(
+                out,
+                "{} {} serial {}",
+                if revoked.already {
+                    "already revoked"
+                } else {
+                    "revoked"
+                },
+                revoked.identity,
+                revoked.serial_hex
+            )?;
+            print_crl(&mut out, &revoked.crl)?;
+        }
+        Command::Crl => {
+            let crl = state.write_crl()?;
+            print_crl(&mut out, &crl)?;
+        }
+        Command::RotateCa { days, finish } => {
+            if finish {
+                state.finish_ca_rotation()?;
+                writeln!(
+                    out,
+                    "finished the CA rotation: the bundle holds only the issuing CA -> {}",
+                    state.bundle_path().display()
+                )?;
+            } else {
+                state.rotate_ca(Some(days))?;
+                writeln!(
+                    out,
+                    "new issuing CA -> {}; the bundle trusts it and the previous CA -> {}",
+                    state.ca_cert_path().display(),
+                    state.bundle_path().display()
+                )?;
+                writeln!(
+                    out,
+                    "next: wait until every service has reloaded the bundle, then `pki renew --all`, \
+                     wait again, then `pki rotate-ca --finish`"
                 )?;
             }
         }

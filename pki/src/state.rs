@@ -2,8 +2,14 @@
 //!
 //! ```text
 //! <state>/pki.toml                  trust_domain
-//! <state>/ca/ca.pem, ca/ca.key      the CA (key 0600)
-//! <state>/ca/bundle.pem             the CA bundle services trust
+//! <state>/ca/ca.pem, ca/ca.key      the issuing CA (key 0600)
+//! <state>/ca/previous/ca.pem, .key  the CA being rotated out, from `rotate-ca`
+//!                                   until `rotate-ca --finish` deletes it
+//! <state>/ca/bundle.pem             the CA bundle services trust (issuing CA,
+//!                                   then the previous one during a rotation)
+//! <state>/ca/crl.pem                one CRL per CA in the bundle (tls.crl)
+//! <state>/ca/index.toml             every leaf issued (serial, SPIFFE ID, CA,
+//!                                   expiry, revocation time) and the CRL number
 //! <state>/certs/<name>.pem, .key    leaf certificates and keys (0600)
 //! <state>/keys/public/<kid>.pem     token-encryption public keys (for writers)
 //! <state>/keys/private/<kid>.pem    token-encryption private keys (0600; get-service only)
@@ -14,13 +20,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokenvault_mtls::{Role, SpiffeId};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use zeroize::Zeroizing;
 
 use crate::ca::{Ca, IssuedCert, LeafSpec};
 use crate::enckey::{EncryptionKeyPair, public_key_info};
 use crate::error::PkiError;
 use crate::files::{PRIVATE_MODE, PUBLIC_MODE, ensure_writable, read_text, write_file};
+use crate::leaf::CertFacts;
+use crate::revoke::Index;
 
 /// The default trust domain of a new CA.
 pub const DEFAULT_TRUST_DOMAIN: &str = "tokenvault.local";
@@ -46,6 +53,9 @@ pub struct Entry {
     pub identity: String,
     /// Serial number (certificates) or size (keys).
     pub detail: String,
+    /// Which CA issued a leaf: `current`, `previous` (being rotated out) or
+    /// `unknown`; `-` for CAs and keys.
+    pub issuer: String,
     /// Expiry, RFC 3339, or `-` for keys.
     pub expires: String,
     /// Where it is.
@@ -76,6 +86,36 @@ impl StateDir {
     /// The CA bundle that services trust.
     pub fn bundle_path(&self) -> PathBuf {
         self.root.join("ca/bundle.pem")
+    }
+
+    /// The CRL file (`tls.crl`): one CRL per CA in the bundle.
+    pub fn crl_path(&self) -> PathBuf {
+        self.root.join("ca/crl.pem")
+    }
+
+    /// Where the CA being rotated out is kept.
+    pub fn previous_ca_dir(&self) -> PathBuf {
+        self.root.join("ca/previous")
+    }
+
+    /// The certificate of the CA being rotated out.
+    pub fn previous_ca_cert_path(&self) -> PathBuf {
+        self.previous_ca_dir().join("ca.pem")
+    }
+
+    /// The key of the CA being rotated out.
+    pub fn previous_ca_key_path(&self) -> PathBuf {
+        self.previous_ca_dir().join("ca.key")
+    }
+
+    /// The index of issued leaves and revocations.
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join("ca/index.toml")
+    }
+
+    /// Where leaf certificates and keys are.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.root.join("certs")
     }
 
     /// A leaf certificate, by file stem (`worker-billing`).
@@ -136,6 +176,14 @@ impl StateDir {
             force,
         )?;
         write_file(&self.pki_toml(), toml.as_bytes(), PUBLIC_MODE, force)?;
+        // A new CA ends any rotation of the one it replaces.
+        if force && self.previous_ca_dir().exists() {
+            let dir = self.previous_ca_dir();
+            std::fs::remove_dir_all(&dir)
+                .map_err(|source| PkiError::Write { path: dir, source })?;
+        }
+        // An empty CRL from the start, so services can name `tls.crl` at once.
+        self.write_crl()?;
         Ok(ca)
     }
 
@@ -184,7 +232,17 @@ impl StateDir {
         let issued = self.ca()?.issue(spec)?;
         write_file(&key_path, issued.key_pem.as_bytes(), PRIVATE_MODE, force)?;
         write_file(&cert_path, issued.cert_pem.as_bytes(), PUBLIC_MODE, force)?;
+        self.record_issued(&cert_path)?;
         Ok((issued, cert_path))
+    }
+
+    /// Records the leaf at `cert_path` in the index, so that it can be
+    /// revoked by serial even after it is replaced.
+    pub fn record_issued(&self, cert_path: &Path) -> Result<(), PkiError> {
+        let facts = CertFacts::read(cert_path)?;
+        let mut index = Index::load(self)?;
+        index.record(&facts);
+        index.save(self)
     }
 
     /// Generates a token-encryption key pair and writes both halves.
@@ -202,11 +260,27 @@ impl StateDir {
     /// Every certificate and key in the state directory.
     pub fn list(&self) -> Result<Vec<Entry>, PkiError> {
         let mut out = Vec::new();
-        if self.ca_cert_path().exists() {
-            out.push(describe_cert("ca", &self.ca_cert_path())?);
+        let index = Index::load(self)?;
+        let mut ca_subjects = Vec::new();
+        for (path, which) in [
+            (self.ca_cert_path(), "issuing CA"),
+            (self.previous_ca_cert_path(), "previous CA, rotating out"),
+        ] {
+            if path.exists() {
+                let facts = CertFacts::read(&path)?;
+                ca_subjects.push(facts.subject.clone());
+                let mut e = entry("ca", &facts, &index, "-");
+                e.detail = format!("{} ({which})", e.detail);
+                out.push(e);
+            }
         }
-        for path in sorted_files(&self.root.join("certs"), "pem")? {
-            out.push(describe_cert("cert", &path)?);
+        for facts in self.leaf_facts()? {
+            let issuer = match ca_subjects.iter().position(|s| *s == facts.issuer) {
+                Some(0) => "current",
+                Some(_) => "previous",
+                None => "unknown",
+            };
+            out.push(entry("cert", &facts, &index, issuer));
         }
         for path in sorted_files(&self.public_keys_dir(), "pem")? {
             let (kid, bits) =
@@ -222,6 +296,7 @@ impl StateDir {
                     "RSA-{bits}{}",
                     if has_private { "" } else { " (public only)" }
                 ),
+                issuer: "-".to_owned(),
                 expires: "-".to_owned(),
                 path,
             });
@@ -230,7 +305,28 @@ impl StateDir {
     }
 }
 
-fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, PkiError> {
+fn entry(kind: &'static str, facts: &CertFacts, index: &Index, issuer: &str) -> Entry {
+    let expired = if facts.not_after < OffsetDateTime::now_utc() {
+        " (EXPIRED)"
+    } else {
+        ""
+    };
+    let revoked = if index.is_revoked(&facts.serial_hex) {
+        " REVOKED"
+    } else {
+        ""
+    };
+    Entry {
+        kind,
+        identity: facts.identity(),
+        detail: format!("serial {}{revoked}", facts.serial_hex),
+        issuer: issuer.to_owned(),
+        expires: format!("{}{expired}", rfc3339(facts.not_after)),
+        path: facts.path.clone(),
+    }
+}
+
+pub(crate) fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, PkiError> {
     let read = match std::fs::read_dir(dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -248,53 +344,6 @@ fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, PkiError> {
         .collect();
     files.sort();
     Ok(files)
-}
-
-fn describe_cert(kind: &'static str, path: &Path) -> Result<Entry, PkiError> {
-    let invalid = |reason: String| PkiError::Invalid {
-        path: path.to_owned(),
-        reason,
-    };
-    let certs =
-        tokenvault_mtls::read_certs("certificate", path).map_err(|e| invalid(e.to_string()))?;
-    let der = certs
-        .first()
-        .ok_or_else(|| invalid("no certificate".into()))?;
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| invalid(e.to_string()))?;
-    let uris: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::URI(u) => Some((*u).to_owned()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let identity = if uris.is_empty() {
-        cert.subject().to_string()
-    } else {
-        uris.join(",")
-    };
-    let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
-        .map_err(|e| invalid(e.to_string()))?;
-    let expired = if not_after < OffsetDateTime::now_utc() {
-        " (EXPIRED)"
-    } else {
-        ""
-    };
-    Ok(Entry {
-        kind,
-        identity,
-        detail: format!("serial {}", cert.raw_serial_as_string().replace(':', "")),
-        expires: format!("{}{expired}", rfc3339(not_after)),
-        path: path.to_owned(),
-    })
 }
 
 /// Formats a time as RFC 3339 (UTC, seconds).

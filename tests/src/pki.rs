@@ -1,5 +1,7 @@
 //! A throwaway PKI per test: a CA, leaf certificates for any role, the
-//! token-encryption key pair, and deliberately bad certificates.
+//! token-encryption key pair, and deliberately bad certificates; and the
+//! certificate life cycle (renew, revoke, CA rotation) through the same
+//! library calls the `pki` CLI makes.
 
 use std::path::PathBuf;
 
@@ -7,7 +9,10 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, SanType};
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
 use tokenvault_mtls::{Role, SpiffeId, TlsFiles};
-use tokenvault_pki::{IssuedCert, LeafSpec, PRIVATE_MODE, PUBLIC_MODE, StateDir, write_file};
+use tokenvault_pki::{
+    CrlReport, IssuedCert, LeafSpec, PRIVATE_MODE, PUBLIC_MODE, RenewReport, RenewSelection,
+    Revocation, StateDir, write_file,
+};
 
 /// The trust domain of test PKIs.
 pub const TRUST_DOMAIN: &str = "tokenvault.test";
@@ -53,14 +58,79 @@ impl TestPki {
         Ok(self.files(&StateDir::stem(&spec.id)))
     }
 
-    /// The TLS files of an issued leaf, by file stem.
+    /// The TLS files of an issued leaf, by file stem, with the PKI's CA
+    /// bundle and CRL file (`pki init` writes an empty CRL).
     pub fn files(&self, stem: &str) -> TlsFiles {
         TlsFiles {
             cert: self.state.cert_path(stem),
             key: self.state.key_path(stem),
             ca: self.state.bundle_path(),
-            crl: None,
+            crl: Some(self.state.crl_path()),
         }
+    }
+
+    /// The CRL file (`ca/crl.pem`).
+    pub fn crl_path(&self) -> PathBuf {
+        self.state.crl_path()
+    }
+
+    /// `pki renew --within <window> --days <days>`.
+    pub fn renew_within(&self, window: Duration, days: u32) -> anyhow::Result<RenewReport> {
+        Ok(self
+            .state
+            .renew(RenewSelection::ExpiringWithin(window), days)?)
+    }
+
+    /// `pki renew --all`, 7-day leaves like [`TestPki::issue`].
+    pub fn renew_all(&self) -> anyhow::Result<RenewReport> {
+        Ok(self.state.renew(RenewSelection::All, 7)?)
+    }
+
+    /// `pki revoke <target>` (file stem, SPIFFE ID or serial).
+    pub fn revoke(&self, target: &str) -> anyhow::Result<Revocation> {
+        Ok(self.state.revoke(target)?)
+    }
+
+    /// `pki crl`.
+    pub fn write_crl(&self) -> anyhow::Result<CrlReport> {
+        Ok(self.state.write_crl()?)
+    }
+
+    /// `pki rotate-ca`.
+    pub fn rotate_ca(&self) -> anyhow::Result<()> {
+        self.state.rotate_ca(Some(30))?;
+        Ok(())
+    }
+
+    /// `pki rotate-ca --finish`.
+    pub fn finish_ca_rotation(&self) -> anyhow::Result<()> {
+        Ok(self.state.finish_ca_rotation()?)
+    }
+
+    /// A normal leaf for `role`/`name` from the issuing CA, written under the
+    /// scratch directory instead of `certs/` (so `renew` and `rotate-ca` do
+    /// not see it): a certificate that stays with the CA that issued it.
+    pub fn issue_detached(
+        &self,
+        stem: &str,
+        role: Role,
+        name: Option<&str>,
+    ) -> anyhow::Result<TlsFiles> {
+        let spec = LeafSpec::new(self.id(role, name)?, 7)?;
+        let issued = self.state.ca()?.issue(&spec)?;
+        let dir = self.dir.path().join("detached");
+        let (cert, key) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        write_file(&key, issued.key_pem.as_bytes(), PRIVATE_MODE, true)?;
+        write_file(&cert, issued.cert_pem.as_bytes(), PUBLIC_MODE, true)?;
+        Ok(TlsFiles {
+            cert,
+            key,
+            ca: self.state.bundle_path(),
+            crl: Some(self.state.crl_path()),
+        })
     }
 
     /// Writes a leaf made from `issued` under `stem` and returns its files.

@@ -13,6 +13,7 @@ mod oidc_peer;
 mod open;
 mod processes;
 mod quickstart;
+mod rotation;
 mod seal;
 mod set_service;
 mod store_behaviour;
