@@ -25,6 +25,10 @@
 //! process, and two instances refreshing one account at once would each
 //! rotate its token.
 //!
+//! [`CacheMetrics`] counts cache hits (a cached token served) and misses (the
+//! caller waited for a refresh) by provider; a remembered dead grant is
+//! neither.
+//!
 //! This module holds plaintext refresh tokens only inside one refresh, and
 //! access tokens in the cache, all in `Zeroizing` buffers.
 
@@ -32,6 +36,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokenvault_mtls::metrics::Registry;
 use tokenvault_store::{Latest, StoreError, TokenReader};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
@@ -39,6 +47,7 @@ use zeroize::Zeroizing;
 use crate::PrivateKeyRing;
 use crate::config::CacheConfig;
 use crate::error::TokenError;
+use crate::open::OpenError;
 use crate::provider::{Provider, ProviderError};
 use crate::token::{AccessToken, now_unix};
 use crate::writer::{Key, KeyLocks, SetWriter};
@@ -76,6 +85,46 @@ struct Inner {
     flights: Mutex<HashMap<Key, watch::Receiver<Option<Outcome>>>>,
     /// The lifetime of the last token each provider issued, in seconds.
     lifetimes: Mutex<HashMap<String, i64>>,
+    metrics: CacheMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: String,
+}
+
+/// Access-token cache hits and misses by provider (a configured name).
+/// Cheap to clone; the default reports nowhere.
+#[derive(Debug, Clone, Default)]
+pub struct CacheMetrics {
+    hits: Family<ProviderLabel, Counter>,
+    misses: Family<ProviderLabel, Counter>,
+}
+
+impl CacheMetrics {
+    /// Registers `access_token_cache_hits` and `access_token_cache_misses`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "access_token_cache_hits",
+            "GetAccessToken calls answered from the cache, by provider",
+            metrics.hits.clone(),
+        );
+        registry.register(
+            "access_token_cache_misses",
+            "GetAccessToken calls that waited for a refresh, by provider",
+            metrics.misses.clone(),
+        );
+        metrics
+    }
+
+    fn count(family: &Family<ProviderLabel, Counter>, provider: &str) {
+        family
+            .get_or_create(&ProviderLabel {
+                provider: provider.to_owned(),
+            })
+            .inc();
+    }
 }
 
 /// Cheap to clone; all clones share one cache.
@@ -92,7 +141,7 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// A broker over the given store, keys, providers and set-service writer;
-    /// `locks` must be the writer's.
+    /// `locks` must be the writer's. Cache hits and misses go to `metrics`.
     pub fn new(
         reader: TokenReader,
         keys: Arc<PrivateKeyRing>,
@@ -100,6 +149,7 @@ impl Broker {
         writer: SetWriter,
         locks: KeyLocks,
         config: CacheConfig,
+        metrics: CacheMetrics,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -112,6 +162,7 @@ impl Broker {
                 cache: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
                 lifetimes: Mutex::new(HashMap::new()),
+                metrics,
             }),
         }
     }
@@ -139,8 +190,10 @@ impl Broker {
             return Err(too_long(min_ttl_secs, &key.1, lifetime));
         }
         if let Some(hit) = self.cached(&key, min_ttl).await? {
+            CacheMetrics::count(&self.inner.metrics.hits, &key.1);
             return Ok(hit);
         }
+        CacheMetrics::count(&self.inner.metrics.misses, &key.1);
         let token = self.join_flight(key.clone(), min_ttl).await?;
         let remaining = token.remaining_secs(now_unix());
         if remaining < min_ttl {
@@ -411,13 +464,26 @@ impl Broker {
         if let Some(token) = self.inner.writer.pending_token(key, Some(version)) {
             return Ok((version, token));
         }
-        let opened = self.inner.keys.open(&sealed, &key.0, &key.1).map_err(|e| {
-            tracing::error!(target: INTEGRITY_TARGET, account = %key.0, provider = %key.1, version, error = %e,
-                "STORED SEALED TOKEN FAILED ITS INTEGRITY CHECK: refusing to use it");
-            TokenError::Internal(format!(
-                "the stored token for this account failed its integrity check ({e}); see get-service logs"
-            ))
-        })?;
+        let opened = self
+            .inner
+            .keys
+            .open_async(&sealed, &key.0, &key.1)
+            .await
+            .map_err(|e| match e {
+                // The HSM, not the token: try again later.
+                OpenError::KeyUnavailable { .. } => {
+                    tracing::warn!(account = %key.0, provider = %key.1, error = %e,
+                        "the token-encryption key is unavailable");
+                    TokenError::Unavailable(format!("the token-encryption key is unavailable: {e}"))
+                }
+                e => {
+                    tracing::error!(target: INTEGRITY_TARGET, account = %key.0, provider = %key.1, version, error = %e,
+                        "STORED SEALED TOKEN FAILED ITS INTEGRITY CHECK: refusing to use it");
+                    TokenError::Internal(format!(
+                        "the stored token for this account failed its integrity check ({e}); see get-service logs"
+                    ))
+                }
+            })?;
         let text = std::str::from_utf8(&opened)
             .map_err(|_| TokenError::Internal("the stored refresh token is not UTF-8".into()))?;
         Ok((version, Zeroizing::new(text.to_owned())))

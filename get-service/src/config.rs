@@ -35,13 +35,25 @@ pub const ENV_PRIVATE_KEYS_DIR: &str = "TOKENVAULT_GET_PRIVATE_KEYS_DIR";
 pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_GET_PUBLIC_KEYS_DIR";
 /// Overrides `set_service.address`.
 pub const ENV_SET_SERVICE_ADDRESS: &str = "TOKENVAULT_GET_SET_SERVICE_ADDRESS";
+/// Overrides `sealing_kid`.
+pub const ENV_SEALING_KID: &str = "TOKENVAULT_GET_SEALING_KID";
 
 /// Overrides `health_listen`.
 pub const ENV_HEALTH_LISTEN: &str = "TOKENVAULT_GET_HEALTH_LISTEN";
+/// Overrides `metrics_listen`.
+pub const ENV_METRICS_LISTEN: &str = "TOKENVAULT_GET_METRICS_LISTEN";
+
+/// Overrides `pkcs11.pin_file` (the PKCS#11 user PIN's file).
+pub const ENV_PKCS11_PIN_FILE: &str = "TOKENVAULT_GET_PKCS11_PIN_FILE";
+
+/// Overrides `audit.database_url`.
+pub const ENV_AUDIT_DATABASE_URL: &str = "TOKENVAULT_GET_AUDIT_DATABASE_URL";
 
 const ENV_OVERRIDES: &[EnvOverride] = &[
+    EnvOverride::scalar(ENV_AUDIT_DATABASE_URL, "audit.database_url"),
     EnvOverride::scalar(ENV_LISTEN, "listen"),
     EnvOverride::scalar(ENV_HEALTH_LISTEN, "health_listen"),
+    EnvOverride::scalar(ENV_METRICS_LISTEN, "metrics_listen"),
     EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
     EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
     EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
@@ -50,7 +62,9 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
     EnvOverride::scalar(ENV_STORE_URL, "store.url"),
     EnvOverride::scalar(ENV_PRIVATE_KEYS_DIR, "private_keys_dir"),
     EnvOverride::scalar(ENV_PUBLIC_KEYS_DIR, "public_keys_dir"),
+    EnvOverride::scalar(ENV_SEALING_KID, "sealing_kid"),
     EnvOverride::scalar(ENV_SET_SERVICE_ADDRESS, "set_service.address"),
+    EnvOverride::scalar(ENV_PKCS11_PIN_FILE, "pkcs11.pin_file"),
 ];
 
 /// The whole get-service configuration.
@@ -64,6 +78,14 @@ pub struct Config {
     /// orchestrators' probes, which cannot present a client certificate.
     #[serde(default)]
     pub health_listen: Option<SocketAddr>,
+    /// Optional plaintext listener, e.g. `127.0.0.1:7422`, that serves only
+    /// `GET /metrics` (Prometheus; no tokens, no identities).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often the store and the keys are checked for the gRPC health
+    /// status.
+    #[serde(default)]
+    pub health: tokenvault_mtls::health::HealthConfig,
     /// The SPIFFE trust domain of every peer.
     pub trust_domain: String,
     /// This service's certificate, key, CA bundle and CRL; also used as the
@@ -75,6 +97,12 @@ pub struct Config {
     pub private_keys_dir: PathBuf,
     /// Directory of token-encryption public keys, for sealing rotated tokens.
     pub public_keys_dir: PathBuf,
+    /// The key id that seals (rotated tokens, and `get-service reseal`).
+    /// Optional: without it the newest file in `public_keys_dir` (by
+    /// modification time) seals, and a copy that resets modification times
+    /// can change which one that is; naming it makes the choice explicit.
+    #[serde(default)]
+    pub sealing_kid: Option<String>,
     /// Where rotated refresh tokens and account statuses are written.
     pub set_service: SetServiceConfig,
     /// The provider catalogue.
@@ -85,9 +113,16 @@ pub struct Config {
     /// Who may call which RPC.
     #[serde(default)]
     pub allow: AllowConfig,
+    /// The optional append-only audit table.
+    #[serde(default)]
+    pub audit: tokenvault_mtls::audit::AuditConfig,
     /// Revoking disconnected accounts' grants at their providers.
     #[serde(default)]
     pub revocation: RevocationConfig,
+    /// Optional: a private key held in a PKCS#11 token, beside (or instead
+    /// of) the key files; `private_keys_dir` may then hold no key file.
+    #[serde(default)]
+    pub pkcs11: Option<crate::pkcs11::Pkcs11Config>,
 }
 
 /// Revoking disconnected accounts' grants at their providers (RFC 7009).
@@ -203,6 +238,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid =
             |setting: &'static str, reason: String| ConfigError::Invalid { setting, reason };
+        self.health.validate()?;
         tokenvault_mtls::validate_trust_domain(&self.trust_domain)
             .map_err(|e| invalid("trust_domain", e.to_string()))?;
         if self.providers.is_empty() {
@@ -239,6 +275,11 @@ impl Config {
                 "revocation.batch_size",
                 "must be between 1 and 10000".into(),
             ));
+        }
+        if let Some(pkcs11) = &self.pkcs11 {
+            pkcs11
+                .validate()
+                .map_err(|reason| invalid("pkcs11", reason))?;
         }
         if self.cache.refresh_deadline_secs == 0 {
             return Err(invalid(

@@ -27,10 +27,17 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("metrics_listen: cannot bind {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("pkcs11: {0}")]
+    Pkcs11(#[from] crate::pkcs11::Pkcs11Error),
 }
 
 /// Why one access-token request failed. Cloneable, because one refresh's

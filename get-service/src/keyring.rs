@@ -1,4 +1,7 @@
-//! Loading the token-encryption private keys from a directory.
+//! The token-encryption private keys get-service holds: files from a
+//! directory (loaded into aws-lc-rs) and, optionally, one key in a PKCS#11
+//! token ([`Pkcs11Key`]); both kinds live in one [`PrivateKeyRing`], by key
+//! id, and a sealed token is opened with whichever holds its `kid`.
 //!
 //! Holds private keys: key files are read into buffers wiped on drop and
 //! handed to aws-lc-rs; nothing here prints, logs or returns key bytes.
@@ -16,6 +19,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tokenvault_seal::{KEY_BITS, kid_from_spki_der};
 use zeroize::Zeroizing;
+
+use crate::error::ServeError;
+use crate::pkcs11::{Pkcs11Config, Pkcs11Key};
 
 /// The largest private key file read, in bytes.
 const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
@@ -40,15 +46,35 @@ fn err(path: &Path, reason: impl Into<String>) -> KeyLoadError {
 }
 
 /// The token-encryption private keys, by key id (RFC 7638 thumbprint of the
-/// public half). Its `Debug` output shows only the key ids.
+/// public half). Its `Debug` output shows only the key ids and where each
+/// key is held.
 pub struct PrivateKeyRing {
-    pub(crate) keys: BTreeMap<String, OaepPrivateDecryptingKey>,
+    pub(crate) keys: BTreeMap<String, RingKey>,
+}
+
+/// One private key: in this process, or in a PKCS#11 token.
+pub(crate) enum RingKey {
+    /// Loaded from a key file into aws-lc-rs.
+    InProcess(OaepPrivateDecryptingKey),
+    /// Held by a PKCS#11 token; only its handle is here.
+    Pkcs11(Pkcs11Key),
 }
 
 impl fmt::Debug for PrivateKeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let held: BTreeMap<&str, &str> = self
+            .keys
+            .iter()
+            .map(|(kid, key)| {
+                let place = match key {
+                    RingKey::InProcess(_) => "file",
+                    RingKey::Pkcs11(_) => "pkcs11",
+                };
+                (kid.as_str(), place)
+            })
+            .collect();
         f.debug_struct("PrivateKeyRing")
-            .field("kids", &self.kids())
+            .field("kids", &held)
             .finish()
     }
 }
@@ -61,6 +87,49 @@ impl PrivateKeyRing {
     /// `<kid>.pem` where kid is computed from the key. Any other `*.pem`
     /// file, or an empty directory, is an error naming the path.
     pub fn load_dir(dir: &Path) -> Result<Self, KeyLoadError> {
+        let ring = Self::load_dir_allowing_empty(dir)?;
+        if ring.keys.is_empty() {
+            return Err(err(dir, "no *.pem private keys in this directory"));
+        }
+        Ok(ring)
+    }
+
+    /// The keys get-service's configuration names: every key file in
+    /// `private_keys_dir` (see [`load_dir`](Self::load_dir)) and, with
+    /// `[pkcs11]`, the key in that token ([`Pkcs11Key::open`], run on the
+    /// blocking thread pool). With `[pkcs11]` the directory may hold no key
+    /// file. A key id found both in a file and in the token is refused.
+    pub async fn load(
+        private_keys_dir: &Path,
+        pkcs11: Option<&Pkcs11Config>,
+    ) -> Result<Self, ServeError> {
+        let Some(config) = pkcs11 else {
+            return Ok(Self::load_dir(private_keys_dir)?);
+        };
+        let mut ring = Self::load_dir_allowing_empty(private_keys_dir)?;
+        let owned = config.clone();
+        let key = tokio::task::spawn_blocking(move || Pkcs11Key::open(&owned))
+            .await
+            .map_err(|e| {
+                crate::pkcs11::Pkcs11Error::Call(format!("opening the key stopped: {e}"))
+            })??;
+        if ring.keys.contains_key(key.kid()) {
+            return Err(ServeError::from(err(
+                private_keys_dir,
+                format!(
+                    "key id {} is both in this directory and in the PKCS#11 token; remove the file",
+                    key.kid()
+                ),
+            )));
+        }
+        tracing::info!(kid = %key.kid(), module = %config.module.display(), token = %config.token_description(),
+            key_label = %config.key_label, sessions = config.sessions, "PKCS#11 token-encryption key ready");
+        ring.keys.insert(key.kid().to_owned(), RingKey::Pkcs11(key));
+        Ok(ring)
+    }
+
+    /// Every key file in `dir`, which may hold none.
+    fn load_dir_allowing_empty(dir: &Path) -> Result<Self, KeyLoadError> {
         let entries = fs::read_dir(dir).map_err(|e| err(dir, format!("cannot list: {e}")))?;
         let mut keys = BTreeMap::new();
         for entry in entries {
@@ -87,10 +156,7 @@ impl PrivateKeyRing {
                     format!("the key's id is {kid}; the file must be named {kid}.pem"),
                 ));
             }
-            keys.insert(kid, key);
-        }
-        if keys.is_empty() {
-            return Err(err(dir, "no *.pem private keys in this directory"));
+            keys.insert(kid, RingKey::InProcess(key));
         }
         Ok(Self { keys })
     }

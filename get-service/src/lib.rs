@@ -12,6 +12,10 @@
 //!   refresh tokens and account statuses through set-service.
 //! - [`revocation`] revokes disconnected accounts' grants at their
 //!   providers (RFC 7009) and has set-service delete the sealed token.
+//! - [`pkcs11`] optionally holds a private key in a PKCS#11 token instead
+//!   (the key never leaves it; `C_Decrypt` with RSA-OAEP-256 there).
+//! - [`reseal`] and [`retire`] are key rotation's `get-service reseal` and
+//!   `get-service retire-key` commands.
 //! - [`run`] serves it all; `main.rs` also disables core dumps.
 //!
 //! This crate holds the private keys (in aws-lc-rs, loaded from buffers wiped
@@ -25,9 +29,13 @@ pub mod broker;
 pub mod config;
 pub mod error;
 mod hardening;
+mod health;
 mod keyring;
 mod open;
+pub mod pkcs11;
 pub mod provider;
+pub mod reseal;
+pub mod retire;
 pub mod revocation;
 mod server;
 mod service;
@@ -37,7 +45,7 @@ pub mod writer;
 pub use config::Config;
 pub use error::{ConfigError, ServeError, TokenError};
 pub use hardening::disable_core_dumps;
-pub use server::{allow_list, run};
+pub use server::{RPCS, allow_list, run, run_with_metrics};
 
 pub use keyring::{KeyLoadError, PrivateKeyRing};
 pub use open::OpenError;

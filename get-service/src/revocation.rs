@@ -223,7 +223,11 @@ impl RevocationSweeper {
     /// Opens `item` and revokes it at its provider; `None` to retry later.
     async fn revoke_sealed(&self, item: &PendingRevocation) -> Option<RevocationOutcome> {
         let (account, provider) = (item.account.as_str(), item.provider.as_str());
-        let opened = match self.keys.open(&item.sealed_token, account, provider) {
+        let opened = match self
+            .keys
+            .open_async(&item.sealed_token, account, provider)
+            .await
+        {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::error!(account, provider, kid = ?item.kid, error = %e, "cannot open a disconnected account's token to revoke it");

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use tokenvault_mtls::health::HealthMonitor;
+use tokenvault_mtls::metrics::{self, CertExpiry, GrpcMetrics};
 use tokenvault_mtls::process::AbortOnDrop;
-use tokenvault_mtls::reload::{reloading_channel, reloading_server};
+use tokenvault_mtls::reload::{reloading_channel, reloading_server_reporting};
 use tokenvault_mtls::{AllowList, AuthzLayer, IdentityPattern, Role, incoming};
 use tokenvault_proto::discovery::{self, DISCOVERY_SERVICES};
 use tokenvault_proto::v1::get_service_server::{GetServiceServer, SERVICE_NAME};
@@ -17,10 +19,10 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 
 use crate::PrivateKeyRing;
-use crate::broker::Broker;
+use crate::broker::{Broker, CacheMetrics};
 use crate::config::{AllowConfig, Config};
 use crate::error::ServeError;
-use crate::provider::Provider;
+use crate::provider::{Provider, RefreshMetrics};
 use crate::revocation::RevocationSweeper;
 use crate::service::GetServiceImpl;
 use crate::writer::{KeyLocks, SetWriter};
@@ -38,21 +40,57 @@ pub fn allow_list(allow: &AllowConfig) -> AllowList {
         .allow_any_peers(&DISCOVERY_SERVICES)
 }
 
-/// Runs get-service on `listener` until `shutdown` resolves.
+/// get-service's RPCs, named in the metrics' `rpc` label (any other path
+/// counts as `other`).
+pub const RPCS: [&str; 2] = ["GetAccessToken", "GetAccountStatus"];
+
+/// Runs get-service on `listener` until `shutdown` resolves, with the
+/// metrics endpoint on `metrics_listen` if that is set.
 pub async fn run(
     listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            metrics::bind(addr)
+                .await
+                .map_err(|source| ServeError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
+    run_with_metrics(listener, metrics_listener, config, shutdown).await
+}
+
+/// [`run`] with the metrics endpoint on `metrics_listener` (already bound,
+/// e.g. to port 0 in tests) instead of `metrics_listen`.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
     // reqwest and rustls use aws-lc-rs, the one crypto provider in the tree.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let (tls, tls_rx, _reload_server) = reloading_server(&config.tls, &config.trust_domain)?;
-    tracing::info!(identity = %tls.identity, cert_not_after_unix = tls.not_after_unix, "loaded TLS certificate");
-    let keys = Arc::new(PrivateKeyRing::load_dir(&config.private_keys_dir)?);
+    let mut registry = metrics::new_registry();
+    let grpc_metrics = GrpcMetrics::register(&mut registry);
+    let expiry = CertExpiry::register(&mut registry);
+    let refresh_metrics = RefreshMetrics::register(&mut registry);
+    let cache_metrics = CacheMetrics::register(&mut registry);
+    let (_tls, tls_watch, _reload_server) =
+        reloading_server_reporting(&config.tls, &config.trust_domain, &expiry)?;
+    let keys =
+        Arc::new(PrivateKeyRing::load(&config.private_keys_dir, config.pkcs11.as_ref()).await?);
     tracing::info!(kids = ?keys.kids(), "loaded token-encryption private keys");
-    let sealer =
-        Arc::new(PublicKeySet::load_dir(&config.public_keys_dir).map_err(ServeError::PublicKeys)?);
+    let sealer = Arc::new(
+        PublicKeySet::load(&config.public_keys_dir, config.sealing_kid.as_deref())
+            .map_err(ServeError::PublicKeys)?,
+    );
+    tracing::info!(
+        sealing_kid = sealer.sealing_kid(),
+        "loaded token-encryption public keys"
+    );
     let reader = TokenReader::connect(&config.store.url)
         .await
         .map_err(ServeError::Store)?;
@@ -66,7 +104,8 @@ pub async fn run(
     for p in &config.providers {
         let provider = Provider::new(p.clone(), http.clone())
             .await
-            .map_err(ServeError::Provider)?;
+            .map_err(ServeError::Provider)?
+            .with_metrics(refresh_metrics.clone());
         providers.insert(p.name.clone(), Arc::new(provider));
     }
 
@@ -77,7 +116,7 @@ pub async fn run(
         IdentityPattern::Role(Role::SetService),
     )?;
     let locks = KeyLocks::default();
-    let writer = SetWriter::new(set_channel, sealer, locks.clone());
+    let writer = SetWriter::new(set_channel, Arc::clone(&sealer), locks.clone());
     let sweeper = RevocationSweeper::new(
         reader.clone(),
         Arc::clone(&keys),
@@ -86,7 +125,16 @@ pub async fn run(
         locks.clone(),
         config.revocation.clone(),
     );
-    let broker = Broker::new(reader, keys, providers, writer, locks, config.cache.clone());
+    let (probe_reader, probe_keys) = (reader.clone(), Arc::clone(&keys));
+    let broker = Broker::new(
+        reader,
+        keys,
+        providers,
+        writer,
+        locks,
+        config.cache.clone(),
+        cache_metrics,
+    );
     // Stops when dropped, also on an early return.
     let _sweeper = AbortOnDrop(tokio::spawn(sweeper.run()));
 
@@ -94,6 +142,17 @@ pub async fn run(
     health
         .set_serving::<GetServiceServer<GetServiceImpl>>()
         .await;
+    // NOT_SERVING while the store does not answer or the keys do not open
+    // what get-service seals. Stops when dropped.
+    let _health_checks = HealthMonitor::new(health, SERVICE_NAME, config.health.interval())
+        .check("store", move || crate::health::store(probe_reader.clone()))
+        .check("keys", move || {
+            crate::health::keys(Arc::clone(&sealer), Arc::clone(&probe_keys))
+        })
+        .register(&mut registry)
+        .start()
+        .await;
+    let _metrics = metrics_listener.map(|l| metrics::serve(l, registry));
     // Stops when dropped, also on an early return.
     let _plaintext_health = match config.health_listen {
         Some(addr) => Some(AbortOnDrop(
@@ -108,7 +167,8 @@ pub async fn run(
 
     tracing::info!(listen = ?listener.local_addr().ok(), "get-service serving");
     Server::builder()
-        .layer(AuthzLayer::new(allow_list(&config.allow)))
+        .layer(grpc_metrics.layer(RPCS.map(|m| format!("{SERVICE_NAME}/{m}"))))
+        .layer(AuthzLayer::new(allow_list(&config.allow)).refusing_revoked(tls_watch.revoked))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -116,7 +176,7 @@ pub async fn run(
             GetServiceServer::new(GetServiceImpl::new(broker.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(incoming(listener, tls_rx), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener, tls_watch.config), shutdown)
         .await?;
     let unstored = broker.unstored_rotations();
     if unstored > 0 {

@@ -1,6 +1,10 @@
-//! One audit line per RPC, on the `tokenvault::audit` tracing target: who
+//! One audit event per RPC, on the `tokenvault::audit` tracing target: who
 //! (SPIFFE ID), where (peer address), what (RPC, account, provider) and the
-//! outcome. Every service writes them the same way. Never pass a token here.
+//! outcome; the subscriber adds when. Every service writes them the same way:
+//! the handler through [`respond`], or [`crate::AuthzLayer`] for a call it
+//! refuses before any handler runs. [`crate::logging`] writes them as JSON
+//! lines (and optionally to the append-only audit table). Never pass a token
+//! here.
 
 use std::fmt::Display;
 
@@ -57,5 +61,31 @@ where
             record(rpc, peer, account, provider, Err((label(&e), &e)));
             Err(e.into())
         }
+    }
+}
+
+/// The `[audit]` table of a service's config.
+#[derive(Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Where the append-only `audit_events` table is, if audit events should
+    /// also go there (they always go to the JSON audit log): a `postgres://`
+    /// URL of a role that may INSERT into it (set-service's writer or
+    /// get-service's reader role will do), or the store's `sqlite://` file.
+    #[serde(default)]
+    pub database_url: Option<String>,
+}
+
+impl std::fmt::Debug for AuditConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditConfig")
+            .field(
+                "database_url",
+                &self
+                    .database_url
+                    .as_deref()
+                    .map(crate::settings::redact_url),
+            )
+            .finish()
     }
 }

@@ -18,6 +18,7 @@ use tower::{Layer, Service};
 
 use crate::error::IdentityError;
 use crate::identity::{Role, SpiffeId};
+use crate::reload::RevokedRx;
 use crate::server::PeerInfo;
 
 /// The tracing target of authorization decisions.
@@ -117,10 +118,14 @@ impl AllowList {
     }
 }
 
-/// The tower layer that enforces an [`AllowList`].
+/// The tower layer that enforces an [`AllowList`], and refuses requests whose
+/// client certificate has expired or, with
+/// [`refusing_revoked`](Self::refusing_revoked), been revoked since the
+/// connection was made.
 #[derive(Debug, Clone)]
 pub struct AuthzLayer {
     allow: Arc<AllowList>,
+    revoked: Option<RevokedRx>,
 }
 
 impl AuthzLayer {
@@ -128,7 +133,15 @@ impl AuthzLayer {
     pub fn new(allow: AllowList) -> Self {
         Self {
             allow: Arc::new(allow),
+            revoked: None,
         }
+    }
+
+    /// Also refuses every request on a connection whose client certificate
+    /// the CRLs in `revoked` (as reloaded) list.
+    pub fn refusing_revoked(mut self, revoked: RevokedRx) -> Self {
+        self.revoked = Some(revoked);
+        self
     }
 }
 
@@ -139,6 +152,7 @@ impl<S> Layer<S> for AuthzLayer {
         Authz {
             inner,
             allow: self.allow.clone(),
+            revoked: self.revoked.clone(),
         }
     }
 }
@@ -148,6 +162,7 @@ impl<S> Layer<S> for AuthzLayer {
 pub struct Authz<S> {
     inner: S,
     allow: Arc<AllowList>,
+    revoked: Option<RevokedRx>,
 }
 
 fn now_unix() -> i64 {
@@ -179,26 +194,34 @@ where
         let path = req.uri().path().to_owned();
         let rpc = path.trim_start_matches('/');
         let Some(peer) = req.extensions().get::<PeerInfo>().cloned() else {
-            tracing::warn!(target: AUTHZ_TARGET, rpc, decision = "deny", "request without a verified client identity");
             let status =
                 tonic::Status::permission_denied(format!("no verified client identity for {rpc}"));
-            return Box::pin(std::future::ready(Ok(status.into_http())));
+            return deny(rpc, None, "permission_denied", status);
         };
         if now_unix() > peer.not_after_unix {
-            tracing::warn!(target: AUTHZ_TARGET, caller = %peer.id, peer = %peer.addr, rpc, decision = "deny", "client certificate expired during the connection");
             let status = tonic::Status::unauthenticated(format!(
                 "the client certificate of {} has expired; reconnect with a current one",
                 peer.id
             ));
-            return Box::pin(std::future::ready(Ok(status.into_http())));
+            return deny(rpc, Some(&peer), "unauthenticated", status);
         }
-        if !self.allow.permits(&path, &peer.id) {
-            tracing::warn!(target: AUTHZ_TARGET, caller = %peer.id, peer = %peer.addr, rpc, decision = "deny", "caller not on the allow-list");
-            let status = tonic::Status::permission_denied(format!(
-                "{} is not allowed to call {rpc}",
+        if self
+            .revoked
+            .as_ref()
+            .is_some_and(|r| r.borrow().contains(&peer.cert))
+        {
+            let status = tonic::Status::unauthenticated(format!(
+                "the client certificate of {} has been revoked",
                 peer.id
             ));
-            return Box::pin(std::future::ready(Ok(status.into_http())));
+            return deny(rpc, Some(&peer), "unauthenticated", status);
+        }
+        if !self.allow.permits(&path, &peer.id) {
+            let status = tonic::Status::permission_denied(format!(
+                "{} is not allowed to call {rpc}: caller not on the allow-list",
+                peer.id
+            ));
+            return deny(rpc, Some(&peer), "permission_denied", status);
         }
         tracing::debug!(target: AUTHZ_TARGET, caller = %peer.id, peer = %peer.addr, rpc, decision = "allow");
         // Take the service that was driven to readiness; leave a fresh clone.
@@ -206,6 +229,23 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(inner.call(req))
     }
+}
+
+/// Answers a denied call with `status`, writing its one audit event (the
+/// handler, which would write it otherwise, never runs).
+fn deny<B, E>(
+    rpc: &str,
+    peer: Option<&PeerInfo>,
+    label: &str,
+    status: tonic::Status,
+) -> BoxFuture<Result<http::Response<B>, E>>
+where
+    B: Default + Send + 'static,
+    E: Send + 'static,
+{
+    let method = rpc.rsplit('/').next().unwrap_or(rpc);
+    crate::audit::record(method, peer, "", "", Err((label, &status.message())));
+    Box::pin(std::future::ready(Ok(status.into_http())))
 }
 
 #[cfg(test)]

@@ -14,9 +14,13 @@
 //!
 //! - [`reload`] swaps in new configs when the PEM files change (or on
 //!   SIGHUP), without a restart.
-//! - [`process`] sets up logging and the shutdown signal of every binary.
+//! - [`logging`] writes text log lines and JSON audit lines; [`process`]
+//!   sets them up and the shutdown signal of every binary.
 //! - [`settings`] loads a service's TOML config with named environment
 //!   overrides, the same way for every service.
+//! - [`metrics`] holds the Prometheus metrics every service exposes and the
+//!   plaintext `/metrics` endpoint; [`health`] drives the gRPC health status
+//!   from periodic checks of the store and keys.
 //!
 //! This crate holds certificates and the service's own TLS key only while
 //! building a config. It never sees a refresh token or the token-encryption key.
@@ -26,10 +30,14 @@ pub mod audit;
 mod authz;
 mod client;
 mod error;
+pub mod health;
 mod identity;
+pub mod logging;
+pub mod metrics;
 mod pem;
 pub mod process;
 pub mod reload;
+mod revoked;
 mod server;
 pub mod settings;
 mod verify;
@@ -41,6 +49,7 @@ pub use client::{CONNECT_TIMEOUT, channel, client_config};
 pub use error::{IdentityError, TlsError};
 pub use identity::{MAX_SPIFFE_ID_LEN, Role, SpiffeId, validate_trust_domain};
 pub use pem::{TlsFiles, read_certs};
+pub use revoked::{CertRef, RevokedCerts};
 pub use server::{
     HANDSHAKE_TIMEOUT, MtlsIncoming, MtlsStream, PeerInfo, ServerTls, incoming, server_config,
 };

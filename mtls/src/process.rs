@@ -2,19 +2,12 @@
 //! a filter from an environment variable, stop on Ctrl-C or SIGTERM, and
 //! stop background tasks with the service ([`AbortOnDrop`]).
 
-/// The environment variable of the log filter, e.g. `info,tokenvault=debug`.
-pub const ENV_LOG: &str = "TOKENVAULT_LOG";
+pub use crate::logging::ENV_LOG;
 
-/// Installs the log subscriber, filtered by [`ENV_LOG`] (default `info`).
+/// Installs the log subscriber (see [`crate::logging`]): text lines filtered
+/// by [`ENV_LOG`] (default `info`) and audit events as JSON lines.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env(ENV_LOG)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        // Colours only on a terminal: log files and journald get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    crate::logging::init_logging_with(None);
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -22,7 +22,9 @@ use tokio::sync::watch;
 
 use crate::TLS_TARGET;
 use crate::error::TlsError;
+use crate::metrics::CertExpiry;
 use crate::pem::TlsFiles;
+use crate::revoked::RevokedCerts;
 
 /// How often the files' metadata is checked.
 pub const RELOAD_POLL: Duration = Duration::from_secs(2);
@@ -99,22 +101,51 @@ where
 /// What [`crate::incoming`] reads its server config from.
 pub type ServerConfigRx = watch::Receiver<Arc<rustls::ServerConfig>>;
 
+/// What [`crate::AuthzLayer`] reads the revoked certificates from.
+pub type RevokedRx = watch::Receiver<Arc<RevokedCerts>>;
+
+/// The live halves of a reloading server's TLS: the config for new
+/// handshakes and the revoked certificates for requests on open connections.
+#[derive(Debug, Clone)]
+pub struct ServerWatch {
+    /// For [`crate::incoming`].
+    pub config: ServerConfigRx,
+    /// For [`crate::AuthzLayer::refusing_revoked`].
+    pub revoked: RevokedRx,
+}
+
 /// A server's TLS config that follows its files: the config loaded now, the
 /// receiver [`crate::incoming`] reads, and the [`Reloader`] to keep alive for
 /// as long as the server runs.
 pub fn reloading_server(
     files: &TlsFiles,
     trust_domain: &str,
-) -> Result<(crate::ServerTls, ServerConfigRx, Reloader), TlsError> {
+) -> Result<(crate::ServerTls, ServerWatch, Reloader), TlsError> {
+    reloading_server_reporting(files, trust_domain, &CertExpiry::unregistered())
+}
+
+/// [`reloading_server`] that also reports the server's own certificate to
+/// `expiry` (and logs its identity and expiry) at start and on every reload.
+pub fn reloading_server_reporting(
+    files: &TlsFiles,
+    trust_domain: &str,
+    expiry: &CertExpiry,
+) -> Result<(crate::ServerTls, ServerWatch, Reloader), TlsError> {
     let tls = crate::server_config(files, trust_domain)?;
-    let (tx, rx) = watch::channel(Arc::clone(&tls.config));
+    expiry.observe("server", &tls.identity, tls.not_after_unix);
+    let (tx, config) = watch::channel(Arc::clone(&tls.config));
+    let (revoked_tx, revoked) = watch::channel(Arc::clone(&tls.revoked));
     let domain = trust_domain.to_owned();
+    let expiry = expiry.clone();
     let reloader = watch_files("server", files.clone(), tx, move |files| {
         let tls = crate::server_config(files, &domain)?;
-        tracing::info!(target: TLS_TARGET, identity = %tls.identity, cert_not_after_unix = tls.not_after_unix, "new server certificate loaded");
+        expiry.observe("server", &tls.identity, tls.not_after_unix);
+        // Published before the config, so no handshake under the new CRL
+        // precedes its check on open connections.
+        revoked_tx.send_replace(tls.revoked);
         Ok(tls.config)
     });
-    Ok((tls, rx, reloader))
+    Ok((tls, ServerWatch { config, revoked }, reloader))
 }
 
 /// A lazily connecting mTLS channel to `address` whose client certificate,
@@ -134,4 +165,47 @@ pub fn reloading_channel(
         crate::client_config(files, &domain, expected_server.clone())
     });
     Ok((channel, reloader))
+}
+
+/// [`reloading_channel`] that also reports the client certificate to
+/// `expiry` (and logs its identity and expiry) at start and on every reload:
+/// for a service whose only certificate is its client certificate.
+pub fn reloading_channel_reporting(
+    address: &str,
+    files: &TlsFiles,
+    trust_domain: &str,
+    expected_server: crate::IdentityPattern,
+    expiry: &CertExpiry,
+) -> Result<(tonic::transport::Channel, Reloader), TlsError> {
+    let config = crate::client_config(files, trust_domain, expected_server.clone())?;
+    report_own_certificate(files, expiry)?;
+    let (tx, rx) = watch::channel(config);
+    let channel = crate::channel(address, rx)?;
+    let domain = trust_domain.to_owned();
+    let expiry = expiry.clone();
+    let reloader = watch_files("client", files.clone(), tx, move |files| {
+        let config = crate::client_config(files, &domain, expected_server.clone())?;
+        report_own_certificate(files, &expiry)?;
+        Ok(config)
+    });
+    Ok((channel, reloader))
+}
+
+/// Reads the leaf of `files.cert` (already checked by the config builder)
+/// and reports it.
+fn report_own_certificate(files: &TlsFiles, expiry: &CertExpiry) -> Result<(), TlsError> {
+    let chain = crate::read_certs("tls.cert", &files.cert)?;
+    let leaf = chain.first().ok_or_else(|| TlsError::Empty {
+        setting: "tls.cert",
+        path: files.cert.clone(),
+        what: "certificate",
+    })?;
+    let identity = |source| TlsError::Identity {
+        setting: "tls.cert",
+        source,
+    };
+    let id = crate::SpiffeId::from_certificate_der(leaf).map_err(identity)?;
+    let not_after = crate::not_after_unix(leaf).map_err(identity)?;
+    expiry.observe("client", &id, not_after);
+    Ok(())
 }

@@ -26,6 +26,7 @@ use tonic::transport::server::Connected;
 use crate::error::TlsError;
 use crate::identity::SpiffeId;
 use crate::pem::TlsFiles;
+use crate::revoked::{CertRef, RevokedCerts};
 use crate::verify::{SpiffeClientVerifier, peer_identity};
 use crate::{TLS_TARGET, provider};
 
@@ -44,6 +45,8 @@ pub struct ServerTls {
     pub identity: SpiffeId,
     /// When this server's own certificate expires, in seconds since the epoch.
     pub not_after_unix: i64,
+    /// The client certificates the CRLs revoke, for [`crate::AuthzLayer`].
+    pub revoked: Arc<RevokedCerts>,
 }
 
 /// Builds a TLS 1.3-only server config from PEM files. Clients must present a
@@ -63,6 +66,11 @@ pub fn server_config(files: &TlsFiles, trust_domain: &str) -> Result<ServerTls, 
     let not_after_unix = crate::not_after_unix(leaf).map_err(|source| TlsError::Identity {
         setting: "tls.cert",
         source,
+    })?;
+    let revoked = RevokedCerts::from_crls(&loaded.crls).ok_or_else(|| TlsError::BadPem {
+        setting: "tls.crl",
+        path: files.crl.clone().unwrap_or_default(),
+        what: "certificate revocation list",
     })?;
     let provider = provider();
     let webpki =
@@ -84,6 +92,7 @@ pub fn server_config(files: &TlsFiles, trust_domain: &str) -> Result<ServerTls, 
         config: Arc::new(config),
         identity,
         not_after_unix,
+        revoked: Arc::new(revoked),
     })
 }
 
@@ -98,6 +107,9 @@ pub struct PeerInfo {
     /// When the client certificate expires, in seconds since the Unix epoch.
     /// A connection may outlive its certificate; requests after this are refused.
     pub not_after_unix: i64,
+    /// The client certificate's issuer and serial: requests on a connection
+    /// whose certificate a reloaded CRL revokes are refused.
+    pub cert: CertRef,
 }
 
 /// A TLS connection whose client certificate has been verified.
@@ -233,12 +245,14 @@ async fn handshake(
         .ok_or_else(|| "no client certificate".to_owned())?;
     let id = SpiffeId::from_certificate_der(leaf).map_err(|e| e.to_string())?;
     let not_after_unix = crate::not_after_unix(leaf).map_err(|e| e.to_string())?;
+    let cert = CertRef::of_certificate(leaf).map_err(|e| e.to_string())?;
     Ok(MtlsStream {
         inner: stream,
         peer: PeerInfo {
             id,
             addr,
             not_after_unix,
+            cert,
         },
     })
 }

@@ -9,6 +9,8 @@
 //! the demo server runs only if `demo = true`. set-service's provider list is
 //! the union of both services' providers.
 //!
+//! Both gRPC services also write the append-only audit table in the store.
+//!
 //! The configs name secret files (and hold provider client secrets when the
 //! user's file does); they are written with mode 0600.
 
@@ -167,11 +169,16 @@ private_keys_dir = {private_keys}
 public_keys_dir = {public_keys}
 [store]
 url = {reader}
+[audit]
+database_url = {audit}
 [set_service]
 address = "127.0.0.1:{set_port}"
 "#,
         td = Value::String(state.trust_domain.clone()),
         reader = Value::String(reader_url.clone()),
+        // PostgreSQL: the reader role may append audit rows. SQLite: the
+        // store's file, opened for writing by the audit writer only.
+        audit = Value::String(reader_url.clone()),
         private_keys = s(&keys.join("private")),
         public_keys = s(&keys.join("public")),
     ))?;
@@ -227,6 +234,8 @@ trust_domain = {td}
 public_keys_dir = {public_keys}
 [store]
 url = {writer}
+[audit]
+database_url = {writer}
 "#,
         td = Value::String(state.trust_domain.clone()),
         writer = Value::String(writer_url.clone()),

@@ -285,7 +285,7 @@ fn worker_command(bins: &Binaries, plan: &Plan, account: &str, provider: &str) -
 }
 
 /// Follows set-service's log for accounts that web-frontend has just stored
-/// (its audit lines; never a token).
+/// (its JSON audit lines; never a token).
 struct ConnectWatcher {
     path: PathBuf,
     offset: usize,
@@ -315,26 +315,23 @@ impl ConnectWatcher {
         self.offset += complete;
         let new = &new[..new.rfind('\n').map_or(0, |i| i + 1)];
         new.lines()
-            .filter(|l| {
-                l.contains("tokenvault::audit")
-                    && l.contains("StoreRefreshToken")
-                    && l.contains("/web-frontend")
-                    && field(l, "outcome").as_deref() == Some("ok")
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| {
+                e["target"] == "tokenvault::audit"
+                    && e["rpc"] == "StoreRefreshToken"
+                    && e["outcome"] == "ok"
+                    && e["caller"]
+                        .as_str()
+                        .is_some_and(|c| c.ends_with("/web-frontend"))
             })
-            .filter_map(|l| Some((field(l, "account")?, field(l, "provider")?)))
+            .filter_map(|e| {
+                Some((
+                    e["account"].as_str()?.to_owned(),
+                    e["provider"].as_str()?.to_owned(),
+                ))
+            })
             .collect()
     }
-}
-
-/// The value of ` name=value` or ` name="value"` in a log line.
-fn field(line: &str, name: &str) -> Option<String> {
-    let start = line.find(&format!(" {name}="))? + name.len() + 2;
-    let rest = &line[start..];
-    let value = match rest.strip_prefix('"') {
-        Some(quoted) => &quoted[..quoted.find('"')?],
-        None => rest.split_whitespace().next()?,
-    };
-    Some(value.to_owned())
 }
 
 fn print_instructions(bins: &Binaries, state: &State, plan: &Plan) {

@@ -53,7 +53,7 @@ struct Entry {
 /// The token-encryption public keys, by key id, and which one seals.
 ///
 /// The sealing key is, unless chosen with [`with_sealing_kid`]
-/// (Self::with_sealing_kid):
+/// (Self::with_sealing_kid) or [`load`](Self::load)'s `sealing_kid`:
 /// - for [`load_dir`](Self::load_dir), the key whose file was modified most
 ///   recently; on a tie, the one with the lexicographically greatest kid;
 /// - for [`from_pems`](Self::from_pems), the last PEM given.
@@ -131,6 +131,28 @@ impl PublicKeySet {
         let sealing_kid =
             sealing_kid.ok_or_else(|| key_load(Path::new("<pems>"), "no keys given".into()))?;
         Ok(Self { keys, sealing_kid })
+    }
+
+    /// Loads `dir` like [`load_dir`](Self::load_dir), then makes
+    /// `sealing_kid` the sealing key when it is given (a service's
+    /// `sealing_kid` setting). Naming the key explicitly makes the choice
+    /// independent of file modification times, which a copy without `-p`,
+    /// a package or a configuration-management tool can reset. A
+    /// `sealing_kid` that is not among the keys in `dir` is a
+    /// [`SealError::KeyLoad`] error naming the directory and the ids found.
+    pub fn load(dir: &Path, sealing_kid: Option<&str>) -> Result<Self, SealError> {
+        let set = Self::load_dir(dir)?;
+        match sealing_kid {
+            None => Ok(set),
+            Some(kid) if set.contains(kid) => set.with_sealing_kid(kid),
+            Some(kid) => {
+                let reason = format!(
+                    "sealing_kid {kid:?} is not the id of any public key here (found: {})",
+                    set.kids().join(", ")
+                );
+                Err(key_load(dir, reason))
+            }
+        }
     }
 
     /// Makes `kid` the sealing key; [`SealError::UnknownKey`] if not loaded.

@@ -41,10 +41,17 @@ pub const ENV_PROVIDERS: &str = "TOKENVAULT_SET_PROVIDERS";
 pub const ENV_OWNER_URL: &str = "TOKENVAULT_SET_OWNER_URL";
 /// Overrides `health_listen`.
 pub const ENV_HEALTH_LISTEN: &str = "TOKENVAULT_SET_HEALTH_LISTEN";
+/// Overrides `metrics_listen`.
+pub const ENV_METRICS_LISTEN: &str = "TOKENVAULT_SET_METRICS_LISTEN";
+
+/// Overrides `audit.database_url`.
+pub const ENV_AUDIT_DATABASE_URL: &str = "TOKENVAULT_SET_AUDIT_DATABASE_URL";
 
 const ENV_OVERRIDES: &[EnvOverride] = &[
+    EnvOverride::scalar(ENV_AUDIT_DATABASE_URL, "audit.database_url"),
     EnvOverride::scalar(ENV_LISTEN, "listen"),
     EnvOverride::scalar(ENV_HEALTH_LISTEN, "health_listen"),
+    EnvOverride::scalar(ENV_METRICS_LISTEN, "metrics_listen"),
     EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
     EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
     EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
@@ -66,6 +73,13 @@ pub struct Config {
     /// orchestrators' probes, which cannot present a client certificate.
     #[serde(default)]
     pub health_listen: Option<SocketAddr>,
+    /// Optional plaintext listener, e.g. `127.0.0.1:7421`, that serves only
+    /// `GET /metrics` (Prometheus; no tokens, no identities).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often the store is checked for the gRPC health status.
+    #[serde(default)]
+    pub health: tokenvault_mtls::health::HealthConfig,
     /// The SPIFFE trust domain of every peer.
     pub trust_domain: String,
     /// This service's certificate, key, CA bundle and CRL.
@@ -80,6 +94,9 @@ pub struct Config {
     /// Who may call which RPC.
     #[serde(default)]
     pub allow: AllowConfig,
+    /// The optional append-only audit table.
+    #[serde(default)]
+    pub audit: tokenvault_mtls::audit::AuditConfig,
     /// Size limits.
     #[serde(default)]
     pub limits: Limits,
@@ -113,6 +130,8 @@ pub struct AllowConfig {
     pub record_account_status: Vec<IdentityPattern>,
     /// Who may call `RecordRevocation`.
     pub record_revocation: Vec<IdentityPattern>,
+    /// Who may call `ResealRefreshToken` (key rotation's re-seal job).
+    pub reseal_refresh_token: Vec<IdentityPattern>,
 }
 
 impl Default for AllowConfig {
@@ -128,6 +147,7 @@ impl Default for AllowConfig {
                 IdentityPattern::Role(Role::WebFrontend),
             ],
             record_revocation: vec![IdentityPattern::Role(Role::GetService)],
+            reseal_refresh_token: vec![IdentityPattern::Role(Role::GetService)],
         }
     }
 }
@@ -171,6 +191,7 @@ impl Config {
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.health.validate()?;
         tokenvault_mtls::validate_trust_domain(&self.trust_domain).map_err(|e| {
             ConfigError::Invalid {
                 setting: "trust_domain",

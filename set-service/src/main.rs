@@ -7,9 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tokenvault_mtls::logging::init_logging_with;
 use tokenvault_mtls::process::{init_logging, shutdown_signal};
 use tokenvault_set_service::config::{ENV_CONFIG, ENV_OWNER_URL};
 use tokenvault_set_service::{Config, run};
+use tokenvault_store::audit_table::optional_audit_sink;
 
 /// tokenvault set-service: write-only ingest of sealed refresh tokens.
 #[derive(Debug, Parser)]
@@ -37,11 +39,14 @@ enum Command {
     },
 }
 
+/// How long a stopping service waits for audit rows still queued for the table.
+const AUDIT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
     let args = Args::parse();
     if let Some(Command::Migrate { owner_url }) = &args.command {
+        init_logging();
         tokenvault_store::migrate(owner_url)
             .await
             .context("migrate: the schema migrations failed")?;
@@ -49,9 +54,17 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(&args.config, |k| std::env::var(k).ok())?;
+    let (audit_sink, audit_writer) =
+        optional_audit_sink(config.audit.database_url.as_deref(), "set-service")
+            .context("audit.database_url")?;
+    init_logging_with(audit_sink);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen: cannot bind {}", config.listen))?;
-    run(listener, config, shutdown_signal()).await?;
+    let served = run(listener, config, shutdown_signal()).await;
+    if let Some(writer) = &audit_writer {
+        writer.drain(AUDIT_DRAIN).await;
+    }
+    served?;
     Ok(())
 }

@@ -3,8 +3,10 @@
 
 use std::future::Future;
 
+use tokenvault_mtls::health::HealthMonitor;
+use tokenvault_mtls::metrics::{self, CertExpiry, GrpcMetrics};
 use tokenvault_mtls::process::AbortOnDrop;
-use tokenvault_mtls::reload::reloading_server;
+use tokenvault_mtls::reload::reloading_server_reporting;
 use tokenvault_mtls::{AllowList, AuthzLayer, incoming};
 use tokenvault_proto::discovery::{self, DISCOVERY_SERVICES};
 use tokenvault_proto::v1::set_service_server::{SERVICE_NAME, SetServiceServer};
@@ -26,22 +28,52 @@ pub fn allow_list(allow: &AllowConfig) -> AllowList {
         .allow(&path("DisconnectAccount"), &allow.disconnect_account)
         .allow(&path("RecordAccountStatus"), &allow.record_account_status)
         .allow(&path("RecordRevocation"), &allow.record_revocation)
+        .allow(&path("ResealRefreshToken"), &allow.reseal_refresh_token)
         .allow_any_peers(&DISCOVERY_SERVICES)
 }
 
-/// Runs set-service on `listener` until `shutdown` resolves.
+/// set-service's RPCs, named in the metrics' `rpc` label (any other path
+/// counts as `other`).
+pub const RPCS: [&str; 5] = [
+    "StoreRefreshToken",
+    "DisconnectAccount",
+    "RecordAccountStatus",
+    "RecordRevocation",
+    "ResealRefreshToken",
+];
+
+/// Runs set-service on `listener` until `shutdown` resolves, with the
+/// metrics endpoint on `metrics_listen` if that is set.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            metrics::bind(addr)
+                .await
+                .map_err(|source| ServeError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
+    run_with_metrics(listener, metrics_listener, config, shutdown).await
+}
+
+/// [`run`] with the metrics endpoint on `metrics_listener` (already bound,
+/// e.g. to port 0 in tests) instead of `metrics_listen`.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     config.validate()?;
-    let (tls, tls_rx, _reload) = reloading_server(&config.tls, &config.trust_domain)?;
-    tracing::info!(
-        identity = %tls.identity,
-        cert_not_after_unix = tls.not_after_unix,
-        "loaded TLS certificate"
-    );
+    let mut registry = metrics::new_registry();
+    let grpc_metrics = GrpcMetrics::register(&mut registry);
+    let expiry = CertExpiry::register(&mut registry);
+    let (_tls, tls_watch, _reload) =
+        reloading_server_reporting(&config.tls, &config.trust_domain, &expiry)?;
     let keys = PublicKeySet::load_dir(&config.public_keys_dir).map_err(ServeError::Keys)?;
     if keys.kids().is_empty() {
         return Err(ConfigError::Invalid {
@@ -58,6 +90,22 @@ pub async fn run(
     health
         .set_serving::<SetServiceServer<SetServiceImpl>>()
         .await;
+    // NOT_SERVING while the store does not answer. Stops when dropped.
+    let probe = store.clone();
+    let _health_checks = HealthMonitor::new(health, SERVICE_NAME, config.health.interval())
+        .check("store", move || {
+            let store = probe.clone();
+            async move {
+                store
+                    .ping()
+                    .await
+                    .map_err(|e| format!("the store does not answer: {e}"))
+            }
+        })
+        .register(&mut registry)
+        .start()
+        .await;
+    let _metrics = metrics_listener.map(|l| metrics::serve(l, registry));
     // Stops when dropped, also on an early return.
     let _plaintext_health = match config.health_listen {
         Some(addr) => Some(AbortOnDrop(
@@ -75,7 +123,8 @@ pub async fn run(
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, "set-service serving");
     Server::builder()
-        .layer(AuthzLayer::new(allow_list(&config.allow)))
+        .layer(grpc_metrics.layer(RPCS.map(|m| format!("{SERVICE_NAME}/{m}"))))
+        .layer(AuthzLayer::new(allow_list(&config.allow)).refusing_revoked(tls_watch.revoked))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -84,7 +133,7 @@ pub async fn run(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
-        .serve_with_incoming_shutdown(incoming(listener, tls_rx), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener, tls_watch.config), shutdown)
         .await?;
     tracing::info!("set-service stopped");
     Ok(())

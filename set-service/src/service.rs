@@ -13,11 +13,12 @@ use tokenvault_proto::v1::set_service_server::SetService;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, DisconnectAccountResponse, RecordAccountStatusRequest,
     RecordAccountStatusResponse, RecordRevocationRequest, RecordRevocationResponse,
+    ResealOutcome as ProtoResealOutcome, ResealRefreshTokenRequest, ResealRefreshTokenResponse,
     RevocationOutcome as ProtoRevocationOutcome, StoreRefreshTokenRequest,
     StoreRefreshTokenResponse,
 };
 use tokenvault_seal::{PublicKeySet, SealedToken};
-use tokenvault_store::{RevocationOutcome, TokenStatus, TokenWriter};
+use tokenvault_store::{ResealOutcome, RevocationOutcome, StoreError, TokenStatus, TokenWriter};
 use tonic::{Request, Response, Status};
 
 use crate::config::Limits;
@@ -59,25 +60,11 @@ impl SetServiceImpl {
         req: &StoreRefreshTokenRequest,
     ) -> Result<StoreRefreshTokenResponse, RpcError> {
         self.check_target(&req.account, &req.provider)?;
-        if req.sealed_token.len() > self.limits.max_sealed_token_bytes {
-            return Err(RpcError::TooLarge(format!(
-                "sealed_token: {} bytes, the limit is {}",
-                req.sealed_token.len(),
-                self.limits.max_sealed_token_bytes
-            )));
-        }
-        let sealed = SealedToken::parse(&req.sealed_token)?;
-        if !self.keys.contains(sealed.kid()) {
-            return Err(RpcError::InvalidArgument(format!(
-                "sealed_token: unknown key id {:?}",
-                sealed.kid()
-            )));
-        }
-        sealed.check_context(&req.account, &req.provider)?;
+        let kid = self.check_sealed(&req.account, &req.provider, &req.sealed_token)?;
         let outcome = match req.expected_version {
             None => {
                 self.store
-                    .store(&req.account, &req.provider, &req.sealed_token, sealed.kid())
+                    .store(&req.account, &req.provider, &req.sealed_token, &kid)
                     .await?
             }
             Some(expected) => {
@@ -89,7 +76,7 @@ impl SetServiceImpl {
                         &req.account,
                         &req.provider,
                         &req.sealed_token,
-                        sealed.kid(),
+                        &kid,
                         expected,
                     )
                     .await?
@@ -157,8 +144,97 @@ impl SetServiceImpl {
     }
 }
 
+impl SetServiceImpl {
+    /// Checks a sealed token's size, shape, key id and header against the
+    /// request; returns its key id.
+    fn check_sealed(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: &str,
+    ) -> Result<String, RpcError> {
+        if sealed_token.len() > self.limits.max_sealed_token_bytes {
+            return Err(RpcError::TooLarge(format!(
+                "sealed_token: {} bytes, the limit is {}",
+                sealed_token.len(),
+                self.limits.max_sealed_token_bytes
+            )));
+        }
+        let sealed = SealedToken::parse(sealed_token)?;
+        if !self.keys.contains(sealed.kid()) {
+            return Err(RpcError::InvalidArgument(format!(
+                "sealed_token: unknown key id {:?}",
+                sealed.kid()
+            )));
+        }
+        sealed.check_context(account, provider)?;
+        Ok(sealed.kid().to_owned())
+    }
+
+    async fn reseal_refresh_token(
+        &self,
+        req: &ResealRefreshTokenRequest,
+    ) -> Result<ProtoResealOutcome, RpcError> {
+        self.check_target(&req.account, &req.provider)?;
+        let version = i64::try_from(req.token_version)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| RpcError::InvalidArgument("token_version: out of range".into()))?;
+        validate::key_id("previous_kid", &req.previous_kid)?;
+        let kid = self.check_sealed(&req.account, &req.provider, &req.sealed_token)?;
+        if kid == req.previous_kid {
+            return Err(RpcError::InvalidArgument(
+                "sealed_token: sealed under previous_kid; a re-seal must change the key".into(),
+            ));
+        }
+        let outcome = self
+            .store
+            .reseal(
+                &req.account,
+                &req.provider,
+                version,
+                &req.previous_kid,
+                &req.sealed_token,
+                &kid,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => RpcError::NotFound(
+                    "token_version is not a stored token of this account and provider".into(),
+                ),
+                other => other.into(),
+            })?;
+        Ok(match outcome {
+            ResealOutcome::Resealed => ProtoResealOutcome::Resealed,
+            ResealOutcome::Superseded => ProtoResealOutcome::Superseded,
+            ResealOutcome::KeyChanged => ProtoResealOutcome::KeyChanged,
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl SetService for SetServiceImpl {
+    async fn reseal_refresh_token(
+        &self,
+        request: Request<ResealRefreshTokenRequest>,
+    ) -> Result<Response<ResealRefreshTokenResponse>, Status> {
+        let peer = request.extensions().get::<PeerInfo>().cloned();
+        let req = request.into_inner();
+        let result = SetServiceImpl::reseal_refresh_token(self, &req)
+            .await
+            .map(|outcome| ResealRefreshTokenResponse {
+                outcome: outcome as i32,
+            });
+        audit::respond(
+            "ResealRefreshToken",
+            peer.as_ref(),
+            &req.account,
+            &req.provider,
+            result,
+            RpcError::outcome,
+        )
+    }
+
     async fn record_revocation(
         &self,
         request: Request<RecordRevocationRequest>,

@@ -30,6 +30,26 @@ pub fn known_provider(provider: &str, known: &[String]) -> Result<(), RpcError> 
     }
 }
 
+/// The longest key id accepted, in characters (a kid is a 43-character
+/// RFC 7638 thumbprint; the store allows up to this).
+pub const MAX_KEY_ID_LEN: usize = 256;
+
+/// A key id named in a request: 1 to [`MAX_KEY_ID_LEN`] printable ASCII
+/// characters without spaces.
+pub fn key_id(field: &str, kid: &str) -> Result<(), RpcError> {
+    if kid.is_empty() || kid.len() > MAX_KEY_ID_LEN {
+        return Err(RpcError::InvalidArgument(format!(
+            "{field}: must be 1 to {MAX_KEY_ID_LEN} characters"
+        )));
+    }
+    if !kid.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(RpcError::InvalidArgument(format!(
+            "{field}: only printable ASCII characters without spaces are allowed"
+        )));
+    }
+    Ok(())
+}
+
 /// A status reason: short, printable, single line.
 pub fn reason(reason: &str) -> Result<(), RpcError> {
     if reason.len() > MAX_REASON_LEN {

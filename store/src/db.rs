@@ -34,6 +34,19 @@ impl Db {
             Db::Sqlite(pool) => pool.close().await,
         }
     }
+
+    /// `SELECT 1` on a pooled connection.
+    pub(crate) async fn ping(&self) -> Result<()> {
+        match self {
+            Db::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which handle a pool is for; decides pool size, session settings and SQLite open mode.

@@ -10,7 +10,8 @@
 //!   PostgreSQL it connects as `tokenvault_writer`, which can INSERT but never read a sealed token;
 //! - [`TokenReader`] (get-service) reads the newest version and the status; on PostgreSQL it connects
 //!   as `tokenvault_reader` (SELECT only), on SQLite it opens the file read-only;
-//! - [`StoreAdmin`] is a small owner handle for row counts and a catch-up prune job.
+//! - [`StoreAdmin`] is a small owner handle for row counts and a catch-up prune job;
+//! - [`audit_table`] optionally copies audit events into the append-only `audit_events` table.
 //!
 //! A `sqlite://path` URL selects SQLite, a `postgres://` (or `postgresql://`) URL selects PostgreSQL.
 //!
@@ -26,10 +27,16 @@
 //! disconnected account's last token once, to revoke it at the provider
 //! ([`TokenReader::pending_revocations`]); recording that
 //! ([`TokenWriter::record_revocation`]) clears it.
+//!
+//! Key rotation: [`TokenWriter::reseal`] replaces a stored token's sealed form (and key id) in
+//! place, through an owner trigger on the append-only `token_reseals` table, keeping its version,
+//! token hash and status; [`TokenReader::sealed_not_under`] and
+//! [`TokenReader::sealed_counts_by_kid`] find what still needs an old key.
 
 #![forbid(unsafe_code)]
 
 mod admin;
+pub mod audit_table;
 mod db;
 mod error;
 mod reader;
@@ -41,7 +48,8 @@ pub use error::StoreError;
 pub use reader::TokenReader;
 pub use types::{
     DisconnectOutcome, Latest, MAX_ID_LEN, MAX_REASON_LEN, MAX_SEALED_TOKEN_LEN, PendingRevocation,
-    RevocationOutcome, StatusRecord, StoreOutcome, TokenStatus, UnknownStatus,
+    ResealOutcome, RevocationOutcome, SealedRow, StatusRecord, StoreOutcome, TokenStatus,
+    UnknownStatus,
 };
 pub use writer::TokenWriter;
 

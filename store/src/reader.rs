@@ -4,7 +4,7 @@
 //! it opens the file read-only.
 
 use crate::db::{self, Db, Role, Sql, check_id, on_db};
-use crate::types::{Latest, PendingRevocation, StatusRecord, TokenStatus};
+use crate::types::{Latest, PendingRevocation, SealedRow, StatusRecord, TokenStatus};
 use crate::{Result, StoreError};
 
 const LATEST: Sql = Sql::both(
@@ -59,6 +59,36 @@ const STILL_PENDING: Sql = Sql::both(
        AND NOT EXISTS (SELECT 1 FROM token_events n WHERE n.account = $1 AND n.provider = $2 \
                    AND n.id > $3 AND n.kind = 'token')",
 );
+
+/// Token rows that still hold a sealed token someone may need to open (no newer token follows:
+/// the newest token of a connected account, or a disconnected account's token waiting for
+/// revocation) and are not sealed under key `$1`, after row id `$2`, oldest first.
+const SEALED_NOT_UNDER: Sql = Sql {
+    postgres: "SELECT t.account, t.provider, t.id, t.sealed_token, t.kid FROM token_events t \
+               WHERE t.kind = 'token' AND NOT t.pruned AND t.kid <> $1 AND t.id > $2 \
+                 AND NOT EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
+                             AND n.provider = t.provider AND n.id > t.id AND n.kind = 'token') \
+               ORDER BY t.id LIMIT $3",
+    sqlite: "SELECT t.account, t.provider, t.id, t.sealed_token, t.kid FROM token_events t \
+             WHERE t.kind = 'token' AND t.pruned = 0 AND t.kid <> $1 AND t.id > $2 \
+               AND NOT EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
+                           AND n.provider = t.provider AND n.id > t.id AND n.kind = 'token') \
+             ORDER BY t.id LIMIT $3",
+};
+
+/// How many such rows each key id seals.
+const SEALED_BY_KID: Sql = Sql {
+    postgres: "SELECT t.kid, COUNT(*) FROM token_events t \
+               WHERE t.kind = 'token' AND NOT t.pruned \
+                 AND NOT EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
+                             AND n.provider = t.provider AND n.id > t.id AND n.kind = 'token') \
+               GROUP BY t.kid ORDER BY t.kid",
+    sqlite: "SELECT t.kid, COUNT(*) FROM token_events t \
+             WHERE t.kind = 'token' AND t.pruned = 0 \
+               AND NOT EXISTS (SELECT 1 FROM token_events n WHERE n.account = t.account \
+                           AND n.provider = t.provider AND n.id > t.id AND n.kind = 'token') \
+             GROUP BY t.kid ORDER BY t.kid",
+};
 
 type PendingRow = (String, String, i64, Option<String>, Option<String>);
 type LatestRow = (i64, String, Option<String>, Option<String>);
@@ -185,9 +215,57 @@ impl TokenReader {
         Ok(count > 0)
     }
 
+    /// Up to `limit` stored tokens that someone may still need to open — each connected account's
+    /// newest token and each disconnected account's token still waiting for revocation — that
+    /// are not sealed under key `kid`, with versions above `after`, oldest first (page with the
+    /// last version seen). Re-sealing under `kid` works through these.
+    pub async fn sealed_not_under(
+        &self,
+        kid: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<SealedRow>> {
+        check_id("key id", kid)?;
+        let rows: Vec<PendingRow> = on_db!(&self.db, SEALED_NOT_UNDER, |pool, q| {
+            sqlx::query_as(q)
+                .bind(kid)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(account, provider, version, sealed, kid)| {
+                Some(SealedRow {
+                    account,
+                    provider,
+                    version,
+                    sealed_token: sealed?,
+                    kid: kid?,
+                })
+            })
+            .collect())
+    }
+
+    /// How many stored tokens that someone may still need to open (as in
+    /// [`Self::sealed_not_under`]) each key id seals, by key id. A key id absent here seals none.
+    pub async fn sealed_counts_by_kid(&self) -> Result<Vec<(String, i64)>> {
+        Ok(on_db!(&self.db, SEALED_BY_KID, |pool, q| {
+            sqlx::query_as(q).fetch_all(pool).await?
+        }))
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.db.close().await;
+    }
+
+    /// Whether the database answers a trivial query on a pooled connection
+    /// (for health checks); [`StoreError::Unavailable`] within a few seconds
+    /// if it does not.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await
     }
 }
 

@@ -173,3 +173,62 @@ impl fmt::Debug for PendingRevocation {
             .finish()
     }
 }
+
+/// What [`crate::TokenWriter::reseal`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResealOutcome {
+    /// The version now holds the new sealed token, under the new key.
+    Resealed,
+    /// The version no longer holds a sealed token (a newer token was stored — a rotation or a
+    /// reconnect — or it was revoked after a disconnect): nothing changed, and nothing needs to.
+    Superseded,
+    /// The version is no longer sealed under the key it was read under (re-sealed already):
+    /// nothing changed.
+    KeyChanged,
+}
+
+impl ResealOutcome {
+    /// The value stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResealOutcome::Resealed => "resealed",
+            ResealOutcome::Superseded => "superseded",
+            ResealOutcome::KeyChanged => "key_changed",
+        }
+    }
+}
+
+impl fmt::Display for ResealOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored sealed token that someone may still need to open: the newest token of a connected
+/// account, or a disconnected account's token waiting for revocation. `Debug` output redacts the
+/// sealed token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedRow {
+    /// The account.
+    pub account: String,
+    /// The provider.
+    pub provider: String,
+    /// The version (row id).
+    pub version: i64,
+    /// The sealed token (JWE compact serialization).
+    pub sealed_token: String,
+    /// The id of the key it is sealed with.
+    pub kid: String,
+}
+
+impl fmt::Debug for SealedRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedRow")
+            .field("account", &self.account)
+            .field("provider", &self.provider)
+            .field("version", &self.version)
+            .field("sealed_token", &"<redacted>")
+            .field("kid", &self.kid)
+            .finish()
+    }
+}

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::{self, Db, Role, Sql, check_id, check_sealed_token, on_db};
 use crate::types::{
-    DisconnectOutcome, MAX_REASON_LEN, RevocationOutcome, StoreOutcome, TokenStatus,
+    DisconnectOutcome, MAX_REASON_LEN, ResealOutcome, RevocationOutcome, StoreOutcome, TokenStatus,
 };
 use crate::{Result, StoreError};
 
@@ -71,6 +71,20 @@ const INSERT_REVOCATION: Sql = Sql::both(
 const FIND_REVOCATION: Sql = Sql::both(
     "SELECT id FROM token_revocations WHERE account = $1 AND provider = $2 AND token_id = $3",
 );
+
+/// Whether row `$1` is a token of (`$2`, `$3`); reads only columns the writer may read.
+const IS_TOKEN_OF: Sql = Sql::both(
+    "SELECT COUNT(*) FROM token_events \
+     WHERE id = $1 AND account = $2 AND provider = $3 AND kind = 'token'",
+);
+
+/// Asks for a re-seal; the owner's trigger decides and records the outcome.
+const INSERT_RESEAL: Sql = Sql::both(
+    "INSERT INTO token_reseals (account, provider, token_id, from_kid, to_kid, sealed_token) \
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+);
+
+const RESEAL_OUTCOME: Sql = Sql::both("SELECT outcome FROM token_reseals WHERE id = $1");
 
 /// PostgreSQL: can this session read sealed tokens? (It should not, as the writer.)
 const PG_CAN_READ_SECRETS: &str =
@@ -351,6 +365,73 @@ impl TokenWriter {
         }
     }
 
+    /// Replaces the sealed token of `version` of (account, provider), read under key `from_kid`,
+    /// with `sealed_token` (the same refresh token sealed under key `to_kid`), in place: the
+    /// version, its token hash and the account's status stay as they are, so a re-seal never
+    /// revives a disconnected account and a rotation or revocation started from `version` still
+    /// applies. Compare-and-swap: only while `version` still holds a sealed token under
+    /// `from_kid` and no newer token is stored ([`ResealOutcome::Superseded`] or
+    /// [`ResealOutcome::KeyChanged`] otherwise, with nothing changed).
+    /// [`StoreError::NotFound`] if `version` is not a token of (account, provider);
+    /// [`StoreError::Invalid`] if the two key ids are equal.
+    pub async fn reseal(
+        &self,
+        account: &str,
+        provider: &str,
+        version: i64,
+        from_kid: &str,
+        sealed_token: &str,
+        to_kid: &str,
+    ) -> Result<ResealOutcome> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        check_id("key id", from_kid)?;
+        check_id("key id", to_kid)?;
+        check_sealed_token(sealed_token)?;
+        if from_kid == to_kid {
+            return Err(StoreError::Invalid(
+                "a re-seal must change the key: the new key id equals the old one".to_owned(),
+            ));
+        }
+        let found: i64 = on_db!(&self.db, IS_TOKEN_OF, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(version)
+                .bind(account)
+                .bind(provider)
+                .fetch_one(pool)
+                .await?
+        });
+        if found == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let id: i64 = on_db!(&self.db, INSERT_RESEAL, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(account)
+                .bind(provider)
+                .bind(version)
+                .bind(from_kid)
+                .bind(to_kid)
+                .bind(sealed_token)
+                .fetch_one(pool)
+                .await?
+        });
+        let outcome: Option<String> = on_db!(&self.db, RESEAL_OUTCOME, |pool, q| {
+            sqlx::query_scalar(q).bind(id).fetch_one(pool).await?
+        });
+        let outcome = match outcome.as_deref() {
+            Some("resealed") => ResealOutcome::Resealed,
+            Some("superseded") => ResealOutcome::Superseded,
+            Some("key_changed") => ResealOutcome::KeyChanged,
+            other => {
+                return Err(StoreError::Database(format!(
+                    "re-seal {id} has no known outcome ({other:?})"
+                )));
+            }
+        };
+        tracing::debug!(account, provider, version, from_kid, to_kid, %outcome, "re-seal");
+        Ok(outcome)
+    }
+
     async fn newest_kind(&self, account: &str, provider: &str) -> Result<Option<(i64, String)>> {
         Ok(on_db!(&self.db, NEWEST_KIND, |pool, q| {
             sqlx::query_as(q)
@@ -364,5 +445,12 @@ impl TokenWriter {
     /// Closes the pool, waiting for in-flight statements.
     pub async fn close(&self) {
         self.db.close().await;
+    }
+
+    /// Whether the database answers a trivial query on a pooled connection
+    /// (for health checks); [`StoreError::Unavailable`] within a few seconds
+    /// if it does not.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod keys;
+pub mod kryoptic;
 pub mod logs;
 pub mod netns;
 pub mod oidc;

@@ -5,6 +5,11 @@
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
+use tokenvault_mtls::logging::AuditSink;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::Registry;
+
 fn buffer() -> &'static Mutex<Vec<u8>> {
     static BUFFER: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
     BUFFER.get_or_init(|| Mutex::new(Vec::new()))
@@ -46,12 +51,44 @@ impl Write for Tee {
     }
 }
 
-/// Installs the capturing subscriber once per process, at debug level for
-/// tokenvault and info for everything else.
+/// Where [`AuditSinkSlot`] forwards audit events, once a test sets it.
+fn audit_sink() -> &'static Mutex<Option<AuditSink>> {
+    static SINK: OnceLock<Mutex<Option<AuditSink>>> = OnceLock::new();
+    SINK.get_or_init(|| Mutex::new(None))
+}
+
+/// Sends this process's audit events also to `sink` (e.g. the audit table
+/// layer), from now on.
+pub fn set_audit_sink(sink: AuditSink) {
+    *audit_sink().lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+}
+
+/// The audit sink installed with the subscriber: forwards to whatever
+/// [`set_audit_sink`] set, since the subscriber is installed before a test
+/// knows its database.
+struct AuditSinkSlot;
+
+impl Layer<Registry> for AuditSinkSlot {
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, Registry>) {
+        if let Some(sink) = audit_sink()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            sink.on_event(event, ctx);
+        }
+    }
+}
+
+/// Installs the capturing subscriber once per process: the services' own
+/// logging setup (`tokenvault_mtls::logging`: text lines, JSON audit lines),
+/// at debug level for tokenvault and info for everything else.
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info,tokenvault=debug"))
-        .with_ansi(false)
-        .with_writer(|| Tee)
-        .try_init();
+    let subscriber = tokenvault_mtls::logging::subscriber(
+        tracing_subscriber::EnvFilter::new("info,tokenvault=debug"),
+        || Tee,
+        false,
+        Some(Box::new(AuditSinkSlot)),
+    );
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }

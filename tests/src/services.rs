@@ -23,6 +23,8 @@ use crate::pki::{TRUST_DOMAIN, TestPki};
 pub struct RunningService {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its metrics endpoint listens (every in-process service has one).
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -33,10 +35,17 @@ impl RunningService {
         format!("127.0.0.1:{}", self.addr.port())
     }
 
+    /// `http://127.0.0.1:<port>/metrics`, its metrics endpoint.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics_addr
+            .map(|a| format!("http://127.0.0.1:{}/metrics", a.port()))
+    }
+
     /// A handle for a service that is not running (remembers its address).
     pub fn stopped(addr: SocketAddr) -> Self {
         Self {
             addr,
+            metrics_addr: None,
             shutdown: None,
             task: None,
         }
@@ -70,6 +79,8 @@ pub fn set_service_config(
     Ok(tokenvault_set_service::Config {
         listen: "127.0.0.1:0".parse()?,
         health_listen: None,
+        metrics_listen: None,
+        health: Default::default(),
         trust_domain: TRUST_DOMAIN.to_owned(),
         tls: pki.issue(Role::SetService, None)?,
         store: StoreConfig {
@@ -78,6 +89,7 @@ pub fn set_service_config(
         public_keys_dir: pki.public_keys_dir(),
         providers: vec!["oidc".to_owned(), "github".to_owned(), "google".to_owned()],
         allow: AllowConfig::default(),
+        audit: Default::default(),
         limits: Limits::default(),
     })
 }
@@ -87,21 +99,25 @@ pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("tokenvault.db").display())
 }
 
-/// Runs `serve` (a service's `run` with its listener, config and shutdown
-/// future) in a task, on a listener already bound to 127.0.0.1 port 0.
+/// Runs `serve` (a service's `run_with_metrics` with its listener, metrics
+/// listener, config and shutdown future) in a task, on a listener bound to
+/// `addr` and a metrics listener bound to 127.0.0.1 port 0.
 async fn spawn_service<F, Fut, E>(addr: SocketAddr, serve: F) -> anyhow::Result<RunningService>
 where
-    F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+    F: FnOnce(TcpListener, TcpListener, oneshot::Receiver<()>) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
     E: Into<anyhow::Error>,
 {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    let metrics = TcpListener::bind("127.0.0.1:0").await?;
+    let metrics_addr = Some(metrics.local_addr()?);
     let (tx, rx) = oneshot::channel();
-    let running = serve(listener, rx);
+    let running = serve(listener, metrics, rx);
     let task = tokio::spawn(async move { running.await.map_err(Into::into) });
     Ok(RunningService {
         addr,
+        metrics_addr,
         shutdown: Some(tx),
         task: Some(task),
     })
@@ -119,8 +135,8 @@ pub async fn start_set_service_at(
     config: tokenvault_set_service::Config,
     addr: SocketAddr,
 ) -> anyhow::Result<RunningService> {
-    spawn_service(addr, |listener, rx| {
-        tokenvault_set_service::run(listener, config, async {
+    spawn_service(addr, |listener, metrics, rx| {
+        tokenvault_set_service::run_with_metrics(listener, Some(metrics), config, async {
             let _ = rx.await;
         })
     })
@@ -131,8 +147,8 @@ pub async fn start_set_service_at(
 pub async fn start_get_service(
     config: tokenvault_get_service::Config,
 ) -> anyhow::Result<RunningService> {
-    spawn_service("127.0.0.1:0".parse()?, |listener, rx| {
-        tokenvault_get_service::run(listener, config, async {
+    spawn_service("127.0.0.1:0".parse()?, |listener, metrics, rx| {
+        tokenvault_get_service::run_with_metrics(listener, Some(metrics), config, async {
             let _ = rx.await;
         })
     })
@@ -150,6 +166,8 @@ pub fn get_service_config(
     Ok(tokenvault_get_service::Config {
         listen: "127.0.0.1:0".parse()?,
         health_listen: None,
+        metrics_listen: None,
+        health: Default::default(),
         trust_domain: TRUST_DOMAIN.to_owned(),
         tls: pki.issue(Role::GetService, None)?,
         store: tokenvault_get_service::config::StoreConfig {
@@ -157,17 +175,20 @@ pub fn get_service_config(
         },
         private_keys_dir: pki.private_keys_dir(),
         public_keys_dir: pki.public_keys_dir(),
+        sealing_kid: None,
         set_service: SetServiceConfig {
             address: set_address.to_owned(),
         },
         providers,
         cache: CacheConfig::default(),
         allow: tokenvault_get_service::config::AllowConfig::default(),
+        audit: Default::default(),
         // Sweep for disconnected accounts to revoke every second.
         revocation: tokenvault_get_service::config::RevocationConfig {
             interval_secs: 1,
             batch_size: 100,
         },
+        pkcs11: None,
     })
 }
 
@@ -217,6 +238,7 @@ pub fn web_frontend_config(
     std::fs::write(&secret_file, LINK_SECRET)?;
     Ok(tokenvault_web_frontend::Config {
         listen: "127.0.0.1:0".parse()?,
+        metrics_listen: None,
         public_url: public_url.to_owned(),
         trust_domain: TRUST_DOMAIN.to_owned(),
         tls: pki.issue(Role::WebFrontend, None)?,
@@ -225,6 +247,7 @@ pub fn web_frontend_config(
             timeout_secs: 5,
         },
         public_keys_dir: pki.public_keys_dir(),
+        sealing_kid: None,
         providers,
         session: tokenvault_web_frontend::config::SessionConfig::default(),
         links: tokenvault_web_frontend::config::LinkConfig {
@@ -306,9 +329,11 @@ pub async fn start_web_frontend(
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
+    let metrics = TcpListener::bind("127.0.0.1:0").await?;
+    let metrics_addr = Some(metrics.local_addr()?);
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
-        tokenvault_web_frontend::run(listener, config, async {
+        tokenvault_web_frontend::run_with_metrics(listener, Some(metrics), config, async {
             let _ = rx.await;
         })
         .await
@@ -316,6 +341,7 @@ pub async fn start_web_frontend(
     });
     Ok(RunningService {
         addr,
+        metrics_addr,
         shutdown: Some(tx),
         task: Some(task),
     })

@@ -20,6 +20,8 @@ use crate::provider::ProviderConfig;
 pub const ENV_CONFIG: &str = "TOKENVAULT_WEB_CONFIG";
 /// Overrides `listen`.
 pub const ENV_LISTEN: &str = "TOKENVAULT_WEB_LISTEN";
+/// Overrides `metrics_listen`.
+pub const ENV_METRICS_LISTEN: &str = "TOKENVAULT_WEB_METRICS_LISTEN";
 /// Overrides `public_url`.
 pub const ENV_PUBLIC_URL: &str = "TOKENVAULT_WEB_PUBLIC_URL";
 /// Overrides `trust_domain`.
@@ -36,6 +38,8 @@ pub const ENV_TLS_CRL: &str = "TOKENVAULT_WEB_TLS_CRL";
 pub const ENV_SET_SERVICE_ADDRESS: &str = "TOKENVAULT_WEB_SET_SERVICE_ADDRESS";
 /// Overrides `public_keys_dir`.
 pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_WEB_PUBLIC_KEYS_DIR";
+/// Overrides `sealing_kid`.
+pub const ENV_SEALING_KID: &str = "TOKENVAULT_WEB_SEALING_KID";
 /// Overrides `session.cookie_key_file`.
 pub const ENV_COOKIE_KEY_FILE: &str = "TOKENVAULT_WEB_COOKIE_KEY_FILE";
 /// Overrides `links.secret_file`.
@@ -43,6 +47,7 @@ pub const ENV_LINK_SECRET_FILE: &str = "TOKENVAULT_WEB_LINK_SECRET_FILE";
 
 const ENV_OVERRIDES: &[EnvOverride] = &[
     EnvOverride::scalar(ENV_LISTEN, "listen"),
+    EnvOverride::scalar(ENV_METRICS_LISTEN, "metrics_listen"),
     EnvOverride::scalar(ENV_PUBLIC_URL, "public_url"),
     EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
     EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
@@ -51,6 +56,7 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
     EnvOverride::scalar(ENV_TLS_CRL, "tls.crl"),
     EnvOverride::scalar(ENV_SET_SERVICE_ADDRESS, "set_service.address"),
     EnvOverride::scalar(ENV_PUBLIC_KEYS_DIR, "public_keys_dir"),
+    EnvOverride::scalar(ENV_SEALING_KID, "sealing_kid"),
     EnvOverride::scalar(ENV_COOKIE_KEY_FILE, "session.cookie_key_file"),
     EnvOverride::scalar(ENV_LINK_SECRET_FILE, "links.secret_file"),
 ];
@@ -62,6 +68,11 @@ pub struct Config {
     /// Address to listen on (plain HTTP), e.g. `127.0.0.1:7400`. Put a
     /// TLS-terminating proxy in front of it anywhere but loopback.
     pub listen: SocketAddr,
+    /// Optional plaintext listener, e.g. `127.0.0.1:7420`, that serves only
+    /// `GET /metrics` (Prometheus; no tokens, no identities). Keep it off
+    /// the public network.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// The URL browsers use, e.g. `https://connect.example.com`. The
     /// redirect URI registered at every provider is `<public_url>/callback`.
     /// When it is https, every response carries HSTS.
@@ -75,6 +86,12 @@ pub struct Config {
     pub set_service: SetServiceConfig,
     /// Directory of token-encryption public keys; the newest seals.
     pub public_keys_dir: PathBuf,
+    /// The key id that seals. Optional: without it the newest file in
+    /// `public_keys_dir` (by modification time) seals, and a copy that
+    /// resets modification times can change which one that is; naming it
+    /// makes the choice explicit.
+    #[serde(default)]
+    pub sealing_kid: Option<String>,
     /// The provider catalogue.
     pub providers: Vec<ProviderConfig>,
     /// Sign-in cookies.

@@ -295,6 +295,14 @@ pub enum ServeError {
     /// The link secret file is unusable.
     #[error("links.secret_file: {0}")]
     LinkSecret(String),
+    /// The metrics listener cannot be bound.
+    #[error("metrics_listen: cannot bind {addr}: {source}")]
+    MetricsListen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),

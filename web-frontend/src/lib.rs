@@ -18,12 +18,15 @@
 //! - [`link`]: connect links signed by the embedding application.
 //! - [`signin`]: the sign-in cookies and single-use state.
 //! - [`routes`], [`pages`], [`headers`]: the HTTP side.
+//! - [`metrics`]: requests by route and status, served with the certificate
+//!   expiry on the optional `metrics_listen` endpoint.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod error;
 pub mod headers;
 pub mod link;
+pub mod metrics;
 pub mod pages;
 pub mod provider;
 pub mod routes;
@@ -38,6 +41,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum_extra::extract::cookie::Key;
+use tokenvault_mtls::metrics::{CertExpiry, HttpMetrics, Registry};
 use tokenvault_seal::PublicKeySet;
 use tokio::net::TcpListener;
 use zeroize::Zeroizing;
@@ -56,22 +60,31 @@ pub const MIN_COOKIE_KEY_LEN: usize = 64;
 
 /// Builds the router for `config` (no network yet).
 pub fn router(config: &Config) -> Result<Router, ServeError> {
+    router_with_metrics(config, &mut tokenvault_mtls::metrics::new_registry())
+}
+
+/// [`router`] that registers its request and certificate metrics in
+/// `registry`.
+pub fn router_with_metrics(config: &Config, registry: &mut Registry) -> Result<Router, ServeError> {
     config.validate()?;
+    let http_metrics = HttpMetrics::register(registry);
+    let expiry = CertExpiry::register(registry);
     let public_url = config.public_url()?;
     let redirect_uri = public_url
         .join("callback")
         .map_err(|e| ServeError::Provider(provider::ProviderError::Misconfigured(e.to_string())))?;
     let catalogue = Catalogue::new(&config.providers, &redirect_uri)?;
-    let sealer = PublicKeySet::load_dir(&config.public_keys_dir)?;
+    let sealer = PublicKeySet::load(&config.public_keys_dir, config.sealing_kid.as_deref())?;
     tracing::info!(
         sealing_kid = sealer.sealing_kid(),
         "loaded token-encryption public keys"
     );
-    let set = SetClient::new(
+    let set = SetClient::reporting(
         &config.set_service.address,
         &config.tls,
         &config.trust_domain,
         std::time::Duration::from_secs(config.set_service.timeout_secs),
+        &expiry,
     )?;
     let links = config
         .links
@@ -129,19 +142,45 @@ pub fn router(config: &Config) -> Result<Router, ServeError> {
         .layer(axum::middleware::from_fn_with_state(
             https,
             headers::security_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            metrics::record,
         )))
 }
 
-/// Serves the web-frontend on `listener` until `shutdown` resolves.
+/// Serves the web-frontend on `listener` until `shutdown` resolves, with the
+/// metrics endpoint on `metrics_listen` if that is set.
 pub async fn run(
     listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            tokenvault_mtls::metrics::bind(addr)
+                .await
+                .map_err(|source| ServeError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
+    run_with_metrics(listener, metrics_listener, config, shutdown).await
+}
+
+/// [`run`] with the metrics endpoint on `metrics_listener` (already bound,
+/// e.g. to port 0 in tests) instead of `metrics_listen`.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     // reqwest and the set-service client use aws-lc-rs, the one crypto
     // provider in the tree.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let app = router(&config)?;
+    let mut registry = tokenvault_mtls::metrics::new_registry();
+    let app = router_with_metrics(&config, &mut registry)?;
+    let _metrics = metrics_listener.map(|l| tokenvault_mtls::metrics::serve(l, registry));
     tracing::info!(listen = ?listener.local_addr().ok(), public_url = %config.public_url, "web-frontend serving");
     axum::serve(
         listener,

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokenvault_mtls::reload::{Reloader, reloading_channel};
+use tokenvault_mtls::metrics::CertExpiry;
+use tokenvault_mtls::reload::{Reloader, reloading_channel_reporting};
 use tokenvault_mtls::{IdentityPattern, Role, TlsError, TlsFiles};
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{DisconnectAccountRequest, StoreRefreshTokenRequest};
@@ -63,11 +64,30 @@ impl SetClient {
         trust_domain: &str,
         timeout: Duration,
     ) -> Result<Self, TlsError> {
-        let (channel, reload) = reloading_channel(
+        Self::reporting(
+            address,
+            tls,
+            trust_domain,
+            timeout,
+            &CertExpiry::unregistered(),
+        )
+    }
+
+    /// [`SetClient::new`] that also reports the client certificate (this
+    /// service's only one) to `expiry` at start and on every reload.
+    pub fn reporting(
+        address: &str,
+        tls: &TlsFiles,
+        trust_domain: &str,
+        timeout: Duration,
+        expiry: &CertExpiry,
+    ) -> Result<Self, TlsError> {
+        let (channel, reload) = reloading_channel_reporting(
             address,
             tls,
             trust_domain,
             IdentityPattern::Role(Role::SetService),
+            expiry,
         )?;
         Ok(Self {
             client: SetServiceClient::new(channel),

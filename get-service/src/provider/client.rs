@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 use super::classify::{Exchange, classify_oauth_error, sanitize_text};
 use super::config::{ClientAuth, EndpointSource, ProviderConfig};
 use super::discovery::{Endpoints, discover};
+use super::metrics::RefreshMetrics;
 use super::token_body::TokenBody;
 use super::transport::Transport;
 use super::{ProviderError, Refreshed, Secret, TRACE_TARGET};
@@ -55,6 +56,7 @@ pub struct Provider {
     scopes: Vec<String>,
     pub(super) timeout: Duration,
     default_lifetime: Duration,
+    metrics: RefreshMetrics,
 }
 
 impl fmt::Debug for Provider {
@@ -129,7 +131,14 @@ impl Provider {
             scopes: config.scopes,
             timeout: checked.timeout,
             default_lifetime: checked.default_lifetime,
+            metrics: RefreshMetrics::default(),
         })
+    }
+
+    /// Counts this provider's refresh-grant calls in `metrics`.
+    pub fn with_metrics(mut self, metrics: RefreshMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The provider's configured name.
@@ -165,10 +174,12 @@ impl Provider {
         limit: Duration,
     ) -> Result<Refreshed, ProviderError> {
         let transport = Transport::new(&self.http, &self.name, Exchange::Refresh);
+        let started = std::time::Instant::now();
         let result = self
             .exchange(refresh_token, limit, &transport)
             .await
             .map_err(|e| e.scrub(refresh_token));
+        self.metrics.record(&self.name, &result, started.elapsed());
         self.trace(
             "refresh",
             transport.status(),

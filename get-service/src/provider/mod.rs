@@ -7,6 +7,7 @@
 //! - [`Provider::refresh`] makes one attempt; [`Provider::refresh_with_retry`]
 //!   retries transient failures with backoff until a deadline.
 //! - [`Provider::revoke`] revokes a refresh token where the provider can.
+//! - [`RefreshMetrics`] counts refresh-grant calls and failures by reason.
 //!
 //! This module holds the provider's client secret (for the life of the
 //! [`Provider`]) and a plaintext refresh or access token only for the length
@@ -22,6 +23,7 @@ mod client;
 mod config;
 mod discovery;
 mod error;
+mod metrics;
 mod retry;
 mod retry_after;
 mod revoke;
@@ -32,6 +34,7 @@ pub use client::Provider;
 pub use config::{ClientAuth, ProviderConfig};
 pub use discovery::Endpoints;
 pub use error::ProviderError;
+pub use metrics::RefreshMetrics;
 pub use tokenvault_mtls::settings::Secret;
 
 /// Target of this module's trace events.

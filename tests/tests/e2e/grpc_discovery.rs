@@ -67,6 +67,7 @@ async fn python_grpc_client_discovers_and_calls_over_mtls() {
             "DisconnectAccount",
             "RecordAccountStatus",
             "RecordRevocation",
+            "ResealRefreshToken",
             "StoreRefreshToken"
         ])
     );

@@ -2,15 +2,19 @@
 //! use the harness in `tokenvault-tests`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod browser;
 mod deploy_files;
 mod get_service;
 mod grpc_discovery;
 mod jose_interop;
+mod key_rotation;
+mod metrics;
 mod mtls;
 mod netns;
 mod oidc_peer;
 mod open;
+mod pkcs11;
 mod processes;
 mod quickstart;
 mod rotation;

@@ -289,6 +289,31 @@ async fn quickstart_serves_the_flow_end_to_end_and_reuses_its_state() {
     let token = run_printed_worker_command(&command, dir.path());
     assert_eq!(userinfo_sub(demo_port, &token).await, "alice");
 
+    // Both gRPC services also wrote the audit table in the SQLite store.
+    let db = format!(
+        "sqlite://{}",
+        dir.path().join("state/tokenvault.db").display()
+    );
+    let rows = audit_rows_until(&db, "GetAccessToken").await;
+    assert!(
+        rows.contains(&expected_row(
+            "set-service",
+            "StoreRefreshToken",
+            "/web-frontend",
+            "demo:alice"
+        )),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&expected_row(
+            "get-service",
+            "GetAccessToken",
+            "/worker/demo",
+            "demo:alice"
+        )),
+        "{rows:?}"
+    );
+
     // Ctrl-C stops every process.
     let status = qs.interrupt();
     assert!(status.success(), "quick start exit status {status}");
@@ -350,9 +375,72 @@ async fn quickstart_with_a_config_file_runs_against_postgres() {
     let token = run_printed_worker_command(command.trim(), dir.path());
     assert_eq!(userinfo_sub(demo_port, &token).await, "pat");
 
+    // Both gRPC services wrote the audit table, with their own roles.
+    let rows = audit_rows_until(&store.owner_url, "GetAccessToken").await;
+    assert!(
+        rows.contains(&expected_row(
+            "set-service",
+            "StoreRefreshToken",
+            "/web-frontend",
+            "demo:pat"
+        )),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&expected_row(
+            "get-service",
+            "GetAccessToken",
+            "/worker/demo",
+            "demo:pat"
+        )),
+        "{rows:?}"
+    );
+
     // The sealed token is in PostgreSQL.
     let admin = StoreAdmin::connect(&store.owner_url).await.unwrap();
     assert_eq!(admin.count_rows().await.unwrap().sealed_tokens, 1);
     admin.close().await;
     assert!(qs.interrupt().success());
+}
+
+/// (service, action, caller's SPIFFE ID suffix, account, outcome) of an audit row.
+type AuditRow = (String, String, String, String, String);
+
+fn expected_row(service: &str, action: &str, caller_suffix: &str, account: &str) -> AuditRow {
+    (
+        service.to_owned(),
+        action.to_owned(),
+        caller_suffix.to_owned(),
+        account.to_owned(),
+        "ok".to_owned(),
+    )
+}
+
+/// The audit table's rows (caller cut to its path), once one for `action`
+/// is there (rows are written off the request path), within 10 s.
+async fn audit_rows_until(url: &str, action: &str) -> Vec<AuditRow> {
+    use sqlx::Connection;
+    const SELECT: &str =
+        "SELECT service, action, caller, account, outcome FROM audit_events ORDER BY id";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows: Vec<AuditRow> = if url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as(SELECT).fetch_all(&mut c).await.unwrap()
+        } else {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as(SELECT).fetch_all(&mut c).await.unwrap()
+        };
+        let rows: Vec<AuditRow> = rows
+            .into_iter()
+            .map(|(service, action, caller, account, outcome)| {
+                let path = caller.splitn(4, '/').nth(3).map(|p| format!("/{p}"));
+                (service, action, path.unwrap_or(caller), account, outcome)
+            })
+            .collect();
+        if rows.iter().any(|r| r.1 == action) || Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

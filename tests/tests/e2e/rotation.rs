@@ -1,6 +1,7 @@
 //! Certificate rotation and revocation with the whole system running
-//! in-process: a revoked worker is refused from the next reload while other
-//! workers carry on, and every certificate plus the CA itself rotate under a
+//! in-process: a revoked worker is refused from the next reload (new
+//! handshakes and requests on its open connection) while other workers carry
+//! on, and every certificate plus the CA itself rotate under a
 //! continuous stream of calls with no failed call. Services and clients pick
 //! the files up through `tokenvault_mtls::reload` (polling or SIGHUP), never
 //! by restarting.
@@ -117,11 +118,14 @@ async fn a_revoked_worker_certificate_is_refused_after_one_reload_while_others_c
     b.access_token("acct-revoke", "oidc", Duration::from_secs(5))
         .await
         .unwrap();
-    // A's connection made before the revocation lives on: revocation is
-    // checked at the handshake, and HTTP/2 keeps the connection open.
-    a.access_token("acct-revoke", "oidc", Duration::from_secs(5))
+    // A's connection made before the revocation is still open (HTTP/2), but
+    // its requests are refused too: the reloaded CRL is checked per request.
+    let refused = a
+        .access_token("acct-revoke", "oidc", Duration::from_secs(5))
         .await
-        .expect("an established connection is not cut by a reload");
+        .expect_err("a revoked certificate's open connection is refused");
+    assert_eq!(refused.code(), Some(Code::Unauthenticated), "{refused:?}");
+    assert!(refused.to_string().contains("revoked"), "{refused}");
 
     // With SIGHUP: worker C is refused at once, without waiting for a poll.
     fresh_call(&f, &c_files, "acct-revoke").await.unwrap();
