@@ -264,6 +264,21 @@ impl Config {
                 "use sqlite://PATH or postgres://USER@HOST/DB".into(),
             ));
         }
+        if self
+            .audit
+            .database_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("sqlite:"))
+        {
+            // SQLite has no roles: a writable handle on the store's file would
+            // let get-service write tokens, which only set-service may.
+            return Err(invalid(
+                "audit.database_url",
+                "get-service cannot write an audit table in SQLite (it would hold write access to \
+                 the token store); use PostgreSQL's reader role, or keep audit events in the JSON log"
+                    .into(),
+            ));
+        }
         if !(1..=86_400).contains(&self.revocation.interval_secs) {
             return Err(invalid(
                 "revocation.interval_secs",

@@ -94,6 +94,15 @@ pub enum KeyRotationError {
     )]
     RetireInUse { kid: String, count: i64 },
     #[error(
+        "refusing to retire {kid}: its public key {path} is still there; delete it from the \
+         public_keys_dir of web-frontend, set-service and get-service and restart them first, \
+         so that nothing can be sealed under the key once it is gone"
+    )]
+    RetirePublicKeyPresent {
+        kid: String,
+        path: std::path::PathBuf,
+    },
+    #[error(
         "cannot retire {kid}: get-service holds it in the PKCS#11 token, not in a file; \
          delete it there with the token's own tools"
     )]

@@ -7,8 +7,10 @@
 //! remove is get-service's deployed copy in `private_keys_dir`; `pki` has
 //! neither database access nor that directory.
 //!
-//! Refuses the sealing key, and any key that a stored token someone may
-//! still need to open (a connected account's token, or a disconnected one's
+//! Refuses the sealing key, a key whose public half is still in
+//! get-service's `public_keys_dir` (the writers' copies go first, so nothing
+//! is sealed under the key once it is gone), and any key that a stored token
+//! someone may still need to open (a connected account's token, or a disconnected one's
 //! waiting for revocation) is sealed under, saying how many. Otherwise it
 //! removes `<private_keys_dir>/<kid>.pem`: first renamed to a hidden name
 //! (which key loading skips), the store checked once more, then deleted, so
@@ -27,9 +29,6 @@ pub struct RetireReport {
     pub kid: String,
     /// The private key file removed.
     pub removed: PathBuf,
-    /// This get-service's copy of the public key, if any: delete it here and
-    /// in web-frontend's and set-service's `public_keys_dir`.
-    pub public_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Display for RetireReport {
@@ -40,17 +39,9 @@ impl std::fmt::Display for RetireReport {
             self.kid,
             self.removed.display()
         )?;
-        let public = self
-            .public_key_file
-            .as_ref()
-            .map_or_else(|| format!("{}.pem", self.kid), |p| p.display().to_string());
-        writeln!(
-            f,
-            "now delete the public key {public} from the public_keys_dir of web-frontend, set-service and get-service"
-        )?;
         write!(
             f,
-            "and restart get-service so that it drops the key from memory"
+            "now restart get-service so that it drops the key from memory"
         )
     }
 }
@@ -77,6 +68,13 @@ pub async fn retire_key(config: &Config, kid: &str) -> Result<RetireReport, KeyR
         });
     }
     refuse_if_in_use(&rotation, kid).await?;
+    let public = config.public_keys_dir.join(format!("{kid}.pem"));
+    if public.exists() {
+        return Err(KeyRotationError::RetirePublicKeyPresent {
+            kid: kid.to_owned(),
+            path: public,
+        });
+    }
     let hidden = config.private_keys_dir.join(format!(".{kid}.pem.retiring"));
     let io = |path: &Path, source| KeyRotationError::RetireIo {
         kid: kid.to_owned(),
@@ -90,11 +88,9 @@ pub async fn retire_key(config: &Config, kid: &str) -> Result<RetireReport, KeyR
     }
     std::fs::remove_file(&hidden).map_err(|e| io(&hidden, e))?;
     tracing::info!(kid, path = %path.display(), "retired a token-encryption key");
-    let public = config.public_keys_dir.join(format!("{kid}.pem"));
     Ok(RetireReport {
         kid: kid.to_owned(),
         removed: path,
-        public_key_file: public.is_file().then_some(public),
     })
 }
 

@@ -2,7 +2,8 @@
 //! named checks (e.g. "the store answers", "the keys seal and open") every
 //! `health.check_interval_ms`, and sets the health service's status for the
 //! service and for the whole server (`""`) to NOT_SERVING while any check
-//! fails, and back to SERVING once all pass. Each change is logged as a
+//! fails ([`FAILED_ROUNDS`] rounds in a row, so one slow round does not drain
+//! the instance), and back to SERVING once all pass. Each change is logged as a
 //! warning on the `tokenvault::health` target, and each check's state is a
 //! metric (`tokenvault_health_check_ok{check}`).
 //!
@@ -30,6 +31,10 @@ pub const HEALTH_TARGET: &str = "tokenvault::health";
 
 /// The longest one check may take before it counts as failed.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many check rounds in a row must fail before the status turns
+/// NOT_SERVING (after the first round).
+pub const FAILED_ROUNDS: u32 = 2;
 
 /// The `[health]` section of a service's config.
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +174,10 @@ impl HealthMonitor {
                 _ => {}
             }
         }
+        // One failed round (a busy pool, a slow HSM) does not drain the
+        // instance: NOT_SERVING takes FAILED_ROUNDS in a row, except at start.
+        state.failed_rounds = if all_ok { 0 } else { state.failed_rounds + 1 };
+        let all_ok = all_ok || (state.serving.is_some() && state.failed_rounds < FAILED_ROUNDS);
         if state.serving == Some(all_ok) {
             return;
         }
@@ -192,6 +201,7 @@ impl HealthMonitor {
 #[derive(Debug, Default)]
 struct State {
     serving: Option<bool>,
+    failed_rounds: u32,
     checks: HashMap<&'static str, bool>,
 }
 

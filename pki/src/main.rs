@@ -263,6 +263,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 revoked.identity,
                 revoked.serial_hex
             )?;
+            for serial in &revoked.also_revoked {
+                writeln!(
+                    out,
+                    "revoked {} serial {serial} (an earlier certificate of the same identity)",
+                    revoked.identity
+                )?;
+            }
             print_crl(&mut out, &revoked.crl)?;
         }
         Command::Crl => {

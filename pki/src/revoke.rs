@@ -97,6 +97,10 @@ pub struct Revocation {
     pub serial_hex: String,
     /// It was already revoked; nothing changed but a fresh CRL.
     pub already: bool,
+    /// Serials of earlier, unexpired certificates of the same identity (e.g.
+    /// renewed away) that were revoked with it, when it was named by file stem
+    /// or SPIFFE ID: a leaked key may be the older one.
+    pub also_revoked: Vec<String>,
     /// The CRL file written.
     pub crl: CrlReport,
 }
@@ -119,9 +123,12 @@ pub struct CrlReport {
 impl StateDir {
     /// Revokes the leaf named by `target`: a file stem in `certs/`
     /// (`worker-billing`), a SPIFFE ID, or a serial number this PKI issued;
-    /// then writes a fresh `ca/crl.pem`.
+    /// then writes a fresh `ca/crl.pem`. Named by stem or SPIFFE ID, every
+    /// other unexpired certificate of that identity is revoked too.
     pub fn revoke(&self, target: &str) -> Result<Revocation, PkiError> {
         let mut index = Index::load(self)?;
+        let by_name = target.starts_with("spiffe://")
+            || (!target.contains('/') && self.cert_path(target).exists());
         let entry = self.resolve(target, &index)?;
         let known = self
             .cas()?
@@ -148,12 +155,25 @@ impl StateDir {
                 false
             }
         };
+        let mut also_revoked = Vec::new();
+        if by_name {
+            for e in index.certs.iter_mut().filter(|e| {
+                e.identity == entry.identity
+                    && e.serial != entry.serial
+                    && e.revoked_at.is_none()
+                    && e.not_after > now
+            }) {
+                e.revoked_at = Some(now);
+                also_revoked.push(e.serial.clone());
+            }
+        }
         index.save(self)?;
         let crl = self.write_crl()?;
         Ok(Revocation {
             identity: entry.identity,
             serial_hex: entry.serial,
             already,
+            also_revoked,
             crl,
         })
     }

@@ -342,6 +342,24 @@ fn revoke_by_name_id_or_serial_writes_an_increasing_crl() {
     assert_eq!(revoked, expected);
     assert!(now[0].1 > after_a[0].1);
 
+    // Revoked by name, an identity loses its earlier, still valid
+    // certificates too (the leaked key may be the one renewed away).
+    ok(&state, &["issue", "worker", "--name", "d"]);
+    let d_old = facts(&state.join("certs/worker-d.pem")).serial;
+    ok(&state, &["issue", "worker", "--name", "d", "--force"]);
+    let d_new = facts(&state.join("certs/worker-d.pem")).serial;
+    let out = ok(&state, &["revoke", "worker-d"]);
+    assert!(out.contains(&format!("serial {d_new}")), "{out}");
+    assert!(
+        out.contains(&format!("serial {d_old} (an earlier certificate")),
+        "{out}"
+    );
+    let listed = &crls(&state)[0].2;
+    assert!(
+        listed.contains(&d_old) && listed.contains(&d_new),
+        "{listed:?}"
+    );
+
     // Revoking again is harmless; unknown names and serials are refused.
     assert!(ok(&state, &["revoke", "worker-a"]).contains("already revoked"));
     for unknown in [

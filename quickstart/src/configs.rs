@@ -9,7 +9,9 @@
 //! the demo server runs only if `demo = true`. set-service's provider list is
 //! the union of both services' providers.
 //!
-//! Both gRPC services also write the append-only audit table in the store.
+//! set-service writes the append-only audit table in the store, and with
+//! PostgreSQL get-service does too (with its reader role; SQLite has no roles,
+//! so there get-service's audit events stay in its JSON log).
 //!
 //! The configs name secret files (and hold provider client secrets when the
 //! user's file does); they are written with mode 0600.
@@ -169,20 +171,22 @@ private_keys_dir = {private_keys}
 public_keys_dir = {public_keys}
 [store]
 url = {reader}
-[audit]
-database_url = {audit}
 [set_service]
 address = "127.0.0.1:{set_port}"
 "#,
         td = Value::String(state.trust_domain.clone()),
         reader = Value::String(reader_url.clone()),
-        // PostgreSQL: the reader role may append audit rows. SQLite: the
-        // store's file, opened for writing by the audit writer only.
-        audit = Value::String(reader_url.clone()),
         private_keys = s(&keys.join("private")),
         public_keys = s(&keys.join("public")),
     ))?;
     get.insert("tls".into(), tls("get-service"));
+    if user.store.is_some() {
+        // PostgreSQL: the reader role may append audit rows. Not on SQLite,
+        // which has no roles: get-service keeps the store read-only there.
+        let mut audit = Table::new();
+        audit.insert("database_url".into(), Value::String(reader_url.clone()));
+        get.insert("audit".into(), Value::Table(audit));
+    }
     if demo {
         let web_demo = table(format!(
             r#"name = "{DEMO_PROVIDER}"

@@ -128,7 +128,8 @@ pub(super) fn login(session: &Session, pin: &str) -> Result<(), Pkcs11Error> {
     }
 }
 
-/// The private key labelled `label` (one RSA-4096 decryption key, sensitive)
+/// The private key labelled `label` (one RSA-4096 decryption key, sensitive,
+/// not extractable)
 /// and its key id, computed from its public modulus and exponent. A public
 /// key object with the same label, if there is one, must match it.
 pub(super) fn find_key(
@@ -203,8 +204,11 @@ pub(super) fn find_key(
         ));
     }
     if extractable {
-        tracing::warn!(key_label = %label, token = %token,
-            "the PKCS#11 private key is extractable (CKA_EXTRACTABLE): the token may export it wrapped");
+        return Err(key_err(
+            "CKA_EXTRACTABLE is true: the token could export the private key (wrapped); make a \
+             key that is not extractable (get-service pkcs11-keygen does)"
+                .to_owned(),
+        ));
     }
     check_public_twin(session, label, n, e).map_err(key_err)?;
     let kid = kid_from_components(n, e).map_err(key_err)?;

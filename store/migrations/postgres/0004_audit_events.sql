@@ -24,7 +24,10 @@ CREATE TABLE public.audit_events (
     outcome   text        NOT NULL CHECK (char_length(outcome) BETWEEN 1 AND 64),
     error     text                 CHECK (char_length(error) <= 1024),
     -- When the row was inserted (the database's clock).
-    stored_at timestamptz NOT NULL DEFAULT now()
+    stored_at timestamptz NOT NULL DEFAULT now(),
+    -- The database role that inserted the row: not insertable, so a service
+    -- cannot write rows that pass for the other's (`service` is what it says).
+    db_role   text        NOT NULL DEFAULT session_user
 );
 
 CREATE INDEX audit_events_at ON public.audit_events (at);

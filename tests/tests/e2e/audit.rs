@@ -103,7 +103,10 @@ async fn each_rpc_and_web_action_writes_exactly_one_audit_event_and_no_token() {
     })
     .await
     .unwrap();
-    // The table, written with set-service's role, as set-service would.
+    // The table, written with set-service's role. In this one process every
+    // service's events reach the one sink, web-frontend's too; in production
+    // each gRPC service has its own (web-frontend, without database access,
+    // has none: its events are in its JSON log only).
     let (table, writer) = audit_table(&f.store.writer_url, "set-service").unwrap();
     set_audit_sink(Box::new(table));
     let start = captured_logs().len();
@@ -191,6 +194,12 @@ async fn each_rpc_and_web_action_writes_exactly_one_audit_event_and_no_token() {
         .collect();
     assert_eq!(counted(&from_table), expected, "{rows:#?}");
     assert!(rows.iter().all(|r| r.4.contains(':') && !r.6.is_empty()));
+    // Each row names the database role that wrote it, whatever it claims.
+    let roles: Vec<String> = sqlx::query_scalar("SELECT DISTINCT db_role FROM audit_events")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(roles, ["tokenvault_writer"]);
     let denial = rows.iter().find(|r| r.3 == "permission_denied").unwrap();
     assert!(
         denial

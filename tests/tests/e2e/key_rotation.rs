@@ -312,17 +312,20 @@ async fn full_rotation(backend: Backend, n: usize) {
         assert_eq!(status.status, TokenStatus::ReauthorizationRequired);
     }
 
-    // Now key 1 can go; get-service serves real tokens with key 2 alone.
-    let retired = retire_key(&config, &kid1).await.unwrap();
-    assert!(!retired.removed.exists());
+    // Now key 1 can go, once its public half is gone from the writers (so
+    // nothing can be sealed under it); get-service serves real tokens with
+    // key 2 alone.
     let public1 = system.pki.public_keys_dir().join(format!("{kid1}.pem"));
-    assert_eq!(retired.public_key_file.as_deref(), Some(public1.as_path()));
+    let refused = retire_key(&config, &kid1).await.unwrap_err().to_string();
+    assert!(refused.contains("its public key"), "{refused}");
     assert!(
-        retired
-            .to_string()
-            .contains("web-frontend, set-service and get-service")
+        refused.contains("web-frontend, set-service and get-service"),
+        "{refused}"
     );
     std::fs::remove_file(&public1).unwrap();
+    let retired = retire_key(&config, &kid1).await.unwrap();
+    assert!(!retired.removed.exists());
+    assert!(retired.to_string().contains("restart get-service"));
     stop_get_service(&mut system).await;
     config.sealing_kid = None;
     system.get = start_get_service(config.clone()).await.unwrap();
