@@ -13,6 +13,12 @@ use crate::server::PeerInfo;
 /// The tracing target of audit lines.
 pub const AUDIT_TARGET: &str = "tokenvault::audit";
 
+/// The response header that says a call's audit event is written (by its
+/// handler through [`respond`], or by [`crate::AuthzLayer`]); the gRPC
+/// metrics layer removes it, and writes the event itself for a call without
+/// it (one that tonic refused while decoding, or that was cancelled).
+pub const AUDITED_HEADER: &str = "x-tokenvault-audited";
+
 /// The longest account or provider logged; longer (invalid) input is cut.
 const MAX_LOGGED_ID: usize = 128;
 
@@ -55,13 +61,25 @@ where
     match result {
         Ok(v) => {
             record(rpc, peer, account, provider, Ok(()));
-            Ok(tonic::Response::new(v))
+            let mut response = tonic::Response::new(v);
+            mark_audited(response.metadata_mut());
+            Ok(response)
         }
         Err(e) => {
             record(rpc, peer, account, provider, Err((label(&e), &e)));
-            Err(e.into())
+            let mut status: tonic::Status = e.into();
+            mark_audited(status.metadata_mut());
+            Err(status)
         }
     }
+}
+
+/// Adds [`AUDITED_HEADER`] to a response's metadata.
+pub(crate) fn mark_audited(metadata: &mut tonic::metadata::MetadataMap) {
+    metadata.insert(
+        AUDITED_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
 }
 
 /// The `[audit]` table of a service's config.

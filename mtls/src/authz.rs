@@ -245,6 +245,8 @@ where
 {
     let method = rpc.rsplit('/').next().unwrap_or(rpc);
     crate::audit::record(method, peer, "", "", Err((label, &status.message())));
+    let mut status = status;
+    crate::audit::mark_audited(status.metadata_mut());
     Box::pin(std::future::ready(Ok(status.into_http())))
 }
 

@@ -8,6 +8,13 @@
 //! body dropped before its trailers (the client went away) counts as
 //! `CANCELLED`. RPC paths the service does not serve are counted as `other`,
 //! so callers cannot grow the label set.
+//!
+//! The layer also completes the audit trail: a call of one of the service's
+//! own RPCs whose response lacks [`AUDITED_HEADER`] (no handler answered it:
+//! tonic refused the request while decoding it, say an oversized message, or
+//! the call was cancelled first) gets its one audit event here, with the
+//! caller, the RPC and the status. The header itself never leaves the
+//! server.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -24,6 +31,8 @@ use prometheus_client::registry::Registry;
 use tower::{Layer, Service};
 
 use super::{LatencyFamily, latency_family};
+use crate::PeerInfo;
+use crate::audit::AUDITED_HEADER;
 
 /// The discovery RPCs every server serves (health and reflection), as
 /// `package.Service/Method`.
@@ -159,11 +168,18 @@ where
         } else {
             OTHER.to_owned()
         };
+        // The service's own RPCs are audited; health and reflection are not.
+        let audit = (rpc != OTHER && !DISCOVERY_METHODS.contains(&rpc.as_str())).then(|| {
+            let method = rpc.rsplit('/').next().unwrap_or(&rpc).to_owned();
+            (method, req.extensions().get::<PeerInfo>().cloned())
+        });
         let mut recorder = Recorder {
             metrics: self.metrics.clone(),
             rpc,
             started: Instant::now(),
             done: false,
+            audit,
+            message: None,
         };
         // Take the service that was driven to readiness; leave a fresh clone.
         let clone = self.inner.clone();
@@ -176,9 +192,17 @@ where
                     return Err(e);
                 }
             };
-            let (parts, body) = response.into_parts();
+            let (mut parts, body) = response.into_parts();
+            if parts.headers.remove(AUDITED_HEADER).is_some() {
+                recorder.audit = None;
+            }
             if let Some(code) = status_code(&parts.headers) {
                 // Trailers-only: the whole answer is in the headers.
+                recorder.message = parts
+                    .headers
+                    .get("grpc-message")
+                    .and_then(|m| m.to_str().ok())
+                    .map(str::to_owned);
                 recorder.finish(code);
             }
             Ok(http::Response::from_parts(
@@ -199,6 +223,10 @@ struct Recorder {
     rpc: String,
     started: Instant,
     done: bool,
+    /// The method and caller, while the call still needs its audit event.
+    audit: Option<(String, Option<PeerInfo>)>,
+    /// A trailers-only answer's `grpc-message`, for that event.
+    message: Option<String>,
 }
 
 impl Recorder {
@@ -206,6 +234,19 @@ impl Recorder {
         if !self.done {
             self.done = true;
             self.metrics.record(&self.rpc, code, self.started);
+            if let Some((method, peer)) = self.audit.take() {
+                let label = code.to_ascii_lowercase();
+                let message = self
+                    .message
+                    .take()
+                    .unwrap_or_else(|| "the call ended before a handler answered it".to_owned());
+                let outcome = if code == "OK" {
+                    Ok(())
+                } else {
+                    Err((label.as_str(), &message as &dyn std::fmt::Display))
+                };
+                crate::audit::record(&method, peer.as_ref(), "", "", outcome);
+            }
         }
     }
 }

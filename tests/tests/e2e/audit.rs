@@ -1,6 +1,6 @@
-//! The audit trail: each RPC (handled, or refused by the allow-list before any
-//! handler runs) and each web connect or disconnect writes exactly one audit
-//! event, as a JSON line on the audit target, with who, when, what, where and
+//! The audit trail: each RPC (handled, refused by the allow-list, or refused
+//! by tonic while decoding it) and each web connect or disconnect writes
+//! exactly one audit event, as a JSON line on the audit target, with who, when, what, where and
 //! the outcome; the same events reach the append-only table (PostgreSQL); and
 //! no token appears in any audit event, table row or log line.
 
@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use sqlx::Connection;
 use tokenvault_mtls::Role;
-use tokenvault_proto::v1::GetAccessTokenRequest;
+use tokenvault_mtls::audit::AUDITED_HEADER;
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
+use tokenvault_proto::v1::set_service_client::SetServiceClient;
+use tokenvault_proto::v1::{GetAccessTokenRequest, StoreRefreshTokenRequest};
 use tokenvault_store::audit_table::audit_table;
 use tokenvault_tests::logs::{captured_logs, set_audit_sink};
 use tokenvault_tests::oidc::Decision;
@@ -140,6 +142,24 @@ async fn each_rpc_and_web_action_writes_exactly_one_audit_event_and_no_token() {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    // A message over set-service's size limit: tonic refuses it before any
+    // handler runs, and the gRPC layer writes the call's one event.
+    let mut set_as_web =
+        SetServiceClient::new(grpc_channel(&f.set.address(), &web, Role::SetService).unwrap());
+    let too_big = set_as_web
+        .store_refresh_token(StoreRefreshTokenRequest {
+            account: "oidc:erin".into(),
+            provider: "oidc".into(),
+            sealed_token: "x".repeat(256 * 1024),
+            expected_version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(too_big.code(), tonic::Code::OutOfRange, "{too_big:?}");
+    // The server-internal "audited" marker never reaches a client.
+    for status in [&denied, &too_big] {
+        assert!(status.metadata().get(AUDITED_HEADER).is_none());
+    }
     // A worker's status query.
     f.worker.account_status("oidc:erin", "oidc").await.unwrap();
     // A web disconnect, then get-service's revocation at the provider.
@@ -166,6 +186,7 @@ async fn each_rpc_and_web_action_writes_exactly_one_audit_event_and_no_token() {
             "unknown_account",
         ),
         event("GetAccessToken", "web-frontend", "", "permission_denied"),
+        event("StoreRefreshToken", "web-frontend", "", "out_of_range"),
         event("GetAccountStatus", "worker/e2e", "oidc:erin", "ok"),
         event("web.disconnect", "web-session", "oidc:erin", "ok"),
         event("DisconnectAccount", "web-frontend", "oidc:erin", "ok"),
