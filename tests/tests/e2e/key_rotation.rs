@@ -29,6 +29,7 @@ use tokenvault_tests::{Backend, RunningService, TestStore, assert_not_logged, gr
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 use tonic::transport::Channel;
 
+mod cli;
 mod rpc;
 
 /// Every synthetic refresh token starts with this, so one search of the
