@@ -51,14 +51,9 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(
-            metrics::bind(addr)
-                .await
-                .map_err(|source| ServeError::MetricsListen { addr, source })?,
-        ),
-        None => None,
-    };
+    let metrics_listener = metrics::bind(config.metrics_listen)
+        .await
+        .map_err(|(addr, source)| ServeError::MetricsListen { addr, source })?;
     run_with_metrics(listener, metrics_listener, config, shutdown).await
 }
 

@@ -42,9 +42,18 @@ pub struct MetricsEndpoint {
     _task: AbortOnDrop,
 }
 
-/// Binds the metrics listener at `addr` (the `metrics_listen` setting).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// Binds the metrics listener at `addr` (the `metrics_listen` setting), if
+/// one is set; an error comes with the address it was for.
+pub async fn bind(
+    addr: Option<SocketAddr>,
+) -> Result<Option<TcpListener>, (SocketAddr, std::io::Error)> {
+    match addr {
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| (addr, e)),
+        None => Ok(None),
+    }
 }
 
 /// Serves `registry` on `listener` in a background task until the returned
