@@ -36,7 +36,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokenvault_mtls::metrics::Registry;
@@ -48,6 +47,7 @@ use crate::PrivateKeyRing;
 use crate::config::CacheConfig;
 use crate::error::TokenError;
 use crate::open::OpenError;
+use crate::provider::metrics::ProviderLabel;
 use crate::provider::{Provider, ProviderError};
 use crate::token::{AccessToken, now_unix};
 use crate::writer::{Key, KeyLocks, SetWriter};
@@ -88,11 +88,6 @@ struct Inner {
     metrics: CacheMetrics,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProviderLabel {
-    provider: String,
-}
-
 /// Access-token cache hits and misses by provider (a configured name).
 /// Cheap to clone; the default reports nowhere.
 #[derive(Debug, Clone, Default)]
@@ -119,11 +114,7 @@ impl CacheMetrics {
     }
 
     fn count(family: &Family<ProviderLabel, Counter>, provider: &str) {
-        family
-            .get_or_create(&ProviderLabel {
-                provider: provider.to_owned(),
-            })
-            .inc();
+        family.get_or_create(&ProviderLabel::new(provider)).inc();
     }
 }
 

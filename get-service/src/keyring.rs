@@ -172,25 +172,32 @@ impl PrivateKeyRing {
     }
 }
 
-/// Reads, checks and parses one key file; returns its kid and the key.
-fn load_file(path: &Path) -> Result<(String, OaepPrivateDecryptingKey), KeyLoadError> {
-    let file = File::open(path).map_err(|e| err(path, e.to_string()))?;
-    // Checked on the open file, so the mode is that of what is read.
-    let meta = file.metadata().map_err(|e| err(path, e.to_string()))?;
+/// Reads a secret file (a private key, a PIN) into a buffer wiped on drop:
+/// readable by its owner only (checked on the open file, so the mode is that
+/// of what is read), at most `max` bytes. The error is the reason, without
+/// the path.
+pub(crate) fn read_owner_only(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(err(
-            path,
-            format!("mode {mode:04o} gives group or others access; it must be 0600 or 0400"),
+        return Err(format!(
+            "mode {mode:04o} gives group or others access; it must be 0600 or 0400"
         ));
     }
     let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_KEY_FILE_LEN + 1)
+    file.take(max + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| err(path, e.to_string()))?;
-    if bytes.len() as u64 > MAX_KEY_FILE_LEN {
-        return Err(err(path, format!("larger than {MAX_KEY_FILE_LEN} bytes")));
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
     }
+    Ok(bytes)
+}
+
+/// Reads, checks and parses one key file; returns its kid and the key.
+fn load_file(path: &Path) -> Result<(String, OaepPrivateDecryptingKey), KeyLoadError> {
+    let bytes = read_owner_only(path, MAX_KEY_FILE_LEN).map_err(|reason| err(path, reason))?;
     let pem = std::str::from_utf8(&bytes).map_err(|_| err(path, "not a PEM file"))?;
     let der = pkcs8_der(pem).map_err(|reason| err(path, reason))?;
     let key = PrivateDecryptingKey::from_pkcs8(&der)

@@ -100,9 +100,8 @@ impl PrivateKeyRing {
         expected_account: &str,
         expected_provider: &str,
     ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-        let sealed = SealedToken::parse(token)?;
-        sealed.check_context(expected_account, expected_provider)?;
-        let cek = match self.key_for(&sealed)? {
+        let (sealed, key) = self.locate(token, expected_account, expected_provider)?;
+        let cek = match key {
             RingKey::InProcess(key) => unwrap_cek(key, sealed.encrypted_key())?,
             RingKey::Pkcs11(key) => unwrap_cek_pkcs11(key, sealed.encrypted_key())?,
         };
@@ -118,9 +117,8 @@ impl PrivateKeyRing {
         expected_account: &str,
         expected_provider: &str,
     ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-        let sealed = SealedToken::parse(token)?;
-        sealed.check_context(expected_account, expected_provider)?;
-        let cek = match self.key_for(&sealed)? {
+        let (sealed, key) = self.locate(token, expected_account, expected_provider)?;
+        let cek = match key {
             RingKey::InProcess(key) => unwrap_cek(key, sealed.encrypted_key())?,
             RingKey::Pkcs11(key) => {
                 let (key, encrypted_key) = (key.clone(), sealed.encrypted_key().to_vec());
@@ -132,10 +130,21 @@ impl PrivateKeyRing {
         decrypt_content(&sealed, &cek)
     }
 
-    fn key_for(&self, sealed: &SealedToken) -> Result<&RingKey, OpenError> {
-        self.keys
+    /// Parses `token`, checks it was sealed for this account and provider,
+    /// and finds the key that opens it.
+    fn locate(
+        &self,
+        token: &str,
+        expected_account: &str,
+        expected_provider: &str,
+    ) -> Result<(SealedToken, &RingKey), OpenError> {
+        let sealed = SealedToken::parse(token)?;
+        sealed.check_context(expected_account, expected_provider)?;
+        let key = self
+            .keys
             .get(sealed.kid())
-            .ok_or_else(|| OpenError::UnknownKey(sealed.kid().to_owned()))
+            .ok_or_else(|| OpenError::UnknownKey(sealed.kid().to_owned()))?;
+        Ok((sealed, key))
     }
 }
 

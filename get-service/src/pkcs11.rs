@@ -14,9 +14,6 @@ mod keygen;
 mod module;
 
 use std::fmt;
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -174,25 +171,7 @@ pub enum Pkcs11Error {
 /// [`MAX_PIN_FILE_LEN`] bytes of UTF-8, one trailing newline ignored.
 fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, Pkcs11Error> {
     let fail = |reason: String| Pkcs11Error::Pin(format!("{}: {reason}", path.display()));
-    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mode = file
-        .metadata()
-        .map_err(|e| fail(e.to_string()))?
-        .permissions()
-        .mode()
-        & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(fail(format!(
-            "mode {mode:04o} gives group or others access; it must be 0600 or 0400"
-        )));
-    }
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_PIN_FILE_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
-    if bytes.len() as u64 > MAX_PIN_FILE_LEN {
-        return Err(fail(format!("larger than {MAX_PIN_FILE_LEN} bytes")));
-    }
+    let bytes = crate::keyring::read_owner_only(path, MAX_PIN_FILE_LEN).map_err(fail)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| fail("not UTF-8 text".into()))?;
     let pin = text
         .strip_suffix('\n')

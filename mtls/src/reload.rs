@@ -131,15 +131,17 @@ pub fn reloading_server_reporting(
     trust_domain: &str,
     expiry: &CertExpiry,
 ) -> Result<(crate::ServerTls, ServerWatch, Reloader), TlsError> {
-    let tls = crate::server_config(files, trust_domain)?;
-    expiry.observe("server", &tls.identity, tls.not_after_unix);
-    let (tx, config) = watch::channel(Arc::clone(&tls.config));
-    let (revoked_tx, revoked) = watch::channel(Arc::clone(&tls.revoked));
-    let domain = trust_domain.to_owned();
-    let expiry = expiry.clone();
-    let reloader = watch_files("server", files.clone(), tx, move |files| {
+    let (domain, expiry) = (trust_domain.to_owned(), expiry.clone());
+    let build = move |files: &TlsFiles| {
         let tls = crate::server_config(files, &domain)?;
         expiry.observe("server", &tls.identity, tls.not_after_unix);
+        Ok::<_, TlsError>(tls)
+    };
+    let tls = build(files)?;
+    let (tx, config) = watch::channel(Arc::clone(&tls.config));
+    let (revoked_tx, revoked) = watch::channel(Arc::clone(&tls.revoked));
+    let reloader = watch_files("server", files.clone(), tx, move |files| {
+        let tls = build(files)?;
         // Published before the config, so no handshake under the new CRL
         // precedes its check on open connections.
         revoked_tx.send_replace(tls.revoked);
@@ -157,14 +159,7 @@ pub fn reloading_channel(
     trust_domain: &str,
     expected_server: crate::IdentityPattern,
 ) -> Result<(tonic::transport::Channel, Reloader), TlsError> {
-    let config = crate::client_config(files, trust_domain, expected_server.clone())?;
-    let (tx, rx) = watch::channel(config);
-    let channel = crate::channel(address, rx)?;
-    let domain = trust_domain.to_owned();
-    let reloader = watch_files("client", files.clone(), tx, move |files| {
-        crate::client_config(files, &domain, expected_server.clone())
-    });
-    Ok((channel, reloader))
+    channel_following(address, files, trust_domain, expected_server, None)
 }
 
 /// [`reloading_channel`] that also reports the client certificate to
@@ -177,18 +172,33 @@ pub fn reloading_channel_reporting(
     expected_server: crate::IdentityPattern,
     expiry: &CertExpiry,
 ) -> Result<(tonic::transport::Channel, Reloader), TlsError> {
-    let config = crate::client_config(files, trust_domain, expected_server.clone())?;
-    report_own_certificate(files, expiry)?;
-    let (tx, rx) = watch::channel(config);
-    let channel = crate::channel(address, rx)?;
+    channel_following(
+        address,
+        files,
+        trust_domain,
+        expected_server,
+        Some(expiry.clone()),
+    )
+}
+
+fn channel_following(
+    address: &str,
+    files: &TlsFiles,
+    trust_domain: &str,
+    expected_server: crate::IdentityPattern,
+    expiry: Option<CertExpiry>,
+) -> Result<(tonic::transport::Channel, Reloader), TlsError> {
     let domain = trust_domain.to_owned();
-    let expiry = expiry.clone();
-    let reloader = watch_files("client", files.clone(), tx, move |files| {
+    let build = move |files: &TlsFiles| {
         let config = crate::client_config(files, &domain, expected_server.clone())?;
-        report_own_certificate(files, &expiry)?;
+        if let Some(expiry) = &expiry {
+            report_own_certificate(files, expiry)?;
+        }
         Ok(config)
-    });
-    Ok((channel, reloader))
+    };
+    let (tx, rx) = watch::channel(build(files)?);
+    let channel = crate::channel(address, rx)?;
+    Ok((channel, watch_files("client", files.clone(), tx, build)))
 }
 
 /// Reads the leaf of `files.cert` (already checked by the config builder)

@@ -285,7 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     state.bundle_path().display()
                 )?;
             } else {
-                state.rotate_ca(Some(days))?;
+                state.rotate_ca(days)?;
                 writeln!(
                     out,
                     "new issuing CA -> {}; the bundle trusts it and the previous CA -> {}",

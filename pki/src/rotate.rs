@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::ca::{Ca, DEFAULT_CA_DAYS, LeafSpec};
+use crate::ca::{Ca, LeafSpec};
 use crate::error::PkiError;
 use crate::files::{PRIVATE_MODE, PUBLIC_MODE, read_text, write_file};
 use crate::leaf::CertFacts;
@@ -180,7 +180,7 @@ impl StateDir {
     /// Starts a CA rotation: the issuing CA moves to `ca/previous/`, a new
     /// CA (valid `days`) becomes the issuing one, and the bundle and CRL
     /// file hold both. Refuses while a rotation is under way.
-    pub fn rotate_ca(&self, days: Option<u32>) -> Result<Ca, PkiError> {
+    pub fn rotate_ca(&self, days: u32) -> Result<Ca, PkiError> {
         let current_cert =
             read_text(&self.ca_cert_path()).map_err(|_| PkiError::NoCa(self.root().to_owned()))?;
         let current_key = zeroize::Zeroizing::new(read_text(&self.ca_key_path())?);
@@ -191,7 +191,7 @@ impl StateDir {
                 return Err(PkiError::RotationInProgress);
             }
         }
-        let new = Ca::generate(&self.trust_domain()?, days.unwrap_or(DEFAULT_CA_DAYS))?;
+        let new = Ca::generate(&self.trust_domain()?, days)?;
         write_file(
             &self.previous_ca_key_path(),
             current_key.as_bytes(),

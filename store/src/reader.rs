@@ -91,6 +91,21 @@ const SEALED_BY_KID: Sql = Sql {
 };
 
 type PendingRow = (String, String, i64, Option<String>, Option<String>);
+
+/// The rows that still hold a sealed token (and so a key id), as [`SealedRow`]s.
+fn sealed_rows(rows: Vec<PendingRow>) -> Vec<SealedRow> {
+    rows.into_iter()
+        .filter_map(|(account, provider, version, sealed, kid)| {
+            Some(SealedRow {
+                account,
+                provider,
+                version,
+                sealed_token: sealed?,
+                kid: kid?,
+            })
+        })
+        .collect()
+}
 type LatestRow = (i64, String, Option<String>, Option<String>);
 type StatusRow = (String, String, i64, Option<String>);
 
@@ -185,18 +200,7 @@ impl TokenReader {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows
-            .into_iter()
-            .filter_map(|(account, provider, version, sealed, kid)| {
-                Some(PendingRevocation {
-                    account,
-                    provider,
-                    version,
-                    sealed_token: sealed?,
-                    kid: kid?,
-                })
-            })
-            .collect())
+        Ok(sealed_rows(rows))
     }
 
     /// Whether `version` of (account, provider) still waits for revocation: not cleared, and
@@ -234,18 +238,7 @@ impl TokenReader {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows
-            .into_iter()
-            .filter_map(|(account, provider, version, sealed, kid)| {
-                Some(SealedRow {
-                    account,
-                    provider,
-                    version,
-                    sealed_token: sealed?,
-                    kid: kid?,
-                })
-            })
-            .collect())
+        Ok(sealed_rows(rows))
     }
 
     /// How many stored tokens that someone may still need to open (as in

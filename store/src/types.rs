@@ -146,34 +146,6 @@ impl fmt::Display for RevocationOutcome {
     }
 }
 
-/// A disconnected account's last refresh token, still sealed, waiting for get-service to revoke it
-/// at the provider. `Debug` output redacts the sealed token.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PendingRevocation {
-    /// The account.
-    pub account: String,
-    /// The provider.
-    pub provider: String,
-    /// The version (row id) of the sealed token.
-    pub version: i64,
-    /// The sealed token (JWE compact serialization).
-    pub sealed_token: String,
-    /// The id of the key it is sealed with.
-    pub kid: String,
-}
-
-impl fmt::Debug for PendingRevocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PendingRevocation")
-            .field("account", &self.account)
-            .field("provider", &self.provider)
-            .field("version", &self.version)
-            .field("sealed_token", &"<redacted>")
-            .field("kid", &self.kid)
-            .finish()
-    }
-}
-
 /// What [`crate::TokenWriter::reseal`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResealOutcome {
@@ -220,6 +192,10 @@ pub struct SealedRow {
     /// The id of the key it is sealed with.
     pub kid: String,
 }
+
+/// A disconnected account's last refresh token, still sealed, waiting for get-service to revoke it
+/// at the provider ([`crate::TokenReader::pending_revocations`]): a [`SealedRow`].
+pub type PendingRevocation = SealedRow;
 
 impl fmt::Debug for SealedRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

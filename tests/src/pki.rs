@@ -98,7 +98,7 @@ impl TestPki {
 
     /// `pki rotate-ca`.
     pub fn rotate_ca(&self) -> anyhow::Result<()> {
-        self.state.rotate_ca(Some(30))?;
+        self.state.rotate_ca(30)?;
         Ok(())
     }
 

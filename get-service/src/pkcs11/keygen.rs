@@ -14,11 +14,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
-use tokenvault_seal::KEY_BITS;
+use tokenvault_seal::{KEY_BITS, kid_from_spki_der};
 
 use super::module::{
-    check_mechanism, describe, find_by_label, find_key, find_slot, kid_from_components, login,
-    module, public_components, spki_der,
+    check_mechanism, describe, find_by_label, find_key, find_slot, login, module,
+    public_components, spki_der,
 };
 use super::{Pkcs11Config, Pkcs11Error};
 use crate::Config;
@@ -86,7 +86,8 @@ pub fn generate_key(config: &Pkcs11Config, public_keys_dir: &Path) -> Result<Str
         .map_err(|e| call("cannot generate an RSA-4096 key pair", e))?;
     let (n, e) = public_components(&session, public)
         .map_err(|e| call("cannot read the new public key", e))?;
-    let kid = kid_from_components(&n, &e).map_err(Pkcs11Error::Key)?;
+    let der = spki_der(&n, &e).map_err(Pkcs11Error::Key)?;
+    let kid = kid_from_spki_der(&der).map_err(|e| Pkcs11Error::Key(e.to_string()))?;
     // What get-service will check at start-up, checked now.
     let (found, found_kid) = find_key(&session, &config.key_label, &token)?;
     if found != private || found_kid != kid {
@@ -95,7 +96,6 @@ pub fn generate_key(config: &Pkcs11Config, public_keys_dir: &Path) -> Result<Str
         ));
     }
     check_mechanism(&session, private)?;
-    let der = spki_der(&n, &e).map_err(Pkcs11Error::Key)?;
     write_public_pem(&public_keys_dir.join(format!("{kid}.pem")), &der)?;
     Ok(kid)
 }

@@ -13,9 +13,19 @@ use tokenvault_mtls::metrics::{LatencyFamily, Registry, latency_family};
 
 use super::ProviderError;
 
+/// The `provider` label (a configured provider name), of these metrics and
+/// the broker's cache metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProviderLabel {
+pub(crate) struct ProviderLabel {
     provider: String,
+}
+
+impl ProviderLabel {
+    pub(crate) fn new(provider: &str) -> Self {
+        Self {
+            provider: provider.to_owned(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,9 +83,7 @@ impl RefreshMetrics {
         result: &Result<T, ProviderError>,
         took: Duration,
     ) {
-        let label = ProviderLabel {
-            provider: provider.to_owned(),
-        };
+        let label = ProviderLabel::new(provider);
         self.refreshes.get_or_create(&label).inc();
         self.duration
             .get_or_create(&label)

@@ -23,7 +23,7 @@ mod client;
 mod config;
 mod discovery;
 mod error;
-mod metrics;
+pub(crate) mod metrics;
 mod retry;
 mod retry_after;
 mod revoke;
