@@ -45,7 +45,9 @@ enum KeyCommand {
     },
     /// Removes a key's private key file once no stored token needs it.
     RetireKey {
-        /// The key id (`pki list` shows them).
+        /// The key id (`pki list` shows them). Key ids are base64url, so one
+        /// may start with `-`: it is still taken as the key id.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Generates an RSA-4096 key pair in the `[pkcs11]` token (the private
@@ -116,4 +118,21 @@ async fn main() -> anyhow::Result<()> {
     }
     served?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Args, KeyCommand};
+
+    #[test]
+    fn a_key_id_starting_with_a_dash_is_a_key_id() {
+        let args = Args::try_parse_from(["get-service", "retire-key", "-Eq2x_9"])
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        match args.command {
+            Some(KeyCommand::RetireKey { kid }) => assert_eq!(kid, "-Eq2x_9"),
+            other => unreachable!("{other:?}"),
+        }
+    }
 }
