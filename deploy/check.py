@@ -328,7 +328,7 @@ def copy_context(repo: Path, out: Path) -> None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
     kept = set(files)
-    for must in ["Cargo.toml", "Cargo.lock", "store/migrations/postgres"]:
+    for must in ["Cargo.toml", "Cargo.lock", "lib/store/migrations/postgres"]:
         if not any(f == must or f.startswith(must + "/") for f in kept):
             problem(str(ignore), f"{must} is not in the build context")
     for never in ["target/", "state/", ".git/", "tests/oidc/node_modules/"]:

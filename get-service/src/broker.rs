@@ -25,6 +25,8 @@
 //! process, and two instances refreshing one account at once would each
 //! rotate its token.
 //!
+//! Rotated refresh tokens go to [`Rotations`], which stores them.
+//!
 //! [`CacheMetrics`] counts cache hits (a cached token served) and misses (the
 //! caller waited for a refresh) by provider; a remembered dead grant is
 //! neither.
@@ -38,19 +40,21 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tokenvault_mtls::metrics::Registry;
+use tokenvault_oauth::{Provider, ProviderError, ProviderLabel};
+use tokenvault_opener::{OpenError, PrivateKeyRing};
+use tokenvault_proto::v1::AccountStatus;
+use tokenvault_runtime::metrics::{Registry, registered};
+use tokenvault_set_client::SetClient;
 use tokenvault_store::{Latest, StoreError, TokenReader};
+use tokenvault_tls::now_unix;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use crate::PrivateKeyRing;
+use crate::account::{AccountKey, AccountLocks, lock};
 use crate::config::CacheConfig;
 use crate::error::TokenError;
-use crate::open::OpenError;
-use crate::provider::metrics::ProviderLabel;
-use crate::provider::{Provider, ProviderError};
-use crate::token::{AccessToken, now_unix};
-use crate::writer::{Key, KeyLocks, SetWriter};
+use crate::rotation::{INLINE_ATTEMPTS, Rotations};
+use crate::token::AccessToken;
 
 /// The tracing target of integrity failures (a sealed token that does not
 /// belong to its row, or does not open).
@@ -78,11 +82,12 @@ struct Inner {
     reader: TokenReader,
     keys: Arc<PrivateKeyRing>,
     providers: HashMap<String, Arc<Provider>>,
-    writer: SetWriter,
-    locks: KeyLocks,
+    rotations: Rotations,
+    set: SetClient,
+    locks: AccountLocks,
     config: CacheConfig,
-    cache: Mutex<HashMap<Key, Cached>>,
-    flights: Mutex<HashMap<Key, watch::Receiver<Option<Outcome>>>>,
+    cache: Mutex<HashMap<AccountKey, Cached>>,
+    flights: Mutex<HashMap<AccountKey, watch::Receiver<Option<Outcome>>>>,
     /// The lifetime of the last token each provider issued, in seconds.
     lifetimes: Mutex<HashMap<String, i64>>,
     metrics: CacheMetrics,
@@ -99,18 +104,20 @@ pub struct CacheMetrics {
 impl CacheMetrics {
     /// Registers `access_token_cache_hits` and `access_token_cache_misses`.
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        registry.register(
-            "access_token_cache_hits",
-            "GetAccessToken calls answered from the cache, by provider",
-            metrics.hits.clone(),
-        );
-        registry.register(
-            "access_token_cache_misses",
-            "GetAccessToken calls that waited for a refresh, by provider",
-            metrics.misses.clone(),
-        );
-        metrics
+        Self {
+            hits: registered(
+                registry,
+                "access_token_cache_hits",
+                "GetAccessToken calls answered from the cache, by provider",
+                Family::default(),
+            ),
+            misses: registered(
+                registry,
+                "access_token_cache_misses",
+                "GetAccessToken calls that waited for a refresh, by provider",
+                Family::default(),
+            ),
+        }
     }
 
     fn count(family: &Family<ProviderLabel, Counter>, provider: &str) {
@@ -131,14 +138,14 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// A broker over the given store, keys, providers and set-service writer;
-    /// `locks` must be the writer's. Cache hits and misses go to `metrics`.
+    /// A broker over the given store, keys and providers, storing rotated
+    /// tokens through `rotations` (whose account locks it shares) and
+    /// statuses through `set`. Cache hits and misses go to `metrics`.
     pub fn new(
         reader: TokenReader,
         keys: Arc<PrivateKeyRing>,
         providers: HashMap<String, Arc<Provider>>,
-        writer: SetWriter,
-        locks: KeyLocks,
+        (rotations, set): (Rotations, SetClient),
         config: CacheConfig,
         metrics: CacheMetrics,
     ) -> Self {
@@ -147,8 +154,9 @@ impl Broker {
                 reader,
                 keys,
                 providers,
-                writer,
-                locks,
+                locks: rotations.locks().clone(),
+                rotations,
+                set,
                 config,
                 cache: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
@@ -170,25 +178,25 @@ impl Broker {
 
     /// How many rotated refresh tokens are still unstored.
     pub fn unstored_rotations(&self) -> usize {
-        self.inner.writer.unstored()
+        self.inner.rotations.unstored()
     }
 
     /// An access token for `key` valid for at least `min_ttl_secs`.
-    pub async fn access_token(&self, key: Key, min_ttl_secs: u32) -> Outcome {
+    pub async fn access_token(&self, key: AccountKey, min_ttl_secs: u32) -> Outcome {
         let min_ttl = i64::from(min_ttl_secs).max(1);
-        let known_lifetime = lock(&self.inner.lifetimes).get(&key.1).copied();
+        let known_lifetime = lock(&self.inner.lifetimes).get(&key.provider).copied();
         if let Some(lifetime) = known_lifetime.filter(|l| min_ttl > *l) {
-            return Err(too_long(min_ttl_secs, &key.1, lifetime));
+            return Err(too_long(min_ttl_secs, &key.provider, lifetime));
         }
         if let Some(hit) = self.cached(&key, min_ttl).await? {
-            CacheMetrics::count(&self.inner.metrics.hits, &key.1);
+            CacheMetrics::count(&self.inner.metrics.hits, &key.provider);
             return Ok(hit);
         }
-        CacheMetrics::count(&self.inner.metrics.misses, &key.1);
+        CacheMetrics::count(&self.inner.metrics.misses, &key.provider);
         let token = self.join_flight(key.clone(), min_ttl).await?;
         let remaining = token.remaining_secs(now_unix());
         if remaining < min_ttl {
-            return Err(too_long(min_ttl_secs, &key.1, remaining));
+            return Err(too_long(min_ttl_secs, &key.provider, remaining));
         }
         Ok(token)
     }
@@ -197,7 +205,7 @@ impl Broker {
     /// it is close to expiry; or the remembered dead grant.
     async fn cached(
         &self,
-        key: &Key,
+        key: &AccountKey,
         min_ttl: i64,
     ) -> Result<Option<Arc<AccessToken>>, TokenError> {
         let now = now_unix();
@@ -232,7 +240,12 @@ impl Broker {
         if let Some((version, reason)) = dead_at {
             // Without asking the provider: only a newly stored token (a
             // reconnect) revives the account.
-            match self.inner.reader.latest(&key.0, &key.1).await? {
+            match self
+                .inner
+                .reader
+                .latest(&key.account, &key.provider)
+                .await?
+            {
                 Latest::Token { version: v, .. } if v == version => {
                     return Err(TokenError::ReauthorizationRequired(reason));
                 }
@@ -247,8 +260,8 @@ impl Broker {
 
     /// Confirms with the store that the account is still connected; drops
     /// the cached token if not. A store that cannot be reached confirms.
-    async fn revalidate(&self, key: &Key) -> Result<(), TokenError> {
-        let outcome = match self.inner.reader.latest(&key.0, &key.1).await {
+    async fn revalidate(&self, key: &AccountKey) -> Result<(), TokenError> {
+        let outcome = match self.inner.reader.latest(&key.account, &key.provider).await {
             Ok(Latest::Token { .. }) | Err(StoreError::Unavailable(_)) => Ok(()),
             Ok(Latest::Disconnected) => Err(TokenError::Disconnected),
             Ok(Latest::NotFound) => Err(TokenError::UnknownAccount),
@@ -270,12 +283,12 @@ impl Broker {
 
     /// Starts a refresh for `key` unless one is running; returns its receiver.
     /// Lock order everywhere: cache, then flights.
-    fn start_flight(&self, key: Key) -> watch::Receiver<Option<Outcome>> {
+    fn start_flight(&self, key: AccountKey) -> watch::Receiver<Option<Outcome>> {
         let _cache = lock(&self.inner.cache);
         self.start_flight_locked(key)
     }
 
-    fn start_flight_locked(&self, key: Key) -> watch::Receiver<Option<Outcome>> {
+    fn start_flight_locked(&self, key: AccountKey) -> watch::Receiver<Option<Outcome>> {
         let mut flights = lock(&self.inner.flights);
         if let Some(rx) = flights.get(&key) {
             return rx.clone();
@@ -320,7 +333,7 @@ impl Broker {
             if let Some((token, version)) = rotated {
                 broker
                     .inner
-                    .writer
+                    .rotations
                     .store_rotated(&key, token, version)
                     .await;
             }
@@ -330,7 +343,7 @@ impl Broker {
 
     /// Joins the running refresh for `key`, or starts one, unless a token
     /// that satisfies `min_ttl` was cached meanwhile.
-    async fn join_flight(&self, key: Key, min_ttl: i64) -> Outcome {
+    async fn join_flight(&self, key: AccountKey, min_ttl: i64) -> Outcome {
         let mut rx = {
             let cache = lock(&self.inner.cache);
             if let Some(Cached::Token { token, .. }) = cache.get(&key)
@@ -354,10 +367,18 @@ impl Broker {
 
     /// One refresh, under the account's lock: read, open, refresh at the
     /// provider, handle the outcome.
-    async fn refresh(&self, key: &Key) -> Result<Refreshed, TokenError> {
-        let provider = self.inner.providers.get(&key.1).cloned().ok_or_else(|| {
-            TokenError::InvalidArgument(format!("provider {:?} is not configured", key.1))
-        })?;
+    async fn refresh(&self, key: &AccountKey) -> Result<Refreshed, TokenError> {
+        let provider = self
+            .inner
+            .providers
+            .get(&key.provider)
+            .cloned()
+            .ok_or_else(|| {
+                TokenError::InvalidArgument(format!(
+                    "provider {:?} is not configured",
+                    key.provider
+                ))
+            })?;
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs(self.inner.config.refresh_deadline_secs);
         let (mut version, mut refresh_token) = self.current_refresh_token(key).await?;
@@ -367,8 +388,8 @@ impl Broker {
             match provider.refresh_with_retry(&refresh_token, deadline).await {
                 Ok(refreshed) => {
                     let lifetime = (refreshed.expires_at_unix - sent).max(0);
-                    lock(&self.inner.lifetimes).insert(key.1.clone(), lifetime);
-                    tracing::info!(account = %key.0, provider = %key.1, "refreshed an access token");
+                    lock(&self.inner.lifetimes).insert(key.provider.clone(), lifetime);
+                    tracing::info!(account = %key.account, provider = %key.provider, "refreshed an access token");
                     let rotated = refreshed
                         .refresh_token
                         .map(|t| (Zeroizing::new(t.expose().to_owned()), version));
@@ -386,15 +407,12 @@ impl Broker {
                     // (or the account was reconnected): try once with that.
                     let (now_version, now_token) = self.current_refresh_token(key).await?;
                     if now_version != version && !retried_race {
-                        tracing::info!(account = %key.0, provider = %key.1, "refresh grant rejected, but a newer token is stored; retrying with it");
+                        tracing::info!(account = %key.account, provider = %key.provider, "refresh grant rejected, but a newer token is stored; retrying with it");
                         (version, refresh_token, retried_race) = (now_version, now_token, true);
                         continue;
                     }
-                    tracing::warn!(account = %key.0, provider = %key.1, error = %error, "the provider rejected the refresh grant; reauthorization required");
-                    self.inner
-                        .writer
-                        .record_reauthorization_required(key, &error)
-                        .await;
+                    tracing::warn!(account = %key.account, provider = %key.provider, error = %error, "the provider rejected the refresh grant; reauthorization required");
+                    self.record_reauthorization_required(key, &error).await;
                     let ttl = Duration::from_secs(self.inner.config.negative_ttl_secs);
                     lock(&self.inner.cache).insert(
                         key.clone(),
@@ -407,25 +425,48 @@ impl Broker {
                     return Err(TokenError::ReauthorizationRequired(error));
                 }
                 Err(ProviderError::Transient { reason, .. }) => {
-                    tracing::warn!(account = %key.0, provider = %key.1, %reason, "provider unavailable");
+                    tracing::warn!(account = %key.account, provider = %key.provider, %reason, "provider unavailable");
                     return Err(TokenError::Unavailable(format!(
                         "provider {} is unavailable ({reason}); retry later",
-                        key.1
+                        key.provider
                     )));
                 }
                 Err(ProviderError::Misconfigured(reason)) => {
-                    tracing::error!(account = %key.0, provider = %key.1, %reason, "the provider rejected tokenvault's client configuration");
+                    tracing::error!(account = %key.account, provider = %key.provider, %reason, "the provider rejected tokenvault's client configuration");
                     return Err(TokenError::Internal(format!(
                         "provider {} rejected tokenvault's client configuration; see get-service logs",
-                        key.1
+                        key.provider
                     )));
                 }
                 Err(other) => {
-                    tracing::error!(account = %key.0, provider = %key.1, error = %other, "refresh failed");
+                    tracing::error!(account = %key.account, provider = %key.provider, error = %other, "refresh failed");
                     return Err(TokenError::Unavailable(format!(
                         "provider {} refresh failed: {other}",
-                        key.1
+                        key.provider
                     )));
+                }
+            }
+        }
+    }
+
+    /// Records REAUTHORIZATION_REQUIRED for an account, retrying briefly.
+    async fn record_reauthorization_required(&self, key: &AccountKey, reason: &str) {
+        for attempt in 0..INLINE_ATTEMPTS {
+            let recorded = self
+                .inner
+                .set
+                .record_status(
+                    &key.account,
+                    &key.provider,
+                    AccountStatus::ReauthorizationRequired,
+                    reason,
+                )
+                .await;
+            match recorded {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(account = %key.account, provider = %key.provider, attempt, error = %e, "recording the account status failed");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 }
             }
         }
@@ -435,15 +476,20 @@ impl Broker {
     /// stored one, opened after checking that it belongs to this row.
     async fn current_refresh_token(
         &self,
-        key: &Key,
+        key: &AccountKey,
     ) -> Result<(i64, Zeroizing<String>), TokenError> {
-        let (version, sealed) = match self.inner.reader.latest(&key.0, &key.1).await? {
+        let (version, sealed) = match self
+            .inner
+            .reader
+            .latest(&key.account, &key.provider)
+            .await?
+        {
             Latest::NotFound => {
-                self.inner.writer.pending_token(key, None);
+                self.inner.rotations.pending_token(key, None);
                 return Err(TokenError::UnknownAccount);
             }
             Latest::Disconnected => {
-                self.inner.writer.pending_token(key, None);
+                self.inner.rotations.pending_token(key, None);
                 return Err(TokenError::Disconnected);
             }
             Latest::Token {
@@ -452,23 +498,23 @@ impl Broker {
                 ..
             } => (version, sealed_token),
         };
-        if let Some(token) = self.inner.writer.pending_token(key, Some(version)) {
+        if let Some(token) = self.inner.rotations.pending_token(key, Some(version)) {
             return Ok((version, token));
         }
         let opened = self
             .inner
             .keys
-            .open_async(&sealed, &key.0, &key.1)
+            .open_async(&sealed, &key.account, &key.provider)
             .await
             .map_err(|e| match e {
                 // The HSM, not the token: try again later.
                 OpenError::KeyUnavailable { .. } => {
-                    tracing::warn!(account = %key.0, provider = %key.1, error = %e,
+                    tracing::warn!(account = %key.account, provider = %key.provider, error = %e,
                         "the token-encryption key is unavailable");
                     TokenError::Unavailable(format!("the token-encryption key is unavailable: {e}"))
                 }
                 e => {
-                    tracing::error!(target: INTEGRITY_TARGET, account = %key.0, provider = %key.1, version, error = %e,
+                    tracing::error!(target: INTEGRITY_TARGET, account = %key.account, provider = %key.provider, version, error = %e,
                         "STORED SEALED TOKEN FAILED ITS INTEGRITY CHECK: refusing to use it");
                     TokenError::Internal(format!(
                         "the stored token for this account failed its integrity check ({e}); see get-service logs"
@@ -485,8 +531,4 @@ fn too_long(min_ttl_secs: u32, provider: &str, lifetime: i64) -> TokenError {
     TokenError::InvalidArgument(format!(
         "min_ttl_seconds {min_ttl_secs} is longer than a fresh token from provider {provider} lives ({lifetime} s)"
     ))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

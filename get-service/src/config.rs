@@ -2,68 +2,40 @@
 //! named as constants. A wrong or missing setting stops start-up with a
 //! message that names it. Provider client secrets are held by
 //! [`ProviderConfig`] and never printed.
+//!
+//! The settings every service shares (listeners, trust domain, TLS files,
+//! health, audit) are [`ServiceSettings`]; the variables that override them
+//! are `TOKENVAULT_GET_` followed by the names in
+//! [`tokenvault_runtime::settings::env`] (e.g. `TOKENVAULT_GET_LISTEN`).
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
-use tokenvault_mtls::settings::{EnvOverride, load_toml, read_config_file, redact_url};
-use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
+use tokenvault_oauth::ProviderConfig;
+use tokenvault_opener::pkcs11::Pkcs11Config;
+use tokenvault_runtime::settings::{EnvOverride, ServiceConfig, ServiceSettings, env};
+pub use tokenvault_store::StoreConfig;
+use tokenvault_tls::{IdentityPattern, Role};
 
 use crate::error::ConfigError;
-use crate::provider::ProviderConfig;
 
 /// Path of the TOML config file (used by the binary).
 pub const ENV_CONFIG: &str = "TOKENVAULT_GET_CONFIG";
-/// Overrides `listen`.
-pub const ENV_LISTEN: &str = "TOKENVAULT_GET_LISTEN";
-/// Overrides `trust_domain`.
-pub const ENV_TRUST_DOMAIN: &str = "TOKENVAULT_GET_TRUST_DOMAIN";
-/// Overrides `tls.cert`.
-pub const ENV_TLS_CERT: &str = "TOKENVAULT_GET_TLS_CERT";
-/// Overrides `tls.key`.
-pub const ENV_TLS_KEY: &str = "TOKENVAULT_GET_TLS_KEY";
-/// Overrides `tls.ca`.
-pub const ENV_TLS_CA: &str = "TOKENVAULT_GET_TLS_CA";
-/// Overrides `tls.crl`.
-pub const ENV_TLS_CRL: &str = "TOKENVAULT_GET_TLS_CRL";
-/// Overrides `store.url` (for PostgreSQL, the reader role's URL).
-pub const ENV_STORE_URL: &str = "TOKENVAULT_GET_STORE_URL";
-/// Overrides `private_keys_dir`.
-pub const ENV_PRIVATE_KEYS_DIR: &str = "TOKENVAULT_GET_PRIVATE_KEYS_DIR";
-/// Overrides `public_keys_dir`.
-pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_GET_PUBLIC_KEYS_DIR";
-/// Overrides `set_service.address`.
-pub const ENV_SET_SERVICE_ADDRESS: &str = "TOKENVAULT_GET_SET_SERVICE_ADDRESS";
-/// Overrides `sealing_kid`.
-pub const ENV_SEALING_KID: &str = "TOKENVAULT_GET_SEALING_KID";
+/// The prefix of every get-service environment variable.
+pub const ENV_PREFIX: &str = "TOKENVAULT_GET";
+/// `TOKENVAULT_GET_PRIVATE_KEYS_DIR` overrides `private_keys_dir`.
+pub const ENV_PRIVATE_KEYS_DIR: &str = "PRIVATE_KEYS_DIR";
+/// `TOKENVAULT_GET_PKCS11_PIN_FILE` overrides `pkcs11.pin_file` (the
+/// PKCS#11 user PIN's file).
+pub const ENV_PKCS11_PIN_FILE: &str = "PKCS11_PIN_FILE";
 
-/// Overrides `health_listen`.
-pub const ENV_HEALTH_LISTEN: &str = "TOKENVAULT_GET_HEALTH_LISTEN";
-/// Overrides `metrics_listen`.
-pub const ENV_METRICS_LISTEN: &str = "TOKENVAULT_GET_METRICS_LISTEN";
-
-/// Overrides `pkcs11.pin_file` (the PKCS#11 user PIN's file).
-pub const ENV_PKCS11_PIN_FILE: &str = "TOKENVAULT_GET_PKCS11_PIN_FILE";
-
-/// Overrides `audit.database_url`.
-pub const ENV_AUDIT_DATABASE_URL: &str = "TOKENVAULT_GET_AUDIT_DATABASE_URL";
-
+/// get-service's own overrides, beside [`ServiceSettings::OVERRIDES`].
 const ENV_OVERRIDES: &[EnvOverride] = &[
-    EnvOverride::scalar(ENV_AUDIT_DATABASE_URL, "audit.database_url"),
-    EnvOverride::scalar(ENV_LISTEN, "listen"),
-    EnvOverride::scalar(ENV_HEALTH_LISTEN, "health_listen"),
-    EnvOverride::scalar(ENV_METRICS_LISTEN, "metrics_listen"),
-    EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
-    EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
-    EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
-    EnvOverride::scalar(ENV_TLS_CA, "tls.ca"),
-    EnvOverride::scalar(ENV_TLS_CRL, "tls.crl"),
-    EnvOverride::scalar(ENV_STORE_URL, "store.url"),
+    EnvOverride::scalar(env::STORE_URL, "store.url"),
     EnvOverride::scalar(ENV_PRIVATE_KEYS_DIR, "private_keys_dir"),
-    EnvOverride::scalar(ENV_PUBLIC_KEYS_DIR, "public_keys_dir"),
-    EnvOverride::scalar(ENV_SEALING_KID, "sealing_kid"),
-    EnvOverride::scalar(ENV_SET_SERVICE_ADDRESS, "set_service.address"),
+    EnvOverride::scalar(env::PUBLIC_KEYS_DIR, "public_keys_dir"),
+    EnvOverride::scalar(env::SEALING_KID, "sealing_kid"),
+    EnvOverride::scalar(env::SET_SERVICE_ADDRESS, "set_service.address"),
     EnvOverride::scalar(ENV_PKCS11_PIN_FILE, "pkcs11.pin_file"),
 ];
 
@@ -71,26 +43,9 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on, e.g. `127.0.0.1:7402`.
-    pub listen: SocketAddr,
-    /// Optional plaintext listener, e.g. `0.0.0.0:7412`, that serves only
-    /// `grpc.health.v1.Health` (no TLS, no tokens, no identities) for
-    /// orchestrators' probes, which cannot present a client certificate.
-    #[serde(default)]
-    pub health_listen: Option<SocketAddr>,
-    /// Optional plaintext listener, e.g. `127.0.0.1:7422`, that serves only
-    /// `GET /metrics` (Prometheus; no tokens, no identities).
-    #[serde(default)]
-    pub metrics_listen: Option<SocketAddr>,
-    /// How often the store and the keys are checked for the gRPC health
-    /// status.
-    #[serde(default)]
-    pub health: tokenvault_mtls::health::HealthConfig,
-    /// The SPIFFE trust domain of every peer.
-    pub trust_domain: String,
-    /// This service's certificate, key, CA bundle and CRL; also used as the
-    /// client certificate towards set-service.
-    pub tls: TlsFiles,
+    /// Listeners, trust domain, TLS files (this service's certificate, also
+    /// used as the client certificate towards set-service), health, audit.
+    pub service: ServiceSettings,
     /// Where sealed tokens are read from (read-only).
     pub store: StoreConfig,
     /// Directory of token-encryption private keys (`<kid>.pem`, mode 0600).
@@ -113,16 +68,13 @@ pub struct Config {
     /// Who may call which RPC.
     #[serde(default)]
     pub allow: AllowConfig,
-    /// The optional append-only audit table.
-    #[serde(default)]
-    pub audit: tokenvault_mtls::audit::AuditConfig,
     /// Revoking disconnected accounts' grants at their providers.
     #[serde(default)]
     pub revocation: RevocationConfig,
     /// Optional: a private key held in a PKCS#11 token, beside (or instead
     /// of) the key files; `private_keys_dir` may then hold no key file.
     #[serde(default)]
-    pub pkcs11: Option<crate::pkcs11::Pkcs11Config>,
+    pub pkcs11: Option<Pkcs11Config>,
 }
 
 /// Revoking disconnected accounts' grants at their providers (RFC 7009).
@@ -141,23 +93,6 @@ impl Default for RevocationConfig {
             interval_secs: 10,
             batch_size: 100,
         }
-    }
-}
-
-/// The store connection.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// `sqlite://path/to/tokenvault.db` (opened read-only) or
-    /// `postgres://reader@host/db`.
-    pub url: String,
-}
-
-impl std::fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreConfig")
-            .field("url", &redact_url(&self.url))
-            .finish()
     }
 }
 
@@ -217,30 +152,14 @@ impl Default for AllowConfig {
     }
 }
 
-impl Config {
-    /// Reads `path`, applies overrides from `env`, and checks the result.
-    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = read_config_file(path)?;
-        Self::from_toml(&text, env)
-    }
+impl ServiceConfig for Config {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    const ENV_OVERRIDES: &'static [EnvOverride] = ENV_OVERRIDES;
 
-    /// Parses TOML text, applies overrides from `env`, and checks the result.
-    pub fn from_toml(
-        text: &str,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let config: Config = load_toml(text, ENV_OVERRIDES, env)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let invalid =
             |setting: &'static str, reason: String| ConfigError::Invalid { setting, reason };
-        self.health.validate()?;
-        tokenvault_mtls::validate_trust_domain(&self.trust_domain)
-            .map_err(|e| invalid("trust_domain", e.to_string()))?;
+        self.service.validate()?;
         if self.providers.is_empty() {
             return Err(invalid(
                 "providers",
@@ -258,13 +177,9 @@ impl Config {
                 ));
             }
         }
-        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
-            return Err(invalid(
-                "store.url",
-                "use sqlite://PATH or postgres://USER@HOST/DB".into(),
-            ));
-        }
+        self.store.validate()?;
         if self
+            .service
             .audit
             .database_url
             .as_deref()

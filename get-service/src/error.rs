@@ -3,41 +3,27 @@
 
 use tonic::Status;
 
-pub use tokenvault_mtls::settings::ConfigError;
+pub use tokenvault_runtime::settings::ConfigError;
 
 /// Why get-service could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("tls: {0}")]
-    Tls(#[from] tokenvault_mtls::TlsError),
-    #[error("private_keys_dir: {0}")]
-    PrivateKeys(#[from] crate::KeyLoadError),
+    #[error(transparent)]
+    Serve(#[from] tokenvault_rpc::ServeError),
+    #[error("set_service: {0}")]
+    SetClient(#[from] tokenvault_tls::TlsError),
+    #[error(transparent)]
+    PrivateKeys(#[from] tokenvault_opener::RingLoadError),
     #[error("public_keys_dir: {0}")]
     PublicKeys(tokenvault_seal::SealError),
     #[error("store.url: {0}")]
     Store(tokenvault_store::StoreError),
     #[error("providers: {0}")]
-    Provider(crate::provider::ProviderError),
+    Provider(tokenvault_oauth::ProviderError),
     #[error("provider HTTP client: {0}")]
     Http(String),
-    #[error("health_listen: cannot bind {addr}: {source}")]
-    HealthListen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("metrics_listen: cannot bind {addr}: {source}")]
-    MetricsListen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
-    #[error("reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    #[error("pkcs11: {0}")]
-    Pkcs11(#[from] crate::pkcs11::Pkcs11Error),
 }
 
 /// Why one access-token request failed. Cloneable, because one refresh's

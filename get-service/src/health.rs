@@ -1,5 +1,5 @@
 //! The checks behind get-service's gRPC health status (run by
-//! [`tokenvault_mtls::health::HealthMonitor`]):
+//! `tokenvault_runtime::health::HealthMonitor`):
 //!
 //! - `store`: the database answers on the reader's pool;
 //! - `keys`: a random probe sealed with the sealing public key opens with
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokenvault_seal::PublicKeySet;
 use tokenvault_store::TokenReader;
 
-use crate::PrivateKeyRing;
+use tokenvault_opener::PrivateKeyRing;
 
 /// The account and provider the probe is sealed for (no stored row has
 /// them: provider names are configured, and this one is not valid there).

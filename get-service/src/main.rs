@@ -5,17 +5,19 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use tokenvault_runtime::settings::ServiceConfig as _;
 
 use anyhow::Context;
 use clap::Parser;
 use tokenvault_get_service::config::ENV_CONFIG;
-use tokenvault_get_service::pkcs11::generate_configured_key;
 use tokenvault_get_service::reseal::{ResealOptions, reseal};
 use tokenvault_get_service::retire::retire_key;
 use tokenvault_get_service::{Config, disable_core_dumps, run};
-use tokenvault_mtls::logging::init_logging_with;
-use tokenvault_mtls::process::shutdown_signal;
-use tokenvault_store::audit_table::optional_audit_sink;
+use tokenvault_opener::pkcs11::generate_configured_key;
+use tokenvault_runtime::logging::init_logging;
+use tokenvault_runtime::settings::Listeners;
+use tokenvault_runtime::signal::shutdown_signal;
+use tokenvault_store::audit_table::AuditLogging;
 
 /// tokenvault get-service: short-lived access tokens for workers.
 #[derive(Debug, Parser)]
@@ -86,15 +88,15 @@ async fn key_command(command: KeyCommand, config: &Config) -> anyhow::Result<()>
             writeln!(std::io::stdout().lock(), "{report}")?;
         }
         KeyCommand::Pkcs11Keygen { public_keys_dir } => {
-            let kid = generate_configured_key(config, public_keys_dir.as_deref()).await?;
+            let dir = public_keys_dir
+                .as_deref()
+                .unwrap_or(&config.public_keys_dir);
+            let kid = generate_configured_key(config.pkcs11.as_ref(), dir).await?;
             writeln!(std::io::stdout().lock(), "{kid}")?;
         }
     }
     Ok(())
 }
-
-/// How long a stopping service waits for audit rows still queued for the table.
-const AUDIT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -102,22 +104,15 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::load(&args.config, |k| std::env::var(k).ok())?;
     if let Some(command) = args.command {
-        init_logging_with(None);
+        init_logging();
         return key_command(command, &config).await;
     }
-    let (audit_sink, audit_writer) =
-        optional_audit_sink(config.audit.database_url.as_deref(), "get-service")
-            .context("audit.database_url")?;
-    init_logging_with(audit_sink);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listen: cannot bind {}", config.listen))?;
-    let served = run(listener, config, shutdown_signal()).await;
-    if let Some(writer) = &audit_writer {
-        writer.drain(AUDIT_DRAIN).await;
-    }
-    served?;
-    Ok(())
+    let audit = AuditLogging::install(config.service.audit.database_url.as_deref(), "get-service")
+        .context("audit.database_url")?;
+    let listeners = Listeners::bind(&config.service).await?;
+    let served = run(listeners, config, shutdown_signal()).await;
+    audit.drain().await;
+    Ok(served?)
 }
 
 #[cfg(test)]

@@ -24,19 +24,17 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokenvault_runtime::settings::ServiceConfig as _;
 
-use tokenvault_mtls::reload::{Reloader, reloading_channel};
-use tokenvault_mtls::{IdentityPattern, Role};
-use tokenvault_proto::v1::set_service_client::SetServiceClient;
+use tokenvault_opener::PrivateKeyRing;
 use tokenvault_proto::v1::{ResealOutcome, ResealRefreshTokenRequest};
 use tokenvault_seal::PublicKeySet;
+use tokenvault_set_client::{SetClient, SetError};
 use tokenvault_store::{SealedRow, TokenReader};
 use tokio::task::JoinSet;
 use tonic::Code;
-use tonic::transport::Channel;
 use zeroize::Zeroizing;
 
-use crate::PrivateKeyRing;
 use crate::config::Config;
 
 /// How long one call to set-service may take.
@@ -51,14 +49,14 @@ const LOG_EVERY: Duration = Duration::from_secs(2);
 pub enum KeyRotationError {
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
-    #[error("private keys: {0}")]
-    PrivateKeys(Box<crate::ServeError>),
+    #[error(transparent)]
+    PrivateKeys(#[from] tokenvault_opener::RingLoadError),
     #[error("public_keys_dir: {0}")]
     PublicKeys(tokenvault_seal::SealError),
     #[error("store.url: {0}")]
     Store(#[from] tokenvault_store::StoreError),
     #[error("tls: {0}")]
-    Tls(#[from] tokenvault_mtls::TlsError),
+    Tls(#[from] tokenvault_tls::TlsError),
     #[error(
         "get-service holds no private key for the sealing key {kid}: add {kid}.pem to private_keys_dir \
          (or the PKCS#11 token) first, or re-sealed tokens could not be opened"
@@ -176,24 +174,22 @@ pub struct ResealReport {
     pub elapsed: Duration,
 }
 
-/// get-service's keys and store, and a set-service client with its identity.
-pub(crate) struct Rotation {
+/// What the key-rotation commands work with: get-service's keys and store,
+/// and a set-service client with its identity.
+pub(crate) struct KeyJob {
     pub(crate) reader: TokenReader,
     pub(crate) ring: Arc<PrivateKeyRing>,
     pub(crate) sealer: Arc<PublicKeySet>,
-    client: SetServiceClient<Channel>,
-    _reload: Reloader,
+    set: SetClient,
 }
 
-impl Rotation {
+impl KeyJob {
     /// Loads what `config` names; refuses when the sealing key's private
     /// half is not held.
     pub(crate) async fn start(config: &Config) -> Result<Self, KeyRotationError> {
         config.validate()?;
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let ring = PrivateKeyRing::load(&config.private_keys_dir, config.pkcs11.as_ref())
-            .await
-            .map_err(|e| KeyRotationError::PrivateKeys(Box::new(e)))?;
+        let ring = PrivateKeyRing::load(&config.private_keys_dir, config.pkcs11.as_ref()).await?;
         let sealer = PublicKeySet::load(&config.public_keys_dir, config.sealing_kid.as_deref())
             .map_err(KeyRotationError::PublicKeys)?;
         if !ring.contains(sealer.sealing_kid()) {
@@ -202,18 +198,17 @@ impl Rotation {
             });
         }
         let reader = TokenReader::connect(&config.store.url).await?;
-        let (channel, reload) = reloading_channel(
+        let set = SetClient::new(
             &config.set_service.address,
-            &config.tls,
-            &config.trust_domain,
-            IdentityPattern::Role(Role::SetService),
+            &config.service.tls,
+            &config.service.trust_domain,
+            CALL_TIMEOUT,
         )?;
         Ok(Self {
             reader,
             ring: Arc::new(ring),
             sealer: Arc::new(sealer),
-            client: SetServiceClient::new(channel),
-            _reload: reload,
+            set,
         })
     }
 }
@@ -228,7 +223,7 @@ pub async fn reseal(
     mut on_progress: impl FnMut(&ResealProgress) + Send,
 ) -> Result<ResealReport, KeyRotationError> {
     let started = Instant::now();
-    let rotation = Arc::new(Rotation::start(config).await?);
+    let rotation = Arc::new(KeyJob::start(config).await?);
     let sealing_kid = rotation.sealer.sealing_kid().to_owned();
     let counts = rotation.reader.sealed_counts_by_kid().await?;
     let mut progress = ResealProgress::default();
@@ -340,7 +335,7 @@ fn report(
 /// Opens one token, seals it under the sealing key and has set-service swap
 /// it in. `Err` stops the whole job (set-service unreachable or refusing
 /// get-service); a problem with this token alone is logged and counted.
-async fn reseal_one(rotation: Arc<Rotation>, row: SealedRow) -> Result<Done, String> {
+async fn reseal_one(rotation: Arc<KeyJob>, row: SealedRow) -> Result<Done, String> {
     let SealedRow {
         account,
         provider,
@@ -383,11 +378,9 @@ async fn reseal_one(rotation: Arc<Rotation>, row: SealedRow) -> Result<Done, Str
     };
     let mut wait = Duration::from_millis(200);
     for attempt in 1..=ATTEMPTS {
-        let mut call = tonic::Request::new(request.clone());
-        call.set_timeout(CALL_TIMEOUT);
-        let status = match rotation.client.clone().reseal_refresh_token(call).await {
-            Ok(response) => {
-                return Ok(match response.into_inner().outcome() {
+        let error = match rotation.set.reseal(request.clone()).await {
+            Ok(outcome) => {
+                return Ok(match outcome {
                     ResealOutcome::Resealed => Done::Resealed,
                     ResealOutcome::Superseded | ResealOutcome::KeyChanged => {
                         tracing::debug!(%account, %provider, version, "skipped: rotated, revoked or re-sealed meanwhile");
@@ -399,32 +392,33 @@ async fn reseal_one(rotation: Arc<Rotation>, row: SealedRow) -> Result<Done, Str
                     }
                 });
             }
-            Err(status) => status,
+            Err(error) => error,
         };
-        match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
-                if attempt < ATTEMPTS =>
-            {
-                tracing::warn!(%account, %provider, version, attempt, code = ?status.code(), "re-seal call failed; retrying");
+        match &error {
+            e if e.is_transient() && attempt < ATTEMPTS => {
+                tracing::warn!(%account, %provider, version, attempt, error = %e, "re-seal call failed; retrying");
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
-            Code::InvalidArgument if status.message().contains("unknown key id") => {
+            SetError::Refused {
+                code: Code::InvalidArgument,
+                message,
+            } if message.contains("unknown key id") => {
                 return Err(format!(
                     "set-service does not know the sealing key {}: add its public key to set-service's \
                      public_keys_dir and restart set-service",
                     rotation.sealer.sealing_kid()
                 ));
             }
-            Code::InvalidArgument | Code::NotFound | Code::ResourceExhausted => {
-                tracing::error!(%account, %provider, version, code = ?status.code(), message = status.message(), "set-service refused a re-sealed token; it stays under its old key");
+            SetError::Refused {
+                code: code @ (Code::InvalidArgument | Code::NotFound | Code::ResourceExhausted),
+                message,
+            } => {
+                tracing::error!(%account, %provider, version, ?code, message, "set-service refused a re-sealed token; it stays under its old key");
                 return Ok(Done::Failed);
             }
-            code => {
-                return Err(format!(
-                    "set-service ResealRefreshToken failed ({code:?}): {}",
-                    status.message()
-                ));
+            other => {
+                return Err(format!("set-service ResealRefreshToken failed: {other}"));
             }
         }
     }

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::reseal::{KeyRotationError, Rotation};
+use crate::reseal::{KeyJob, KeyRotationError};
 
 /// What a retirement did, and what is left for the operator.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl std::fmt::Display for RetireReport {
 /// Retires `kid` from get-service (see the module docs).
 pub async fn retire_key(config: &Config, kid: &str) -> Result<RetireReport, KeyRotationError> {
     check_kid(kid)?;
-    let rotation = Rotation::start(config).await?;
+    let rotation = KeyJob::start(config).await?;
     if rotation.sealer.sealing_kid() == kid {
         return Err(KeyRotationError::RetireSealingKey {
             kid: kid.to_owned(),
@@ -94,7 +94,7 @@ pub async fn retire_key(config: &Config, kid: &str) -> Result<RetireReport, KeyR
     })
 }
 
-async fn refuse_if_in_use(rotation: &Rotation, kid: &str) -> Result<(), KeyRotationError> {
+async fn refuse_if_in_use(rotation: &KeyJob, kid: &str) -> Result<(), KeyRotationError> {
     let counts = rotation.reader.sealed_counts_by_kid().await?;
     match counts.iter().find(|(k, _)| k == kid) {
         Some((_, count)) if *count > 0 => Err(KeyRotationError::RetireInUse {

@@ -12,7 +12,7 @@
 //! recorded as such (with a warning) and the token is deleted all the same.
 //!
 //! Rotated refresh tokens that the store refused because the account changed
-//! meanwhile ([`SetWriter::take_orphans`]) are live grants too: those of
+//! meanwhile ([`Rotations::take_orphans`]) are live grants too: those of
 //! accounts now disconnected are revoked in the same sweep.
 //!
 //! Failures are retried on later sweeps with a growing pause per token; the
@@ -27,13 +27,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokenvault_oauth::{Provider, ProviderError};
+use tokenvault_opener::PrivateKeyRing;
+use tokenvault_proto::v1::RevocationOutcome as ProtoRevocationOutcome;
+use tokenvault_set_client::SetClient;
 use tokenvault_store::{Latest, PendingRevocation, RevocationOutcome, TokenReader};
 use zeroize::Zeroizing;
 
-use crate::PrivateKeyRing;
+use crate::account::{AccountKey, AccountLocks};
 use crate::config::RevocationConfig;
-use crate::provider::{Provider, ProviderError};
-use crate::writer::{Key, KeyLocks, SetWriter};
+use crate::rotation::Rotations;
 
 /// The longest pause before retrying one token.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -63,9 +66,11 @@ pub struct RevocationSweeper {
     /// The provider catalogue.
     pub providers: HashMap<String, Arc<Provider>>,
     /// Where revocations are recorded.
-    pub writer: SetWriter,
+    pub set: SetClient,
+    /// Rotated tokens the store refused (orphans).
+    pub rotations: Rotations,
     /// The per-account locks refreshes hold too.
-    pub locks: KeyLocks,
+    pub locks: AccountLocks,
     /// Interval and batch size.
     pub config: RevocationConfig,
     /// Per token version: failures so far and when to try again.
@@ -81,21 +86,22 @@ enum Done {
 }
 
 impl RevocationSweeper {
-    /// A sweeper over `reader`, writing through `writer`.
+    /// A sweeper over `reader`, recording through `set`, revoking the
+    /// orphans of `rotations` too (and sharing its account locks).
     pub fn new(
         reader: TokenReader,
         keys: Arc<PrivateKeyRing>,
         providers: HashMap<String, Arc<Provider>>,
-        writer: SetWriter,
-        locks: KeyLocks,
+        (rotations, set): (Rotations, SetClient),
         config: RevocationConfig,
     ) -> Self {
         Self {
             reader,
             keys,
             providers,
-            writer,
-            locks,
+            set,
+            locks: rotations.locks().clone(),
+            rotations,
             config,
             retry: HashMap::new(),
         }
@@ -184,11 +190,11 @@ impl RevocationSweeper {
 
     /// Revokes and records one pending token under its account's lock.
     async fn revoke_pending(&self, item: &PendingRevocation) -> Done {
-        let key: Key = (item.account.clone(), item.provider.clone());
+        let key = AccountKey::new(&item.account, &item.provider);
         let _guard = self.locks.lock(&key).await;
         // A rotated token held for this account is no longer wanted: it
         // becomes an orphan, revoked below.
-        let _ = self.writer.pending_token(&key, None);
+        let _ = self.rotations.pending_token(&key, None);
         match self
             .reader
             .still_pending(&item.account, &item.provider, item.version)
@@ -204,17 +210,26 @@ impl RevocationSweeper {
         let Some(outcome) = self.revoke_sealed(item).await else {
             return Done::Failed;
         };
-        match self
-            .writer
-            .record_revocation(&key, item.version, outcome)
-            .await
-        {
+        let recorded = match u64::try_from(item.version) {
+            Ok(version) => {
+                let proto = match outcome {
+                    RevocationOutcome::Revoked => ProtoRevocationOutcome::Revoked,
+                    RevocationOutcome::Unsupported => ProtoRevocationOutcome::Unsupported,
+                };
+                self.set
+                    .record_revocation(&item.account, &item.provider, version, proto)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(_) => Err(format!("negative token version {}", item.version)),
+        };
+        match recorded {
             Ok(()) => {
                 tracing::info!(account = %item.account, provider = %item.provider, %outcome, "disconnected account's grant revoked");
                 Done::Recorded(outcome)
             }
-            Err(code) => {
-                tracing::warn!(account = %item.account, provider = %item.provider, ?code, "recording a revocation failed; retrying later");
+            Err(error) => {
+                tracing::warn!(account = %item.account, provider = %item.provider, %error, "recording a revocation failed; retrying later");
                 Done::Failed
             }
         }
@@ -280,12 +295,17 @@ impl RevocationSweeper {
     async fn revoke_orphans(&self) -> usize {
         let mut revoked = 0;
         let mut again = Vec::new();
-        for (key, token) in self.writer.take_orphans() {
+        for (key, token) in self.rotations.take_orphans() {
             let _guard = self.locks.lock(&key).await;
-            match self.reader.latest(&key.0, &key.1).await {
-                Ok(Latest::Disconnected) => match self.revoke(&key.0, &key.1, &token).await {
+            let (account, provider) = (key.account.as_str(), key.provider.as_str());
+            match self.reader.latest(account, provider).await {
+                Ok(Latest::Disconnected) => match self.revoke(account, provider, &token).await {
                     Some(_) => {
-                        tracing::info!(account = %key.0, provider = %key.1, "revoked a rotated refresh token of a disconnected account");
+                        tracing::info!(
+                            account,
+                            provider,
+                            "revoked a rotated refresh token of a disconnected account"
+                        );
                         revoked += 1;
                     }
                     None => again.push((key.clone(), token)),
@@ -297,7 +317,7 @@ impl RevocationSweeper {
                 }
             }
         }
-        self.writer.return_orphans(again);
+        self.rotations.return_orphans(again);
         revoked
     }
 }

@@ -2,15 +2,17 @@
 //! (caller, peer, RPC, account, provider, outcome); the access token goes to
 //! the caller only, never to a log line.
 
-use tokenvault_mtls::{PeerInfo, audit};
 use tokenvault_proto::v1::get_service_server::GetService;
 use tokenvault_proto::v1::{
     AccountStatus, GetAccessTokenRequest, GetAccessTokenResponse, GetAccountStatusRequest,
     GetAccountStatusResponse,
 };
+use tokenvault_rpc::audit;
 use tokenvault_store::TokenStatus;
+use tokenvault_tls::PeerInfo;
 use tonic::{Request, Response, Status};
 
+use crate::account::AccountKey;
 use crate::broker::Broker;
 use crate::error::TokenError;
 
@@ -46,7 +48,7 @@ impl GetServiceImpl {
         let token = self
             .broker
             .access_token(
-                (req.account.clone(), req.provider.clone()),
+                AccountKey::new(&req.account, &req.provider),
                 req.min_ttl_seconds,
             )
             .await?;

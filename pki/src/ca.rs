@@ -12,7 +12,7 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
-use tokenvault_mtls::SpiffeId;
+use tokenvault_tls::SpiffeId;
 use zeroize::Zeroizing;
 
 use crate::error::PkiError;
@@ -119,7 +119,7 @@ impl Ca {
     /// one trust domain (the old and the new one during `rotate-ca`) never
     /// share a subject: verifiers pick a CRL by its issuer's name.
     pub fn generate(trust_domain: &str, days: u32) -> Result<Self, PkiError> {
-        tokenvault_mtls::validate_trust_domain(trust_domain)?;
+        tokenvault_tls::validate_trust_domain(trust_domain)?;
         let key = KeyPair::generate()?;
         let serial = random_serial()?;
         let tag: String = hex(&serial.to_bytes()).chars().take(8).collect();

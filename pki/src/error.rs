@@ -28,7 +28,7 @@ pub enum PkiError {
     #[error("key encoding failed: {0}")]
     KeyEncoding(String),
     #[error(transparent)]
-    Identity(#[from] tokenvault_mtls::IdentityError),
+    Identity(#[from] tokenvault_tls::IdentityError),
     #[error("validity must be between 1 and {max} days, got {got}")]
     Validity { got: u32, max: u32 },
     #[error("{0}")]

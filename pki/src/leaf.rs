@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
-use tokenvault_mtls::SpiffeId;
+use tokenvault_tls::SpiffeId;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::error::PkiError;
@@ -40,7 +40,7 @@ impl CertFacts {
             reason,
         };
         let certs =
-            tokenvault_mtls::read_certs("certificate", path).map_err(|e| invalid(e.to_string()))?;
+            tokenvault_tls::read_certs("certificate", path).map_err(|e| invalid(e.to_string()))?;
         let der = certs
             .first()
             .ok_or_else(|| invalid("no certificate".into()))?;

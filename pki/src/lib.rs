@@ -18,7 +18,7 @@ mod rotate;
 mod state;
 
 pub use ca::{Ca, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, IssuedCert, LeafSpec, MAX_LEAF_DAYS};
-pub use enckey::{ENCRYPTION_KEY_BITS, EncryptionKeyPair, public_key_info, thumbprint};
+pub use enckey::{ENCRYPTION_KEY_BITS, EncryptionKeyPair, public_key_info};
 pub use error::PkiError;
 pub use files::{PRIVATE_MODE, PUBLIC_MODE, write_file};
 pub use revoke::{CRL_VALIDITY_DAYS, CrlReport, Revocation};

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokenvault_mtls::Role;
 use tokenvault_pki::{
     CrlReport, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, DEFAULT_TRUST_DOMAIN, LeafSpec, RenewSelection,
     StateDir, parse_window, rfc3339,
 };
+use tokenvault_tls::Role;
 
 /// The environment variable that names the state directory.
 const ENV_STATE_DIR: &str = "TOKENVAULT_PKI_STATE";

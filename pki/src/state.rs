@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokenvault_mtls::{Role, SpiffeId};
+use tokenvault_tls::{Role, SpiffeId};
 use zeroize::Zeroizing;
 
 use crate::ca::{Ca, IssuedCert, LeafSpec};

@@ -11,7 +11,6 @@ pub mod v1 {
     tonic::include_proto!("tokenvault.v1");
 }
 
-pub mod discovery;
 pub mod ids;
 mod redact;
 

@@ -1,64 +1,35 @@
 //! set-service configuration: a typed TOML file with environment overrides.
 //!
-//! Every environment variable is a named constant below. A wrong or missing
-//! setting stops start-up with a message that names the setting. The store URL
-//! may carry a database password, so `Debug` redacts it.
+//! Every environment variable is a named constant: the settings every service
+//! shares are [`ServiceSettings`], overridden by `TOKENVAULT_SET_` followed
+//! by the names in [`tokenvault_runtime::settings::env`] (e.g.
+//! `TOKENVAULT_SET_LISTEN`); set-service's own are below. A wrong or missing
+//! setting stops start-up with a message that names the setting. The store
+//! URL may carry a database password: [`StoreConfig`]'s `Debug` redacts it.
 
-use std::fmt;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
-use tokenvault_mtls::settings::{EnvOverride, load_toml, read_config_file, redact_url};
-use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
+use tokenvault_runtime::settings::{EnvOverride, ServiceConfig, ServiceSettings, env};
+pub use tokenvault_store::StoreConfig;
+use tokenvault_tls::{IdentityPattern, Role};
 
 use crate::error::ConfigError;
 
 /// Path of the TOML config file (used by the binary).
 pub const ENV_CONFIG: &str = "TOKENVAULT_SET_CONFIG";
-/// Overrides `listen`.
-pub const ENV_LISTEN: &str = "TOKENVAULT_SET_LISTEN";
-/// Overrides `trust_domain`.
-pub const ENV_TRUST_DOMAIN: &str = "TOKENVAULT_SET_TRUST_DOMAIN";
-/// Overrides `tls.cert`.
-pub const ENV_TLS_CERT: &str = "TOKENVAULT_SET_TLS_CERT";
-/// Overrides `tls.key`.
-pub const ENV_TLS_KEY: &str = "TOKENVAULT_SET_TLS_KEY";
-/// Overrides `tls.ca`.
-pub const ENV_TLS_CA: &str = "TOKENVAULT_SET_TLS_CA";
-/// Overrides `tls.crl`.
-pub const ENV_TLS_CRL: &str = "TOKENVAULT_SET_TLS_CRL";
-/// Overrides `store.url` (for PostgreSQL, the writer role's URL).
-pub const ENV_STORE_URL: &str = "TOKENVAULT_SET_STORE_URL";
-/// Overrides `public_keys_dir`.
-pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_SET_PUBLIC_KEYS_DIR";
-/// Overrides `providers`, comma-separated.
-pub const ENV_PROVIDERS: &str = "TOKENVAULT_SET_PROVIDERS";
-
-/// Which setting each environment variable overrides.
+/// The prefix of every set-service environment variable.
+pub const ENV_PREFIX: &str = "TOKENVAULT_SET";
+/// `TOKENVAULT_SET_PROVIDERS` overrides `providers`, comma-separated.
+pub const ENV_PROVIDERS: &str = "PROVIDERS";
 /// The owner role's URL for `set-service migrate` (PostgreSQL); not part of
 /// the config file, since the running service never needs it.
 pub const ENV_OWNER_URL: &str = "TOKENVAULT_SET_OWNER_URL";
-/// Overrides `health_listen`.
-pub const ENV_HEALTH_LISTEN: &str = "TOKENVAULT_SET_HEALTH_LISTEN";
-/// Overrides `metrics_listen`.
-pub const ENV_METRICS_LISTEN: &str = "TOKENVAULT_SET_METRICS_LISTEN";
 
-/// Overrides `audit.database_url`.
-pub const ENV_AUDIT_DATABASE_URL: &str = "TOKENVAULT_SET_AUDIT_DATABASE_URL";
-
+/// set-service's own overrides, beside [`ServiceSettings::OVERRIDES`].
 const ENV_OVERRIDES: &[EnvOverride] = &[
-    EnvOverride::scalar(ENV_AUDIT_DATABASE_URL, "audit.database_url"),
-    EnvOverride::scalar(ENV_LISTEN, "listen"),
-    EnvOverride::scalar(ENV_HEALTH_LISTEN, "health_listen"),
-    EnvOverride::scalar(ENV_METRICS_LISTEN, "metrics_listen"),
-    EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
-    EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
-    EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
-    EnvOverride::scalar(ENV_TLS_CA, "tls.ca"),
-    EnvOverride::scalar(ENV_TLS_CRL, "tls.crl"),
-    EnvOverride::scalar(ENV_STORE_URL, "store.url"),
-    EnvOverride::scalar(ENV_PUBLIC_KEYS_DIR, "public_keys_dir"),
+    EnvOverride::scalar(env::STORE_URL, "store.url"),
+    EnvOverride::scalar(env::PUBLIC_KEYS_DIR, "public_keys_dir"),
     EnvOverride::list(ENV_PROVIDERS, "providers"),
 ];
 
@@ -66,24 +37,8 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on, e.g. `127.0.0.1:7401`.
-    pub listen: SocketAddr,
-    /// Optional plaintext listener, e.g. `0.0.0.0:7411`, that serves only
-    /// `grpc.health.v1.Health` (no TLS, no tokens, no identities) for
-    /// orchestrators' probes, which cannot present a client certificate.
-    #[serde(default)]
-    pub health_listen: Option<SocketAddr>,
-    /// Optional plaintext listener, e.g. `127.0.0.1:7421`, that serves only
-    /// `GET /metrics` (Prometheus; no tokens, no identities).
-    #[serde(default)]
-    pub metrics_listen: Option<SocketAddr>,
-    /// How often the store is checked for the gRPC health status.
-    #[serde(default)]
-    pub health: tokenvault_mtls::health::HealthConfig,
-    /// The SPIFFE trust domain of every peer.
-    pub trust_domain: String,
-    /// This service's certificate, key, CA bundle and CRL.
-    pub tls: TlsFiles,
+    /// Listeners, trust domain, TLS files, health, audit.
+    pub service: ServiceSettings,
     /// Where sealed tokens go.
     pub store: StoreConfig,
     /// Directory of token-encryption public keys (`<kid>.pem`): a sealed
@@ -94,28 +49,9 @@ pub struct Config {
     /// Who may call which RPC.
     #[serde(default)]
     pub allow: AllowConfig,
-    /// The optional append-only audit table.
-    #[serde(default)]
-    pub audit: tokenvault_mtls::audit::AuditConfig,
     /// Size limits.
     #[serde(default)]
     pub limits: Limits,
-}
-
-/// The store connection.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// `sqlite://path/to/tokenvault.db` or `postgres://writer@host/db`.
-    pub url: String,
-}
-
-impl fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreConfig")
-            .field("url", &redact_url(&self.url))
-            .finish()
-    }
 }
 
 /// Per-RPC allow-lists: role names (`worker`) or exact SPIFFE IDs.
@@ -171,33 +107,12 @@ impl Default for Limits {
     }
 }
 
-impl Config {
-    /// Reads `path`, applies overrides from `env` (a lookup such as
-    /// `|k| std::env::var(k).ok()`), and checks the result.
-    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = read_config_file(path)?;
-        Self::from_toml(&text, env)
-    }
+impl ServiceConfig for Config {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    const ENV_OVERRIDES: &'static [EnvOverride] = ENV_OVERRIDES;
 
-    /// Parses TOML text, applies overrides from `env`, and checks the result.
-    pub fn from_toml(
-        text: &str,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let config: Config = load_toml(text, ENV_OVERRIDES, env)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.health.validate()?;
-        tokenvault_mtls::validate_trust_domain(&self.trust_domain).map_err(|e| {
-            ConfigError::Invalid {
-                setting: "trust_domain",
-                reason: e.to_string(),
-            }
-        })?;
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.service.validate()?;
         if self.providers.is_empty() {
             return Err(ConfigError::Invalid {
                 setting: "providers",
@@ -216,12 +131,7 @@ impl Config {
                 ),
             });
         }
-        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
-            return Err(ConfigError::Invalid {
-                setting: "store.url",
-                reason: "use sqlite://PATH or postgres://USER@HOST/DB".into(),
-            });
-        }
+        self.store.validate()?;
         if self.limits.max_sealed_token_bytes == 0
             || self.limits.max_sealed_token_bytes >= self.limits.max_message_bytes
         {
@@ -255,24 +165,33 @@ url = "sqlite://state/tokenvault.db"
         None
     }
 
+    fn var(suffix: &str) -> String {
+        tokenvault_runtime::settings::env_var(ENV_PREFIX, suffix)
+    }
+
     #[test]
     fn parses_and_applies_env_overrides() -> Result<(), ConfigError> {
         let c = Config::from_toml(GOOD, no_env)?;
-        assert_eq!(c.listen.port(), 7401);
+        assert_eq!(c.service.listen.port(), 7401);
         assert_eq!(
             c.allow.disconnect_account,
             vec![IdentityPattern::Role(Role::WebFrontend)]
         );
-        let env = |k: &str| match k {
-            ENV_LISTEN => Some("127.0.0.1:9999".to_owned()),
-            ENV_PROVIDERS => Some("a, b".to_owned()),
-            ENV_TLS_CRL => Some("crl.pem".to_owned()),
-            _ => None,
+        let env = |k: &str| {
+            if k == var(env::LISTEN) {
+                Some("127.0.0.1:9999".to_owned())
+            } else if k == var(ENV_PROVIDERS) {
+                Some("a, b".to_owned())
+            } else if k == "TOKENVAULT_SET_TLS_CRL" {
+                Some("crl.pem".to_owned())
+            } else {
+                None
+            }
         };
         let c = Config::from_toml(GOOD, env)?;
-        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.service.listen.port(), 9999);
         assert_eq!(c.providers, vec!["a", "b"]);
-        assert_eq!(c.tls.crl, Some(PathBuf::from("crl.pem")));
+        assert_eq!(c.service.tls.crl, Some(PathBuf::from("crl.pem")));
         Ok(())
     }
 
@@ -307,20 +226,10 @@ url = "sqlite://state/tokenvault.db"
 
     #[test]
     fn a_bad_override_names_the_variable() {
-        let env = |k: &str| (k == ENV_LISTEN).then(|| "nowhere".to_owned());
+        let env = |k: &str| (k == "TOKENVAULT_SET_LISTEN").then(|| "nowhere".to_owned());
         match Config::from_toml(GOOD, env) {
             Ok(_) => unreachable!("accepted a bad listen address"),
-            Err(e) => assert!(e.to_string().contains(ENV_LISTEN), "{e}"),
+            Err(e) => assert!(e.to_string().contains("TOKENVAULT_SET_LISTEN"), "{e}"),
         }
-    }
-
-    #[test]
-    fn debug_redacts_the_database_password() {
-        let s = StoreConfig {
-            url: "postgres://writer:hunter2@db/tokenvault".into(),
-        };
-        let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2"));
-        assert!(shown.contains("writer:<redacted>@db"));
     }
 }

@@ -3,33 +3,19 @@
 
 use tonic::Status;
 
-pub use tokenvault_mtls::settings::ConfigError;
+pub use tokenvault_runtime::settings::ConfigError;
 
 /// Why set-service could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("tls: {0}")]
-    Tls(#[from] tokenvault_mtls::TlsError),
+    #[error(transparent)]
+    Serve(#[from] tokenvault_rpc::ServeError),
     #[error("public_keys_dir: {0}")]
     Keys(tokenvault_seal::SealError),
     #[error("store.url: {0}")]
     Store(tokenvault_store::StoreError),
-    #[error("health_listen: cannot bind {addr}: {source}")]
-    HealthListen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("metrics_listen: cannot bind {addr}: {source}")]
-    MetricsListen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
-    #[error("reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// Why one RPC failed.

@@ -16,4 +16,4 @@ pub mod validate;
 
 pub use config::Config;
 pub use error::{ConfigError, RpcError, ServeError};
-pub use server::{RPCS, allow_list, run, run_with_metrics};
+pub use server::{RPCS, allow_list, run};

@@ -4,14 +4,16 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
+use tokenvault_runtime::settings::ServiceConfig as _;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokenvault_mtls::logging::init_logging_with;
-use tokenvault_mtls::process::{init_logging, shutdown_signal};
+use tokenvault_runtime::logging::init_logging;
+use tokenvault_runtime::settings::Listeners;
+use tokenvault_runtime::signal::shutdown_signal;
 use tokenvault_set_service::config::{ENV_CONFIG, ENV_OWNER_URL};
 use tokenvault_set_service::{Config, run};
-use tokenvault_store::audit_table::optional_audit_sink;
+use tokenvault_store::audit_table::AuditLogging;
 
 /// tokenvault set-service: write-only ingest of sealed refresh tokens.
 #[derive(Debug, Parser)]
@@ -39,9 +41,6 @@ enum Command {
     },
 }
 
-/// How long a stopping service waits for audit rows still queued for the table.
-const AUDIT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -54,17 +53,10 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(&args.config, |k| std::env::var(k).ok())?;
-    let (audit_sink, audit_writer) =
-        optional_audit_sink(config.audit.database_url.as_deref(), "set-service")
-            .context("audit.database_url")?;
-    init_logging_with(audit_sink);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listen: cannot bind {}", config.listen))?;
-    let served = run(listener, config, shutdown_signal()).await;
-    if let Some(writer) = &audit_writer {
-        writer.drain(AUDIT_DRAIN).await;
-    }
-    served?;
-    Ok(())
+    let audit = AuditLogging::install(config.service.audit.database_url.as_deref(), "set-service")
+        .context("audit.database_url")?;
+    let listeners = Listeners::bind(&config.service).await?;
+    let served = run(listeners, config, shutdown_signal()).await;
+    audit.drain().await;
+    Ok(served?)
 }

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use tokenvault_mtls::{PeerInfo, audit};
 use tokenvault_proto::v1::set_service_server::SetService;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, DisconnectAccountResponse, RecordAccountStatusRequest,
@@ -17,8 +16,10 @@ use tokenvault_proto::v1::{
     RevocationOutcome as ProtoRevocationOutcome, StoreRefreshTokenRequest,
     StoreRefreshTokenResponse,
 };
+use tokenvault_rpc::audit;
 use tokenvault_seal::{PublicKeySet, SealedToken};
 use tokenvault_store::{ResealOutcome, RevocationOutcome, StoreError, TokenStatus, TokenWriter};
+use tokenvault_tls::PeerInfo;
 use tonic::{Request, Response, Status};
 
 use crate::config::Limits;

@@ -17,8 +17,7 @@ use aws_lc_rs::rsa::{
     OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
 };
 use base64::Engine;
-use tokenvault_get_service::PrivateKeyRing;
-use tokenvault_mtls::{Role, incoming, server_config};
+use tokenvault_opener::PrivateKeyRing;
 use tokenvault_proto::v1::get_service_server::{GetService, GetServiceServer};
 use tokenvault_proto::v1::{
     GetAccessTokenRequest, GetAccessTokenResponse, GetAccountStatusRequest,
@@ -26,6 +25,7 @@ use tokenvault_proto::v1::{
 };
 use tokenvault_tests::pki::TRUST_DOMAIN;
 use tokenvault_tests::system::{Options, System};
+use tokenvault_tls::{Role, incoming, server_config};
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 use tonic::{Request, Response, Status};
 

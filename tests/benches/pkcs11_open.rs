@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use tokenvault_get_service::PrivateKeyRing;
-use tokenvault_get_service::pkcs11::generate_key;
+use tokenvault_opener::PrivateKeyRing;
+use tokenvault_opener::pkcs11::generate_key;
 use tokenvault_seal::PublicKeySet;
 use tokenvault_tests::keys::{Fixture, pair};
 use tokenvault_tests::kryoptic::run_with_token;

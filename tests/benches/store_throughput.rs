@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgPoolOptions;
-use tokenvault_mtls::Role;
 use tokenvault_proto::v1::StoreRefreshTokenRequest;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_seal::PublicKeySet;
 use tokenvault_tests::services::set_service_config;
 use tokenvault_tests::{TestPki, TestStore, grpc_channel, start_set_service};
+use tokenvault_tls::Role;
 
 /// Concurrent callers per level.
 const LEVELS: [usize; 3] = [1, 16, 64];

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use tempfile::TempDir;
-use tokenvault_get_service::PrivateKeyRing;
+use tokenvault_opener::PrivateKeyRing;
 use tokenvault_pki::{EncryptionKeyPair, PRIVATE_MODE, PUBLIC_MODE, write_file};
 use tokenvault_seal::PublicKeySet;
 

@@ -24,7 +24,7 @@ use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use tokenvault_get_service::pkcs11::Pkcs11Config;
+use tokenvault_opener::pkcs11::Pkcs11Config;
 
 /// Set (to anything) to make a missing kryoptic library a failure, not a
 /// skip; `.ci/run` sets it.

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
-use tokenvault_mtls::logging::AuditSink;
+use tokenvault_runtime::logging::AuditSink;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::Registry;
@@ -81,10 +81,10 @@ impl Layer<Registry> for AuditSinkSlot {
 }
 
 /// Installs the capturing subscriber once per process: the services' own
-/// logging setup (`tokenvault_mtls::logging`: text lines, JSON audit lines),
+/// logging setup (`tokenvault_runtime::logging`: text lines, JSON audit lines),
 /// at debug level for tokenvault and info for everything else.
 pub fn init_tracing() {
-    let subscriber = tokenvault_mtls::logging::subscriber(
+    let subscriber = tokenvault_runtime::logging::subscriber(
         tracing_subscriber::EnvFilter::new("info,tokenvault=debug"),
         || Tee,
         false,

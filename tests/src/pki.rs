@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use rcgen::{CertificateParams, DistinguishedName, DnType, SanType};
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
-use tokenvault_mtls::{Role, SpiffeId, TlsFiles};
 use tokenvault_pki::{
     CrlReport, IssuedCert, LeafSpec, PRIVATE_MODE, PUBLIC_MODE, RenewReport, RenewSelection,
     Revocation, StateDir, write_file,
 };
+use tokenvault_tls::{Role, SpiffeId, TlsFiles};
 
 /// The trust domain of test PKIs.
 pub const TRUST_DOMAIN: &str = "tokenvault.test";

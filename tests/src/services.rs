@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use tokenvault_get_service::config::{CacheConfig, SetServiceConfig};
-use tokenvault_get_service::provider::ProviderConfig;
-use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
+use tokenvault_oauth::ProviderConfig;
+use tokenvault_runtime::settings::{Listeners, ServiceSettings};
 use tokenvault_set_service::config::{AllowConfig, Limits, StoreConfig};
+use tokenvault_tls::{IdentityPattern, Role, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
@@ -77,20 +78,28 @@ pub fn set_service_config(
     store_url: &str,
 ) -> anyhow::Result<tokenvault_set_service::Config> {
     Ok(tokenvault_set_service::Config {
-        listen: "127.0.0.1:0".parse()?,
-        health_listen: None,
-        metrics_listen: None,
-        health: Default::default(),
-        trust_domain: TRUST_DOMAIN.to_owned(),
-        tls: pki.issue(Role::SetService, None)?,
+        service: service_settings(pki.issue(Role::SetService, None)?)?,
         store: StoreConfig {
             url: store_url.to_owned(),
         },
         public_keys_dir: pki.public_keys_dir(),
         providers: vec!["oidc".to_owned(), "github".to_owned(), "google".to_owned()],
         allow: AllowConfig::default(),
-        audit: Default::default(),
         limits: Limits::default(),
+    })
+}
+
+/// The settings every service shares, for a service with certificate `tls`
+/// listening on 127.0.0.1 port 0 (tests bind their own listeners).
+pub fn service_settings(tls: TlsFiles) -> anyhow::Result<ServiceSettings> {
+    Ok(ServiceSettings {
+        listen: "127.0.0.1:0".parse()?,
+        health_listen: None,
+        metrics_listen: None,
+        health: Default::default(),
+        trust_domain: TRUST_DOMAIN.to_owned(),
+        tls,
+        audit: Default::default(),
     })
 }
 
@@ -99,21 +108,24 @@ pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("tokenvault.db").display())
 }
 
-/// Runs `serve` (a service's `run_with_metrics` with its listener, metrics
-/// listener, config and shutdown future) in a task, on a listener bound to
-/// `addr` and a metrics listener bound to 127.0.0.1 port 0.
-async fn spawn_service<F, Fut, E>(addr: SocketAddr, serve: F) -> anyhow::Result<RunningService>
+/// Runs `serve` (a service's `run` with its listeners, config and shutdown
+/// future) in a task, on `listener` and a metrics listener bound to
+/// 127.0.0.1 port 0.
+async fn spawn_service<F, Fut, E>(listener: TcpListener, serve: F) -> anyhow::Result<RunningService>
 where
-    F: FnOnce(TcpListener, TcpListener, oneshot::Receiver<()>) -> Fut,
+    F: FnOnce(Listeners, oneshot::Receiver<()>) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
     E: Into<anyhow::Error>,
 {
-    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let metrics = TcpListener::bind("127.0.0.1:0").await?;
     let metrics_addr = Some(metrics.local_addr()?);
     let (tx, rx) = oneshot::channel();
-    let running = serve(listener, metrics, rx);
+    let listeners = Listeners {
+        main: listener,
+        metrics: Some(metrics),
+    };
+    let running = serve(listeners, rx);
     let task = tokio::spawn(async move { running.await.map_err(Into::into) });
     Ok(RunningService {
         addr,
@@ -135,8 +147,8 @@ pub async fn start_set_service_at(
     config: tokenvault_set_service::Config,
     addr: SocketAddr,
 ) -> anyhow::Result<RunningService> {
-    spawn_service(addr, |listener, metrics, rx| {
-        tokenvault_set_service::run_with_metrics(listener, Some(metrics), config, async {
+    spawn_service(TcpListener::bind(addr).await?, |listeners, rx| {
+        tokenvault_set_service::run(listeners, config, async {
             let _ = rx.await;
         })
     })
@@ -147,8 +159,8 @@ pub async fn start_set_service_at(
 pub async fn start_get_service(
     config: tokenvault_get_service::Config,
 ) -> anyhow::Result<RunningService> {
-    spawn_service("127.0.0.1:0".parse()?, |listener, metrics, rx| {
-        tokenvault_get_service::run_with_metrics(listener, Some(metrics), config, async {
+    spawn_service(TcpListener::bind("127.0.0.1:0").await?, |listeners, rx| {
+        tokenvault_get_service::run(listeners, config, async {
             let _ = rx.await;
         })
     })
@@ -164,12 +176,7 @@ pub fn get_service_config(
     providers: Vec<ProviderConfig>,
 ) -> anyhow::Result<tokenvault_get_service::Config> {
     Ok(tokenvault_get_service::Config {
-        listen: "127.0.0.1:0".parse()?,
-        health_listen: None,
-        metrics_listen: None,
-        health: Default::default(),
-        trust_domain: TRUST_DOMAIN.to_owned(),
-        tls: pki.issue(Role::GetService, None)?,
+        service: service_settings(pki.issue(Role::GetService, None)?)?,
         store: tokenvault_get_service::config::StoreConfig {
             url: store_url.to_owned(),
         },
@@ -182,7 +189,6 @@ pub fn get_service_config(
         providers,
         cache: CacheConfig::default(),
         allow: tokenvault_get_service::config::AllowConfig::default(),
-        audit: Default::default(),
         // Sweep for disconnected accounts to revoke every second.
         revocation: tokenvault_get_service::config::RevocationConfig {
             interval_secs: 1,
@@ -217,9 +223,9 @@ timeout_secs = {timeout_secs}
 /// server to have `server_role`.
 pub fn grpc_channel(address: &str, files: &TlsFiles, server_role: Role) -> anyhow::Result<Channel> {
     let config =
-        tokenvault_mtls::client_config(files, TRUST_DOMAIN, IdentityPattern::Role(server_role))?;
+        tokenvault_tls::client_config(files, TRUST_DOMAIN, IdentityPattern::Role(server_role))?;
     let (_tx, rx) = watch::channel(config);
-    Ok(tokenvault_mtls::channel(address, rx)?)
+    Ok(tokenvault_tls::channel(address, rx)?)
 }
 
 /// The signed-link secret every test web-frontend uses.
@@ -235,13 +241,10 @@ pub fn web_frontend_config(
     providers: Vec<tokenvault_web_frontend::provider::ProviderConfig>,
 ) -> anyhow::Result<tokenvault_web_frontend::Config> {
     let secret_file = pki.scratch().join("link-secret");
-    std::fs::write(&secret_file, LINK_SECRET)?;
+    write_secret_file(&secret_file, LINK_SECRET.as_bytes())?;
     Ok(tokenvault_web_frontend::Config {
-        listen: "127.0.0.1:0".parse()?,
-        metrics_listen: None,
+        service: service_settings(pki.issue(Role::WebFrontend, None)?)?,
         public_url: public_url.to_owned(),
-        trust_domain: TRUST_DOMAIN.to_owned(),
-        tls: pki.issue(Role::WebFrontend, None)?,
         set_service: tokenvault_web_frontend::config::SetServiceConfig {
             address: set_address.to_owned(),
             timeout_secs: 5,
@@ -327,22 +330,23 @@ pub async fn start_web_frontend(
     config: tokenvault_web_frontend::Config,
 ) -> anyhow::Result<RunningService> {
     listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(listener)?;
-    let addr = listener.local_addr()?;
-    let metrics = TcpListener::bind("127.0.0.1:0").await?;
-    let metrics_addr = Some(metrics.local_addr()?);
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        tokenvault_web_frontend::run_with_metrics(listener, Some(metrics), config, async {
+    spawn_service(TcpListener::from_std(listener)?, |listeners, rx| {
+        tokenvault_web_frontend::run(listeners, config, async {
             let _ = rx.await;
         })
-        .await
-        .map_err(Into::into)
-    });
-    Ok(RunningService {
-        addr,
-        metrics_addr,
-        shutdown: Some(tx),
-        task: Some(task),
     })
+    .await
+}
+
+/// Writes a secret file as services expect one: owner-only (0600).
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
 }

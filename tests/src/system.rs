@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use tokenvault_get_service::PrivateKeyRing;
 use tokenvault_get_service::config::CacheConfig;
-use tokenvault_mtls::Role;
+use tokenvault_opener::PrivateKeyRing;
 use tokenvault_proto::v1::StoreRefreshTokenRequest;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_seal::PublicKeySet;
 use tokenvault_store::{Latest, TokenReader};
+use tokenvault_tls::Role;
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 
 use crate::logs::{assert_not_logged, init_tracing};

@@ -4,59 +4,34 @@
 //! and are never printed; the cookie key and the link secret are read from
 //! files named here, never written into the config itself.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
-use tokenvault_mtls::TlsFiles;
-use tokenvault_mtls::settings::{
-    ConfigError, EnvOverride, check_endpoint, load_toml, read_config_file,
-};
+use tokenvault_oauth::checks::check_endpoint;
+use tokenvault_runtime::settings::{ConfigError, EnvOverride, ServiceConfig, ServiceSettings, env};
 use url::Url;
 
 use crate::provider::ProviderConfig;
 
 /// Path of the TOML config file (used by the binary).
 pub const ENV_CONFIG: &str = "TOKENVAULT_WEB_CONFIG";
-/// Overrides `listen`.
-pub const ENV_LISTEN: &str = "TOKENVAULT_WEB_LISTEN";
-/// Overrides `metrics_listen`.
-pub const ENV_METRICS_LISTEN: &str = "TOKENVAULT_WEB_METRICS_LISTEN";
-/// Overrides `public_url`.
-pub const ENV_PUBLIC_URL: &str = "TOKENVAULT_WEB_PUBLIC_URL";
-/// Overrides `trust_domain`.
-pub const ENV_TRUST_DOMAIN: &str = "TOKENVAULT_WEB_TRUST_DOMAIN";
-/// Overrides `tls.cert`.
-pub const ENV_TLS_CERT: &str = "TOKENVAULT_WEB_TLS_CERT";
-/// Overrides `tls.key`.
-pub const ENV_TLS_KEY: &str = "TOKENVAULT_WEB_TLS_KEY";
-/// Overrides `tls.ca`.
-pub const ENV_TLS_CA: &str = "TOKENVAULT_WEB_TLS_CA";
-/// Overrides `tls.crl`.
-pub const ENV_TLS_CRL: &str = "TOKENVAULT_WEB_TLS_CRL";
-/// Overrides `set_service.address`.
-pub const ENV_SET_SERVICE_ADDRESS: &str = "TOKENVAULT_WEB_SET_SERVICE_ADDRESS";
-/// Overrides `public_keys_dir`.
-pub const ENV_PUBLIC_KEYS_DIR: &str = "TOKENVAULT_WEB_PUBLIC_KEYS_DIR";
-/// Overrides `sealing_kid`.
-pub const ENV_SEALING_KID: &str = "TOKENVAULT_WEB_SEALING_KID";
-/// Overrides `session.cookie_key_file`.
-pub const ENV_COOKIE_KEY_FILE: &str = "TOKENVAULT_WEB_COOKIE_KEY_FILE";
-/// Overrides `links.secret_file`.
-pub const ENV_LINK_SECRET_FILE: &str = "TOKENVAULT_WEB_LINK_SECRET_FILE";
+/// The prefix of every web-frontend environment variable: the shared
+/// settings' names ([`tokenvault_runtime::settings::env`]) and those below
+/// follow it, e.g. `TOKENVAULT_WEB_LISTEN`.
+pub const ENV_PREFIX: &str = "TOKENVAULT_WEB";
+/// `TOKENVAULT_WEB_PUBLIC_URL` overrides `public_url`.
+pub const ENV_PUBLIC_URL: &str = "PUBLIC_URL";
+/// `TOKENVAULT_WEB_COOKIE_KEY_FILE` overrides `session.cookie_key_file`.
+pub const ENV_COOKIE_KEY_FILE: &str = "COOKIE_KEY_FILE";
+/// `TOKENVAULT_WEB_LINK_SECRET_FILE` overrides `links.secret_file`.
+pub const ENV_LINK_SECRET_FILE: &str = "LINK_SECRET_FILE";
 
+/// web-frontend's own overrides, beside [`ServiceSettings::OVERRIDES`].
 const ENV_OVERRIDES: &[EnvOverride] = &[
-    EnvOverride::scalar(ENV_LISTEN, "listen"),
-    EnvOverride::scalar(ENV_METRICS_LISTEN, "metrics_listen"),
     EnvOverride::scalar(ENV_PUBLIC_URL, "public_url"),
-    EnvOverride::scalar(ENV_TRUST_DOMAIN, "trust_domain"),
-    EnvOverride::scalar(ENV_TLS_CERT, "tls.cert"),
-    EnvOverride::scalar(ENV_TLS_KEY, "tls.key"),
-    EnvOverride::scalar(ENV_TLS_CA, "tls.ca"),
-    EnvOverride::scalar(ENV_TLS_CRL, "tls.crl"),
-    EnvOverride::scalar(ENV_SET_SERVICE_ADDRESS, "set_service.address"),
-    EnvOverride::scalar(ENV_PUBLIC_KEYS_DIR, "public_keys_dir"),
-    EnvOverride::scalar(ENV_SEALING_KID, "sealing_kid"),
+    EnvOverride::scalar(env::SET_SERVICE_ADDRESS, "set_service.address"),
+    EnvOverride::scalar(env::PUBLIC_KEYS_DIR, "public_keys_dir"),
+    EnvOverride::scalar(env::SEALING_KID, "sealing_kid"),
     EnvOverride::scalar(ENV_COOKIE_KEY_FILE, "session.cookie_key_file"),
     EnvOverride::scalar(ENV_LINK_SECRET_FILE, "links.secret_file"),
 ];
@@ -65,23 +40,17 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Address to listen on (plain HTTP), e.g. `127.0.0.1:7400`. Put a
-    /// TLS-terminating proxy in front of it anywhere but loopback.
-    pub listen: SocketAddr,
-    /// Optional plaintext listener, e.g. `127.0.0.1:7420`, that serves only
-    /// `GET /metrics` (Prometheus; no tokens, no identities). Keep it off
-    /// the public network.
-    #[serde(default)]
-    pub metrics_listen: Option<SocketAddr>,
+    /// `listen` (plain HTTP, e.g. `127.0.0.1:7400`: put a TLS-terminating
+    /// proxy in front of it anywhere but loopback), `metrics_listen` (keep it
+    /// off the public network), the trust domain, and `tls`: the
+    /// `web-frontend` client certificate, key, CA bundle and CRL used towards
+    /// set-service. The web-frontend has no gRPC health listener and no
+    /// audit table: `health_listen`, `[health]` and `[audit]` are refused.
+    pub service: ServiceSettings,
     /// The URL browsers use, e.g. `https://connect.example.com`. The
     /// redirect URI registered at every provider is `<public_url>/callback`.
     /// When it is https, every response carries HSTS.
     pub public_url: String,
-    /// The SPIFFE trust domain.
-    pub trust_domain: String,
-    /// The `web-frontend` client certificate, key, CA bundle and CRL used
-    /// towards set-service.
-    pub tls: TlsFiles,
     /// Where sealed tokens are sent.
     pub set_service: SetServiceConfig,
     /// Directory of token-encryption public keys; the newest seals.
@@ -182,22 +151,6 @@ impl Default for Limits {
 }
 
 impl Config {
-    /// Reads `path`, applies overrides from `env`, and checks the result.
-    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = read_config_file(path)?;
-        Self::from_toml(&text, env)
-    }
-
-    /// Parses TOML text, applies overrides from `env`, and checks the result.
-    pub fn from_toml(
-        text: &str,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let config: Config = load_toml(text, ENV_OVERRIDES, env)?;
-        config.validate()?;
-        Ok(config)
-    }
-
     /// The public URL, parsed and checked.
     pub fn public_url(&self) -> Result<Url, ConfigError> {
         let url = check_endpoint("public_url", &self.public_url).map_err(invalid("public_url"))?;
@@ -209,11 +162,15 @@ impl Config {
         }
         Ok(url)
     }
+}
 
-    /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        tokenvault_mtls::validate_trust_domain(&self.trust_domain)
-            .map_err(|e| invalid("trust_domain")(e.to_string()))?;
+impl ServiceConfig for Config {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    const ENV_OVERRIDES: &'static [EnvOverride] = ENV_OVERRIDES;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.service.validate()?;
+        self.service.refuse_grpc_only("web-frontend")?;
         self.public_url()?;
         if self.providers.is_empty() {
             return Err(invalid("providers")(
@@ -280,12 +237,12 @@ mod tests {
     fn overrides_and_errors_name_the_setting() {
         let text = include_str!("../../deploy/examples/web-frontend.toml");
         let config = Config::from_toml(text, |k| {
-            (k == ENV_PUBLIC_URL).then(|| "http://127.0.0.1:7400".to_owned())
+            (k == "TOKENVAULT_WEB_PUBLIC_URL").then(|| "http://127.0.0.1:7400".to_owned())
         })
         .unwrap();
         assert_eq!(config.public_url, "http://127.0.0.1:7400");
         let err = Config::from_toml(text, |k| {
-            (k == ENV_PUBLIC_URL).then(|| "http://connect.example.com".to_owned())
+            (k == "TOKENVAULT_WEB_PUBLIC_URL").then(|| "http://connect.example.com".to_owned())
         })
         .unwrap_err()
         .to_string();

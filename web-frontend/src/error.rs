@@ -4,12 +4,12 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use tokenvault_mtls::settings::ConfigError;
+use tokenvault_runtime::settings::ConfigError;
 
 use crate::link::LinkError;
 use crate::pages;
 use crate::provider::ProviderError;
-use crate::set_client::SetError;
+use tokenvault_set_client::SetError;
 
 /// A request failed.
 #[derive(Debug, thiserror::Error)]
@@ -288,21 +288,13 @@ pub enum ServeError {
     PublicKeys(#[from] tokenvault_seal::SealError),
     /// The set-service client cannot be built.
     #[error("set-service client: {0}")]
-    Tls(#[from] tokenvault_mtls::TlsError),
+    Tls(#[from] tokenvault_tls::TlsError),
     /// The cookie key file is unusable.
     #[error("session.cookie_key_file: {0}")]
     CookieKey(String),
     /// The link secret file is unusable.
     #[error("links.secret_file: {0}")]
     LinkSecret(String),
-    /// The metrics listener cannot be bound.
-    #[error("metrics_listen: cannot bind {addr}: {source}")]
-    MetricsListen {
-        /// The configured address.
-        addr: std::net::SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),

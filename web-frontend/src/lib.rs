@@ -30,25 +30,25 @@ pub mod metrics;
 pub mod pages;
 pub mod provider;
 pub mod routes;
-mod set_client;
 pub mod signin;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokenvault_runtime::settings::ServiceConfig as _;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum_extra::extract::cookie::Key;
-use tokenvault_mtls::metrics::{CertExpiry, HttpMetrics, Registry};
+use tokenvault_runtime::metrics::{CertExpiry, HttpMetrics, Registry};
+use tokenvault_runtime::secret::read_secret_file;
+use tokenvault_runtime::settings::Listeners;
 use tokenvault_seal::PublicKeySet;
-use tokio::net::TcpListener;
-use zeroize::Zeroizing;
+use tokenvault_set_client::SetClient;
 
 pub use config::Config;
 pub use error::{ServeError, WebError};
-pub use set_client::{SetClient, SetError};
 
 use crate::link::LinkSigner;
 use crate::provider::Catalogue;
@@ -57,10 +57,12 @@ use crate::signin::UsedStates;
 
 /// The shortest cookie key file accepted, in bytes.
 pub const MIN_COOKIE_KEY_LEN: usize = 64;
+/// The longest cookie key file read, in bytes.
+const MAX_COOKIE_KEY_LEN: u64 = 4096;
 
 /// Builds the router for `config` (no network yet).
 pub fn router(config: &Config) -> Result<Router, ServeError> {
-    router_with_metrics(config, &mut tokenvault_mtls::metrics::new_registry())
+    router_with_metrics(config, &mut tokenvault_runtime::metrics::new_registry())
 }
 
 /// [`router`] that registers its request and certificate metrics in
@@ -81,10 +83,10 @@ pub fn router_with_metrics(config: &Config, registry: &mut Registry) -> Result<R
     );
     let set = SetClient::reporting(
         &config.set_service.address,
-        &config.tls,
-        &config.trust_domain,
+        &config.service.tls,
+        &config.service.trust_domain,
         std::time::Duration::from_secs(config.set_service.timeout_secs),
-        &expiry,
+        expiry,
     )?;
     let links = config
         .links
@@ -95,9 +97,9 @@ pub fn router_with_metrics(config: &Config, registry: &mut Registry) -> Result<R
         .map_err(ServeError::LinkSecret)?;
     let cookie_key = match &config.session.cookie_key_file {
         Some(path) => {
-            let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
+            let bytes = read_secret_file(path, MAX_COOKIE_KEY_LEN).map_err(|e| {
                 ServeError::CookieKey(format!("cannot read {}: {e}", path.display()))
-            })?);
+            })?;
             if bytes.len() < MIN_COOKIE_KEY_LEN {
                 return Err(ServeError::CookieKey(format!(
                     "{} holds {} bytes; it needs at least {MIN_COOKIE_KEY_LEN} random bytes",
@@ -149,36 +151,23 @@ pub fn router_with_metrics(config: &Config, registry: &mut Registry) -> Result<R
         )))
 }
 
-/// Serves the web-frontend on `listener` until `shutdown` resolves, with the
-/// metrics endpoint on `metrics_listen` if that is set.
+/// Serves the web-frontend on `listeners` until `shutdown` resolves.
 pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    let metrics_listener = tokenvault_mtls::metrics::bind(config.metrics_listen)
-        .await
-        .map_err(|(addr, source)| ServeError::MetricsListen { addr, source })?;
-    run_with_metrics(listener, metrics_listener, config, shutdown).await
-}
-
-/// [`run`] with the metrics endpoint on `metrics_listener` (already bound,
-/// e.g. to port 0 in tests) instead of `metrics_listen`.
-pub async fn run_with_metrics(
-    listener: TcpListener,
-    metrics_listener: Option<TcpListener>,
+    listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     // reqwest and the set-service client use aws-lc-rs, the one crypto
     // provider in the tree.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut registry = tokenvault_mtls::metrics::new_registry();
+    let mut registry = tokenvault_runtime::metrics::new_registry();
     let app = router_with_metrics(&config, &mut registry)?;
-    let _metrics = metrics_listener.map(|l| tokenvault_mtls::metrics::serve(l, registry));
-    tracing::info!(listen = ?listener.local_addr().ok(), public_url = %config.public_url, "web-frontend serving");
+    let _metrics = listeners
+        .metrics
+        .map(|l| tokenvault_runtime::metrics::serve(l, registry));
+    tracing::info!(listen = ?listeners.main.local_addr().ok(), public_url = %config.public_url, "web-frontend serving");
     axum::serve(
-        listener,
+        listeners.main,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

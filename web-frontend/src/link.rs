@@ -21,11 +21,13 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
+use tokenvault_runtime::secret::read_secret_file;
 use url::Url;
-use zeroize::Zeroizing;
 
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
+/// The longest link secret file read, in bytes.
+const MAX_SECRET_FILE_LEN: u64 = 4096;
 
 /// What a link lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,11 +131,11 @@ impl LinkSigner {
         })
     }
 
-    /// Reads the secret from `path`; surrounding whitespace is ignored.
+    /// Reads the secret from `path` (an owner-only file of at most 4 KiB);
+    /// surrounding whitespace is ignored.
     pub fn from_file(path: &Path, max_lifetime_secs: u64) -> Result<Self, String> {
-        let bytes = Zeroizing::new(
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        );
+        let bytes = read_secret_file(path, MAX_SECRET_FILE_LEN)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::new(bytes.trim_ascii(), max_lifetime_secs)
     }
 

@@ -4,10 +4,13 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
+use tokenvault_runtime::settings::ServiceConfig as _;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokenvault_mtls::process::{init_logging, shutdown_signal};
+use tokenvault_runtime::logging::init_logging;
+use tokenvault_runtime::settings::Listeners;
+use tokenvault_runtime::signal::shutdown_signal;
 use tokenvault_web_frontend::config::ENV_CONFIG;
 use tokenvault_web_frontend::link::{LinkAction, LinkSigner};
 use tokenvault_web_frontend::{Config, run};
@@ -51,10 +54,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(&args.config, |k| std::env::var(k).ok())?;
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .with_context(|| format!("listen: cannot bind {}", config.listen))?;
-            run(listener, config, shutdown_signal()).await?;
+            let listeners = Listeners::bind(&config.service).await?;
+            run(listeners, config, shutdown_signal()).await?;
         }
         Command::SignLink {
             account,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use tokenvault_mtls::metrics::HttpMetrics;
+use tokenvault_runtime::metrics::HttpMetrics;
 
 /// The `route` label of requests no route matched.
 pub const UNMATCHED: &str = "unmatched";

@@ -1,6 +1,6 @@
 //! The HTTP handlers: start page, `/connect/{provider}`, `/callback`, and
 //! disconnect. The refresh token exists here only between the code exchange
-//! and sealing, inside a [`Secret`](tokenvault_mtls::settings::Secret); every
+//! and sealing, inside a [`Secret`](tokenvault_runtime::secret::Secret); every
 //! response, cookie, URL and log line is free of tokens.
 
 use std::net::SocketAddr;
@@ -15,15 +15,15 @@ use axum_extra::extract::WithRejection;
 use axum_extra::extract::cookie::{Key, PrivateCookieJar};
 use maud::Markup;
 use serde::Deserialize;
-use tokenvault_mtls::audit::AUDIT_TARGET;
+use tokenvault_runtime::logging::AUDIT_TARGET;
 use tokenvault_seal::PublicKeySet;
+use tokenvault_set_client::SetClient;
 use url::Url;
 
 use crate::error::WebError;
 use crate::link::{LinkAction, LinkParams, LinkSigner};
 use crate::pages::{self, ProviderEntry};
 use crate::provider::{Catalogue, Provider, ProviderError};
-use crate::set_client::SetClient;
 use crate::signin::{
     CONNECTED_COOKIE, Connected, PendingSignIn, SIGNIN_COOKIE, StateUse, UsedStates, cookie,
     removal,
@@ -334,7 +334,11 @@ async fn finish(
         )
         .map_err(|e| WebError::Seal(e.to_string()))?;
     drop(granted);
-    let version = app.0.set.store(&account, provider.name(), sealed).await?;
+    let version = app
+        .0
+        .set
+        .store(&account, provider.name(), sealed, None)
+        .await?;
     tracing::info!(
         account,
         provider = provider.name(),

@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_proto::v1::{AccountStatus, GetAccessTokenRequest, GetAccountStatusRequest};
+use tokenvault_tls::{IdentityPattern, Role, TlsFiles};
 use tonic::transport::Channel;
 use zeroize::Zeroizing;
 
@@ -91,7 +91,7 @@ pub enum WorkerError {
     #[error("config: {0}")]
     Config(String),
     #[error("tls: {0}")]
-    Tls(#[from] tokenvault_mtls::TlsError),
+    Tls(#[from] tokenvault_tls::TlsError),
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
 }
@@ -112,13 +112,13 @@ pub struct WorkerClient {
     client: GetServiceClient<Channel>,
     timeout: Duration,
     // Follows the certificate, CA bundle and CRL files while the client lives.
-    _reload: Arc<tokenvault_mtls::reload::Reloader>,
+    _reload: Arc<tokenvault_tls::reload::Reloader>,
 }
 
 impl WorkerClient {
     /// A client that connects lazily, on the first call.
     pub fn new(config: &WorkerConfig) -> Result<Self, WorkerError> {
-        let (channel, reload) = tokenvault_mtls::reload::reloading_channel(
+        let (channel, reload) = tokenvault_tls::reload::reloading_channel(
             &config.address,
             &config.tls,
             &config.trust_domain,

@@ -761,7 +761,7 @@ fn random_token() -> anyhow::Result<String> {
 /// reqwest is built here without a crypto provider of its own and panics in
 /// `build()` unless rustls has a process-default provider or is handed a
 /// config. This crate does not depend on rustls directly, so it hands reqwest
-/// a throwaway rustls config made by `tokenvault_mtls::client_config` from a
+/// a throwaway rustls config made by `tokenvault_tls::client_config` from a
 /// self-signed certificate. The peer is plain HTTP; the config is never used.
 fn http_client(browser: bool) -> anyhow::Result<reqwest::Client> {
     crate::install_crypto_provider();

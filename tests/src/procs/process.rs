@@ -48,7 +48,7 @@ impl ServiceSpec {
             config: Some(config),
             args: Vec::new(),
             env: vec![(
-                tokenvault_mtls::process::ENV_LOG.to_owned(),
+                tokenvault_runtime::logging::ENV_LOG.to_owned(),
                 "info,tokenvault=debug".to_owned(),
             )],
             port,

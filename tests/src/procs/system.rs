@@ -11,11 +11,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
-use tokenvault_get_service::PrivateKeyRing;
 use tokenvault_get_service::config::CacheConfig;
-use tokenvault_mtls::{Role, TlsFiles};
+use tokenvault_opener::PrivateKeyRing;
 use tokenvault_proto::v1::AccountStatus;
 use tokenvault_store::{Latest, RowCounts, StoreAdmin, TokenReader};
+use tokenvault_tls::{Role, TlsFiles};
 use tokenvault_web_frontend::link::{LinkAction, LinkSigner};
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 
@@ -28,7 +28,7 @@ use crate::oidc::{
     CLIENT_ID, CLIENT_SECRET, DEFAULT_REDIRECT_URI, Decision, OidcOptions, OidcServer,
 };
 use crate::pki::{TRUST_DOMAIN, TestPki};
-use crate::services::LINK_SECRET;
+use crate::services::{LINK_SECRET, write_secret_file};
 use crate::store::TestStore;
 use crate::web::{Page, WebBrowser};
 
@@ -234,10 +234,10 @@ impl ProcSystem {
 
         let web_tls = pki.issue(Role::WebFrontend, None)?;
         let link_secret = pki.scratch().join("link-secret");
-        std::fs::write(&link_secret, LINK_SECRET)?;
+        write_secret_file(&link_secret, LINK_SECRET.as_bytes())?;
         // A fixed cookie key, so that sign-ins survive a web-frontend restart.
         let cookie_key = pki.scratch().join("cookie-key");
-        write_private(&cookie_key, &random_bytes(64)?)?;
+        write_secret_file(&cookie_key, &random_bytes(64)?)?;
         let web_config = format!(
             "listen = \"127.0.0.1:{web_port}\"\n\
              public_url = {public_url}\n\
@@ -700,19 +700,4 @@ fn random_bytes(n: usize) -> anyhow::Result<Vec<u8>> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("reading /dev/urandom")?;
     Ok(bytes)
-}
-
-/// Writes `bytes` to a new file readable by its owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
-    Ok(())
 }

@@ -8,17 +8,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::Connection;
-use tokenvault_mtls::Role;
-use tokenvault_mtls::audit::AUDITED_HEADER;
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{GetAccessTokenRequest, StoreRefreshTokenRequest};
+use tokenvault_rpc::audit::AUDITED_HEADER;
 use tokenvault_store::audit_table::audit_table;
 use tokenvault_tests::logs::{captured_logs, set_audit_sink};
 use tokenvault_tests::oidc::Decision;
 use tokenvault_tests::services::grpc_channel;
 use tokenvault_tests::store::Backend;
 use tokenvault_tests::system::{Options, System};
+use tokenvault_tls::Role;
 
 /// (action, caller, account, outcome) of one audit event.
 type Event = (String, String, String, String);

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tokenvault_runtime::settings::ServiceConfig as _;
 
 use tokenvault_tests::pki::TRUST_DOMAIN;
 use tokenvault_tests::procs::free_port;
@@ -84,15 +85,15 @@ fn example_configs_load_with_the_real_loaders() {
         no_env,
     );
     c.assert_one_catalogue("deploy/examples");
-    assert_eq!(c.set.listen.port(), 7401);
-    assert_eq!(c.get.listen.port(), 7402);
-    assert_eq!(c.web.listen.port(), 7403);
-    assert_eq!(c.set.health_listen.map(|a| a.port()), Some(7411));
-    assert_eq!(c.get.health_listen.map(|a| a.port()), Some(7412));
+    assert_eq!(c.set.service.listen.port(), 7401);
+    assert_eq!(c.get.service.listen.port(), 7402);
+    assert_eq!(c.web.service.listen.port(), 7403);
+    assert_eq!(c.set.service.health_listen.map(|a| a.port()), Some(7411));
+    assert_eq!(c.get.service.health_listen.map(|a| a.port()), Some(7412));
     assert!(c.set.store.url.starts_with("postgres://tokenvault_writer:"));
     assert!(c.get.store.url.starts_with("postgres://tokenvault_reader:"));
     // Each provider's refresh side names what the provider documents.
-    let get: BTreeMap<&str, &tokenvault_get_service::provider::ProviderConfig> = c
+    let get: BTreeMap<&str, &tokenvault_oauth::ProviderConfig> = c
         .get
         .providers
         .iter()
@@ -190,11 +191,17 @@ fn kubernetes_configs_load_with_the_real_loaders() {
     c.assert_one_catalogue("deploy/k8s");
     // The kubelet's grpc probes reach the plaintext health listeners on the
     // pod's address; the mTLS ports are the Services' ports.
-    assert_eq!(c.set.health_listen, Some("0.0.0.0:7411".parse().unwrap()));
-    assert_eq!(c.get.health_listen, Some("0.0.0.0:7412".parse().unwrap()));
-    assert_eq!(c.set.listen, "0.0.0.0:7401".parse().unwrap());
-    assert_eq!(c.get.listen, "0.0.0.0:7402".parse().unwrap());
-    assert_eq!(c.web.listen, "0.0.0.0:7403".parse().unwrap());
+    assert_eq!(
+        c.set.service.health_listen,
+        Some("0.0.0.0:7411".parse().unwrap())
+    );
+    assert_eq!(
+        c.get.service.health_listen,
+        Some("0.0.0.0:7412".parse().unwrap())
+    );
+    assert_eq!(c.set.service.listen, "0.0.0.0:7401".parse().unwrap());
+    assert_eq!(c.get.service.listen, "0.0.0.0:7402".parse().unwrap());
+    assert_eq!(c.web.service.listen, "0.0.0.0:7403".parse().unwrap());
     assert_eq!(
         c.get.private_keys_dir,
         Path::new("/etc/tokenvault/private-keys")
@@ -310,7 +317,7 @@ fn systemd_units_point_the_example_configs_at_their_credentials() {
     let web =
         tokenvault_web_frontend::Config::from_toml(&read("examples/web-frontend.toml"), &web_env)
             .unwrap();
-    for tls in [&set.tls, &get.tls, &web.tls] {
+    for tls in [&set.service.tls, &get.service.tls, &web.service.tls] {
         assert_eq!(tls.cert, creds.join("tls.crt"));
         assert_eq!(tls.key, creds.join("tls.key"));
         assert_eq!(tls.ca, creds.join("ca.crt"));
@@ -392,8 +399,8 @@ with grpc.insecure_channel(sys.argv[1]) as channel:
 async fn systemd_credentials_start_set_service_and_get_service() {
     init_tracing();
     let pki = TestPki::new().unwrap();
-    let set_files = pki.issue(tokenvault_mtls::Role::SetService, None).unwrap();
-    let get_files = pki.issue(tokenvault_mtls::Role::GetService, None).unwrap();
+    let set_files = pki.issue(tokenvault_tls::Role::SetService, None).unwrap();
+    let get_files = pki.issue(tokenvault_tls::Role::GetService, None).unwrap();
     let scratch = pki.scratch();
     let root = scratch.join("root");
     let kid = pki.kid.clone();

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use tokenvault_mtls::Role;
 use tokenvault_proto::v1::AccountStatus;
 use tokenvault_tests::Backend;
 use tokenvault_tests::system::{Options, System};
+use tokenvault_tls::Role;
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 use tonic::Code;
 
@@ -209,7 +209,7 @@ async fn python_worker_gets_an_accepted_token() {
         String::from_utf8_lossy(&protoc.stderr)
     );
     let address = format!("localhost:{}", f.get.addr.port());
-    let run = |files: tokenvault_mtls::TlsFiles| {
+    let run = |files: tokenvault_tls::TlsFiles| {
         let mut command = std::process::Command::new(&python);
         command
             .arg(concat!(

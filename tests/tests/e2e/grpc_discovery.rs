@@ -5,15 +5,15 @@
 
 use std::process::Command;
 
-use tokenvault_mtls::Role;
 use tokenvault_tests::services::{set_service_config, sqlite_url};
 use tokenvault_tests::{TestPki, init_tracing, start_set_service};
+use tokenvault_tls::Role;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/grpc_discover.py");
 
 /// Runs the Python client on a blocking thread, so that the in-process server
 /// keeps running on the test's runtime.
-async fn discover(address: &str, files: &tokenvault_mtls::TlsFiles) -> serde_json::Value {
+async fn discover(address: &str, files: &tokenvault_tls::TlsFiles) -> serde_json::Value {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let mut command = Command::new(&python);
     command

@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use tokenvault_get_service::OpenError;
-use tokenvault_seal::SealedToken;
+use tokenvault_opener::OpenError;
+use tokenvault_seal::{SealError, SealedToken};
 use tokenvault_tests::keys::{ACCOUNT, Fixture, PLAINTEXT, PROVIDER, pair};
 
 type R = Result<(), Box<dyn Error>>;
@@ -101,7 +101,10 @@ fn we_open_jwcrypto_tokens() -> R {
         );
         assert_eq!(f.ring.open(token, account, PROVIDER)?.as_slice(), plaintext);
         let e = f.ring.open(token, "bob", PROVIDER).unwrap_err();
-        assert!(matches!(e, OpenError::ContextMismatch { .. }), "{e}");
+        assert!(
+            matches!(e, OpenError::Invalid(SealError::ContextMismatch { .. })),
+            "{e}"
+        );
     }
     Ok(())
 }

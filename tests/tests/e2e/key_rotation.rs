@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
-use tokenvault_get_service::PrivateKeyRing;
 use tokenvault_get_service::reseal::{KeyRotationError, ResealOptions, reseal};
 use tokenvault_get_service::retire::retire_key;
-use tokenvault_mtls::Role;
+use tokenvault_opener::PrivateKeyRing;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, RecordAccountStatusRequest, StoreRefreshTokenRequest,
@@ -26,6 +25,7 @@ use tokenvault_store::{Latest, TokenReader, TokenStatus};
 use tokenvault_tests::services::{get_service_config, oidc_provider_config, start_get_service};
 use tokenvault_tests::system::{Options, System};
 use tokenvault_tests::{Backend, RunningService, TestStore, assert_not_logged, grpc_channel};
+use tokenvault_tls::Role;
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 use tonic::transport::Channel;
 

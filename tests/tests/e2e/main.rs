@@ -4,6 +4,8 @@
 
 mod audit;
 mod browser;
+mod crate_boundaries;
+mod demo_auth;
 mod deploy_files;
 mod get_service;
 mod grpc_discovery;
@@ -15,6 +17,7 @@ mod netns;
 mod oidc_peer;
 mod open;
 mod pkcs11;
+mod pki_cli;
 mod processes;
 mod quickstart;
 mod rotation;

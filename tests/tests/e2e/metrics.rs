@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tokenvault_mtls::{Role, TlsFiles};
 use tokenvault_pki::{PUBLIC_MODE, StateDir, write_file};
 use tokenvault_proto::v1::StoreRefreshTokenRequest;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
@@ -18,6 +17,7 @@ use tokenvault_tests::services::{
 };
 use tokenvault_tests::system::{Options, System};
 use tokenvault_tests::{TestPki, TestStore, captured_logs, init_tracing};
+use tokenvault_tls::{Role, TlsFiles};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -97,8 +97,8 @@ fn now_unix() -> f64 {
 /// seconds between two issues of the same role's certificate in a test), and
 /// the seconds left are that notAfter minus now, within the 7-day validity.
 fn assert_cert_gauges(scrape: &Scrape, files: &TlsFiles, what: &str) {
-    let chain = tokenvault_mtls::read_certs("tls.cert", &files.cert).unwrap();
-    let file_not_after = tokenvault_mtls::not_after_unix(&chain[0]).unwrap() as f64;
+    let chain = tokenvault_tls::read_certs("tls.cert", &files.cert).unwrap();
+    let file_not_after = tokenvault_tls::not_after_unix(&chain[0]).unwrap() as f64;
     let not_after = scrape.get("tokenvault_tls_cert_not_after_timestamp_seconds");
     let left = scrape.get("tokenvault_tls_cert_expiry_seconds");
     assert!(
@@ -339,7 +339,7 @@ async fn wait_for(
 }
 
 /// A provider entry that is never called (the health tests ask for no token).
-fn idle_provider() -> tokenvault_get_service::provider::ProviderConfig {
+fn idle_provider() -> tokenvault_oauth::ProviderConfig {
     toml::from_str(
         "name = \"oidc\"\ntoken_endpoint = \"http://127.0.0.1:9/token\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
     )
@@ -358,7 +358,7 @@ async fn health_is_not_serving_while_the_database_refuses_connections() {
     let store = TestStore::postgres().await;
     let database = store.writer_url.rsplit('/').next().unwrap().to_owned();
     let mut set_config = set_service_config(&pki, &store.writer_url).unwrap();
-    set_config.health.check_interval_ms = 200;
+    set_config.service.health.check_interval_ms = 200;
     let set = start_set_service(set_config).await.unwrap();
     let mut get_config = get_service_config(
         &pki,
@@ -367,7 +367,7 @@ async fn health_is_not_serving_while_the_database_refuses_connections() {
         vec![idle_provider()],
     )
     .unwrap();
-    get_config.health.check_interval_ms = 200;
+    get_config.service.health.check_interval_ms = 200;
     let get = start_get_service(get_config).await.unwrap();
     let mut set_health = health_client(&pki, &set.address(), Role::SetService);
     let mut get_health = health_client(&pki, &get.address(), Role::GetService);
@@ -492,7 +492,7 @@ async fn get_service_is_not_serving_when_its_sealing_key_cannot_be_opened() {
     .unwrap();
     config.public_keys_dir = public;
     config.sealing_kid = Some(orphan.kid.clone());
-    config.health.check_interval_ms = 200;
+    config.service.health.check_interval_ms = 200;
     let get = start_get_service(config).await.unwrap();
     let mut health = health_client(&pki, &get.address(), Role::GetService);
     wait_for(

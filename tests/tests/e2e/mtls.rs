@@ -2,7 +2,6 @@
 //! who gets in, who is refused at the handshake, and who gets
 //! PERMISSION_DENIED.
 
-use tokenvault_mtls::{Role, TlsFiles};
 use tokenvault_proto::v1::StoreRefreshTokenRequest;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_seal::PublicKeySet;
@@ -10,6 +9,7 @@ use tokenvault_tests::services::{set_service_config, sqlite_url};
 use tokenvault_tests::{
     RunningService, TestPki, captured_logs, grpc_channel, init_tracing, start_set_service,
 };
+use tokenvault_tls::{Role, TlsFiles};
 use tonic::Code;
 
 struct Fixture {

@@ -12,9 +12,9 @@ use aws_lc_rs::rsa::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
-use tokenvault_get_service::{OpenError, PrivateKeyRing};
+use tokenvault_opener::{OpenError, PrivateKeyRing};
 use tokenvault_pki::{EncryptionKeyPair, PRIVATE_MODE, PUBLIC_MODE, write_file};
-use tokenvault_seal::MAX_SEALED_TOKEN_LEN;
+use tokenvault_seal::{MAX_SEALED_TOKEN_LEN, SealError};
 use tokenvault_tests::keys::{ACCOUNT, Fixture, PLAINTEXT, PROVIDER, pair};
 
 type R = Result<(), Box<dyn Error>>;
@@ -98,12 +98,18 @@ fn context_is_checked_before_decrypting() -> R {
         .open(&token, "bob@example.com", PROVIDER)
         .unwrap_err();
     assert!(
-        matches!(e, OpenError::ContextMismatch { field: "account" }),
+        matches!(
+            e,
+            OpenError::Invalid(SealError::ContextMismatch { field: "account" })
+        ),
         "{e}"
     );
     let e = f.ring.open(&token, ACCOUNT, "github").unwrap_err();
     assert!(
-        matches!(e, OpenError::ContextMismatch { field: "provider" }),
+        matches!(
+            e,
+            OpenError::Invalid(SealError::ContextMismatch { field: "provider" })
+        ),
         "{e}"
     );
 
@@ -111,7 +117,7 @@ fn context_is_checked_before_decrypting() -> R {
     let moved = with_header(&token, |h| h.replace(ACCOUNT, "bob@example.com"));
     assert!(matches!(
         open_err(&f, &moved),
-        OpenError::ContextMismatch { field: "account" }
+        OpenError::Invalid(SealError::ContextMismatch { field: "account" })
     ));
     // Header rewritten to match the row it was copied to: the AAD no longer
     // authenticates.
@@ -130,17 +136,26 @@ fn every_refusal_is_distinct() -> R {
     let parts: Vec<&str> = token.split('.').collect();
 
     let e = open_err(&f, &parts[..4].join("."));
-    assert!(matches!(e, OpenError::Malformed(_)), "not 5 parts: {e}");
+    assert!(
+        matches!(e, OpenError::Invalid(SealError::Malformed(_))),
+        "not 5 parts: {e}"
+    );
     let e = open_err(&f, &with_part(&token, 3, &format!("{}!", &parts[3][1..])));
-    assert!(matches!(e, OpenError::Malformed(_)), "bad base64: {e}");
+    assert!(
+        matches!(e, OpenError::Invalid(SealError::Malformed(_))),
+        "bad base64: {e}"
+    );
     let e = open_err(&f, &with_part(&token, 0, &B64.encode("{\"alg\":")));
-    assert!(matches!(e, OpenError::Malformed(_)), "bad header JSON: {e}");
+    assert!(
+        matches!(e, OpenError::Invalid(SealError::Malformed(_))),
+        "bad header JSON: {e}"
+    );
     let e = open_err(
         &f,
         &with_header(&token, |h| h.replace("RSA-OAEP-256", "RSA1_5")),
     );
     assert!(
-        matches!(e, OpenError::UnsupportedAlgorithm(_)),
+        matches!(e, OpenError::Invalid(SealError::UnsupportedAlgorithm(_))),
         "wrong alg: {e}"
     );
     let e = open_err(
@@ -148,7 +163,7 @@ fn every_refusal_is_distinct() -> R {
         &with_header(&token, |h| h.replace("A256GCM", "A256CBC-HS512")),
     );
     assert!(
-        matches!(e, OpenError::UnsupportedAlgorithm(_)),
+        matches!(e, OpenError::Invalid(SealError::UnsupportedAlgorithm(_))),
         "wrong enc: {e}"
     );
     let unknown = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
@@ -157,7 +172,7 @@ fn every_refusal_is_distinct() -> R {
         &with_header(&token, |h| h.replace(&pair().kid, unknown)),
     );
     assert!(
-        matches!(&e, OpenError::UnknownKey(k) if k == unknown),
+        matches!(&e, OpenError::Invalid(SealError::UnknownKey(k)) if k == unknown),
         "unknown kid: {e}"
     );
     // A header rewritten to name another account: refused before decrypting.
@@ -166,7 +181,7 @@ fn every_refusal_is_distinct() -> R {
         &with_header(&token, |h| h.replace(ACCOUNT, "mallory@example.com")),
     );
     assert!(
-        matches!(e, OpenError::ContextMismatch { .. }),
+        matches!(e, OpenError::Invalid(SealError::ContextMismatch { .. })),
         "tampered header: {e}"
     );
     // A header changed in a way that still parses and still names this row
@@ -182,14 +197,26 @@ fn every_refusal_is_distinct() -> R {
         "header tampered within the context: {e}"
     );
     let e = open_err(&f, &token[..token.len() - 6]);
-    assert!(matches!(e, OpenError::Truncated(_)), "cut tag: {e}");
+    assert!(
+        matches!(e, OpenError::Invalid(SealError::Truncated(_))),
+        "cut tag: {e}"
+    );
     let e = open_err(&f, &format!("{}.", parts[..4].join(".")));
-    assert!(matches!(e, OpenError::Truncated(_)), "no tag: {e}");
+    assert!(
+        matches!(e, OpenError::Invalid(SealError::Truncated(_))),
+        "no tag: {e}"
+    );
     let e = open_err(&f, &with_part(&token, 3, ""));
-    assert!(matches!(e, OpenError::Truncated(_)), "no ciphertext: {e}");
+    assert!(
+        matches!(e, OpenError::Invalid(SealError::Truncated(_))),
+        "no ciphertext: {e}"
+    );
     let huge = with_part(&token, 3, &"A".repeat(MAX_SEALED_TOKEN_LEN));
     let e = open_err(&f, &huge);
-    assert!(matches!(e, OpenError::TooLarge { .. }), "oversized: {e}");
+    assert!(
+        matches!(e, OpenError::Invalid(SealError::TooLarge { .. })),
+        "oversized: {e}"
+    );
 
     // Tampering with any encrypted part: one error.
     for (what, i, at) in [

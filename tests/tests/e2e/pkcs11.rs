@@ -13,12 +13,11 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tokenvault_get_service::pkcs11::{Pkcs11Config, generate_key};
-use tokenvault_get_service::{OpenError, PrivateKeyRing};
-use tokenvault_mtls::Role;
+use tokenvault_opener::pkcs11::{Pkcs11Config, generate_key};
+use tokenvault_opener::{OpenError, PrivateKeyRing};
 use tokenvault_proto::v1::StoreRefreshTokenRequest;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
-use tokenvault_seal::PublicKeySet;
+use tokenvault_seal::{PublicKeySet, SealError};
 use tokenvault_tests::kryoptic::{PrivateKeyFacts, SoftToken, USER_PIN, run_test_with_token};
 use tokenvault_tests::oidc::OidcServer;
 use tokenvault_tests::pki::TRUST_DOMAIN;
@@ -29,6 +28,7 @@ use tokenvault_tests::{
     Backend, TestPki, TestStore, assert_not_logged, captured_logs, init_tracing, start_get_service,
     start_set_service,
 };
+use tokenvault_tls::Role;
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 
 const KEY_LABEL: &str = "tokenvault-kek";
@@ -206,7 +206,9 @@ async fn file_and_hsm_keys_share_one_ring() {
         // Read for another row: refused before any private-key operation.
         assert!(matches!(
             ring.open(&sealed, "mallory", "oidc"),
-            Err(OpenError::ContextMismatch { field: "account" })
+            Err(OpenError::Invalid(SealError::ContextMismatch {
+                field: "account"
+            }))
         ));
     }
 
@@ -267,8 +269,11 @@ async fn wrong_pin_or_missing_key_is_a_clear_startup_error() {
     let mut wrong_pin = token.config(KEY_LABEL);
     wrong_pin.pin_file = Some(token.write_file("wrong.pin", "0000\n", 0o600).unwrap());
     config.pkcs11 = Some(wrong_pin);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let e = tokenvault_get_service::run(listener, config, std::future::pending())
+    let listeners = tokenvault_runtime::settings::Listeners {
+        main: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        metrics: None,
+    };
+    let e = tokenvault_get_service::run(listeners, config, std::future::pending())
         .await
         .unwrap_err()
         .to_string();

@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokenvault_get_service::config::CacheConfig;
-use tokenvault_mtls::Role;
 use tokenvault_proto::v1::AccountStatus;
 use tokenvault_store::Latest;
 use tokenvault_tests::procs::{Database, ProcOptions, ProcSystem};
+use tokenvault_tls::Role;
 use tokio::sync::RwLock;
 
 /// A web sign-in stores a token; a Python grpcio worker (stubs generated

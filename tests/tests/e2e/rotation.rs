@@ -3,7 +3,7 @@
 //! handshakes and requests on its open connection) while other workers carry
 //! on, and every certificate plus the CA itself rotate under a
 //! continuous stream of calls with no failed call. Services and clients pick
-//! the files up through `tokenvault_mtls::reload` (polling or SIGHUP), never
+//! the files up through `tokenvault_tls::reload` (polling or SIGHUP), never
 //! by restarting.
 
 use std::collections::BTreeMap;
@@ -11,16 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokenvault_mtls::reload::{RELOAD_POLL, Reloader, watch_files};
-use tokenvault_mtls::{IdentityPattern, Role, TlsFiles};
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{GetAccessTokenRequest, StoreRefreshTokenRequest};
 use tokenvault_seal::PublicKeySet;
+use tokenvault_set_client::SetClient;
 use tokenvault_tests::captured_logs;
 use tokenvault_tests::pki::TRUST_DOMAIN;
 use tokenvault_tests::system::{Options, System};
-use tokenvault_web_frontend::SetClient;
+use tokenvault_tls::reload::{RELOAD_POLL, Reloader, watch_files};
+use tokenvault_tls::{IdentityPattern, Role, TlsFiles};
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 use tonic::Code;
 
@@ -187,10 +187,10 @@ fn reloading_client(
     Reloader,
 ) {
     let pattern = IdentityPattern::Role(server);
-    let config = tokenvault_mtls::client_config(files, TRUST_DOMAIN, pattern.clone()).unwrap();
+    let config = tokenvault_tls::client_config(files, TRUST_DOMAIN, pattern.clone()).unwrap();
     let (tx, rx) = tokio::sync::watch::channel(config);
     let reloader = watch_files("client", files.clone(), tx, move |files| {
-        tokenvault_mtls::client_config(files, TRUST_DOMAIN, pattern.clone())
+        tokenvault_tls::client_config(files, TRUST_DOMAIN, pattern.clone())
     });
     (rx, reloader)
 }
@@ -281,7 +281,7 @@ async fn certificates_and_the_ca_rotate_under_a_continuous_stream_with_zero_fail
             move || {
                 let (rx, addr, acct) = (rx.clone(), addr.clone(), account.clone());
                 async move {
-                    let channel = tokenvault_mtls::channel(&addr, rx).map_err(|e| e.to_string())?;
+                    let channel = tokenvault_tls::channel(&addr, rx).map_err(|e| e.to_string())?;
                     let mut request = tonic::Request::new(GetAccessTokenRequest {
                         account: acct,
                         provider: "oidc".into(),
@@ -338,7 +338,7 @@ async fn certificates_and_the_ca_rotate_under_a_continuous_stream_with_zero_fail
                     .seal(&account, "oidc", format!("rt-long-{n}").as_bytes())
                     .map_err(|e| e.to_string())?;
                 client
-                    .store(&account, "oidc", sealed)
+                    .store(&account, "oidc", sealed, None)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
@@ -359,7 +359,7 @@ async fn certificates_and_the_ca_rotate_under_a_continuous_stream_with_zero_fail
                 let sealed = keys
                     .seal(&account, "oidc", format!("rt-fresh-{n}").as_bytes())
                     .map_err(|e| e.to_string())?;
-                let channel = tokenvault_mtls::channel(&addr, rx).map_err(|e| e.to_string())?;
+                let channel = tokenvault_tls::channel(&addr, rx).map_err(|e| e.to_string())?;
                 let mut request = tonic::Request::new(StoreRefreshTokenRequest {
                     expected_version: None,
                     account,
@@ -495,6 +495,7 @@ async fn certificates_and_the_ca_rotate_under_a_continuous_stream_with_zero_fail
         "web-long-0",
         "oidc",
         keys.seal("web-long-0", "oidc", b"rt-final").unwrap(),
+        None,
     )
     .await
     .unwrap();

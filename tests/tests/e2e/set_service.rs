@@ -2,19 +2,19 @@
 //! PostgreSQL. Sealed with the public key by `tokenvault-seal`, stored over
 //! mTLS, read back with the reader role, opened by get-service's key ring.
 
-use tokenvault_get_service::{OpenError, PrivateKeyRing};
-use tokenvault_mtls::Role;
+use tokenvault_opener::{OpenError, PrivateKeyRing};
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, RecordAccountStatusRequest, StoreRefreshTokenRequest,
 };
-use tokenvault_seal::PublicKeySet;
+use tokenvault_seal::{PublicKeySet, SealError};
 use tokenvault_store::{Latest, StoreAdmin, TokenReader, TokenStatus, TokenWriter};
 use tokenvault_tests::services::set_service_config;
 use tokenvault_tests::{
     Backend, RunningService, TestPki, TestStore, assert_not_logged, grpc_channel, init_tracing,
     start_set_service,
 };
+use tokenvault_tls::Role;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -183,7 +183,10 @@ async fn copied_ciphertext_is_refused(backend: Backend) {
         .key_ring()
         .open(&sealed_token, "bob", "github")
         .unwrap_err();
-    assert!(matches!(err, OpenError::ContextMismatch { .. }), "{err:?}");
+    assert!(
+        matches!(err, OpenError::Invalid(SealError::ContextMismatch { .. })),
+        "{err:?}"
+    );
     f.server.stop().await.unwrap();
 }
 

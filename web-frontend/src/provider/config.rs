@@ -10,8 +10,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-pub use tokenvault_mtls::settings::ClientAuth;
-use tokenvault_mtls::settings::{Secret, check_endpoint, check_scope};
+pub use tokenvault_oauth::checks::ClientAuth;
+use tokenvault_oauth::checks::{
+    check_client, check_endpoint, check_issuer, check_scopes, check_timeout,
+};
+use tokenvault_runtime::secret::Secret;
 use url::Url;
 
 /// How the account is identified and where the endpoints come from.
@@ -98,6 +101,9 @@ fn default_timeout_secs() -> u64 {
     10
 }
 
+/// The longest per-call time limit, in seconds.
+const MAX_TIMEOUT_SECS: u64 = 120;
+
 /// Parameters tokenvault sets itself; `auth_params` may not override them.
 const RESERVED_PARAMS: &[&str] = &[
     "client_id",
@@ -169,13 +175,10 @@ impl ProviderConfig {
                 forbidden("authorization_endpoint", &self.authorization_endpoint)?;
                 forbidden("token_endpoint", &self.token_endpoint)?;
                 forbidden("user_endpoint", &self.user_endpoint)?;
-                let issuer = required("issuer", &self.issuer)?;
-                if issuer.query().is_some() {
-                    return Err(format!(
-                        "{}: an issuer has no query string",
-                        setting("issuer")
-                    ));
-                }
+                let issuer = self.issuer.as_deref().ok_or_else(|| {
+                    format!("{}: required for kind = {:?}", setting("issuer"), self.kind)
+                })?;
+                check_issuer(&setting("issuer"), issuer)?;
                 Endpoints::Oidc {
                     issuer: self.issuer.clone().unwrap_or_default(),
                 }
@@ -192,27 +195,16 @@ impl ProviderConfig {
                 }
             }
         };
-        if self.client_id.is_empty() || self.client_id.chars().any(char::is_control) {
-            return Err(format!(
-                "{}: must be non-empty, without control characters",
-                setting("client_id")
-            ));
-        }
-        if self.client_secret.is_empty() {
-            return Err(format!("{}: must not be empty", setting("client_secret")));
-        }
-        if self.timeout_secs == 0 || self.timeout_secs > 120 {
-            return Err(format!(
-                "{}: must be between 1 and 120",
-                setting("timeout_secs")
-            ));
-        }
+        check_client(setting, &self.client_id, &self.client_secret)?;
+        check_timeout(
+            &setting("timeout_secs"),
+            self.timeout_secs,
+            MAX_TIMEOUT_SECS,
+        )?;
         if self.subject_field.is_empty() {
             return Err(format!("{}: must not be empty", setting("subject_field")));
         }
-        for scope in &self.scopes {
-            check_scope(scope).map_err(|e| format!("{}: {e}", setting("scopes")))?;
-        }
+        check_scopes(setting, &self.scopes)?;
         if self.kind == ProviderKind::Oidc && !self.scopes.iter().any(|s| s == "openid") {
             return Err(format!(
                 "{}: an OpenID provider needs the \"openid\" scope for the ID token",

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use oauth2::{CsrfToken, PkceCodeChallenge, PkceCodeVerifier};
-use tokenvault_mtls::settings::Secret;
+use tokenvault_runtime::secret::Secret;
 use url::Url;
 use zeroize::Zeroizing;
 
@@ -52,6 +52,15 @@ pub struct Granted {
     pub subject: String,
     /// The refresh token.
     pub refresh_token: Secret,
+}
+
+/// The refresh token of a code exchange's answer: without one, the account
+/// cannot be kept, so the sign-in fails.
+fn refresh_token(response: &impl oauth2::TokenResponse) -> Result<Secret, ProviderError> {
+    response
+        .refresh_token()
+        .map(|t| Secret::new(t.secret().clone()))
+        .ok_or(ProviderError::NoRefreshToken)
 }
 
 /// One configured provider.

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreResponseType};
 use openidconnect::{
     AuthType, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId,
-    ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope,
+    ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    Scope,
 };
-use tokenvault_mtls::settings::Secret;
 use tokio::sync::Mutex;
 use url::Url;
 
@@ -154,10 +153,7 @@ impl OidcFlow {
             .request_async(&self.http)
             .await
             .map_err(token_request_error)?;
-        let refresh_token = response
-            .refresh_token()
-            .map(|t| Secret::new(t.secret().clone()))
-            .ok_or(ProviderError::NoRefreshToken)?;
+        let refresh_token = super::refresh_token(&response)?;
         let id_token = response
             .extra_fields()
             .id_token()

@@ -8,7 +8,6 @@ use oauth2::{
     PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::Value;
-use tokenvault_mtls::settings::Secret;
 use url::Url;
 
 use super::config::{ClientAuth, ProviderConfig};
@@ -103,10 +102,7 @@ impl PlainFlow {
             .request_async(&self.http)
             .await
             .map_err(token_request_error)?;
-        let refresh_token = response
-            .refresh_token()
-            .map(|t| Secret::new(t.secret().clone()))
-            .ok_or(ProviderError::NoRefreshToken)?;
+        let refresh_token = super::refresh_token(&response)?;
         let subject = self
             .user_subject(response.access_token().secret(), &config.subject_field)
             .await?;

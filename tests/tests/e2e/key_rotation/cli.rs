@@ -13,13 +13,13 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokenvault_get_service::PrivateKeyRing;
-use tokenvault_mtls::Role;
+use tokenvault_opener::PrivateKeyRing;
 use tokenvault_seal::PublicKeySet;
 use tokenvault_store::{Latest, TokenReader};
 use tokenvault_tests::procs::{binary, toml_path, toml_string};
 use tokenvault_tests::store::Backend;
 use tokenvault_tests::system::{Options, System};
+use tokenvault_tls::Role;
 
 use super::{
     SECRET_PREFIX, SYNTHETIC_PROVIDER, counts_by_kid, rand_u64, set_client, stop_get_service,

@@ -4,8 +4,7 @@
 //! from the same version still applies afterwards; bad input is refused
 //! with a clear status and writes nothing.
 
-use tokenvault_get_service::PrivateKeyRing;
-use tokenvault_mtls::Role;
+use tokenvault_opener::PrivateKeyRing;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, RecordAccountStatusRequest, RecordRevocationRequest,
@@ -17,6 +16,7 @@ use tokenvault_tests::services::set_service_config;
 use tokenvault_tests::{
     Backend, TestPki, TestStore, assert_not_logged, grpc_channel, init_tracing, start_set_service,
 };
+use tokenvault_tls::Role;
 use tonic::Code;
 use tonic::transport::Channel;
 

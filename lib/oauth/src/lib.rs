@@ -1,0 +1,87 @@
+//! The OAuth 2.0 provider client: trades a refresh token for an access token
+//! (refresh grant), revokes a refresh token (RFC 7009), and sorts every
+//! failure into what the caller should do about it ([`ProviderError`]).
+//! get-service uses it for every call to a provider; the web-frontend shares
+//! its [`checks`] of provider settings.
+//!
+//! - [`ProviderConfig`] is one `[[providers]]` entry of get-service's config;
+//!   [`Provider::new`] checks it and, for an `issuer`, runs OIDC discovery.
+//! - [`Provider::refresh`] makes one attempt; [`Provider::refresh_with_retry`]
+//!   retries transient failures with backoff until a deadline.
+//! - [`Provider::revoke`] revokes a refresh token where the provider can.
+//! - [`RefreshMetrics`] counts refresh-grant calls and failures by reason.
+//!
+//! This module holds the provider's client secret (for the life of the
+//! [`Provider`]) and a plaintext refresh or access token only for the length
+//! of one call; the tokens it returns are in [`Secret`]s, wiped on drop and
+//! printed as `<redacted>`. Errors and trace events (target
+//! `tokenvault::provider`) never contain a token or a secret: provider-supplied
+//! error texts are sanitized and scrubbed of the token that was sent. Buffers
+//! inside reqwest, hyper and oauth2 (request and response bodies) are outside
+//! our control and are not wiped.
+#![forbid(unsafe_code)]
+
+pub mod checks;
+mod classify;
+mod client;
+mod config;
+mod discovery;
+mod error;
+mod metrics;
+mod retry;
+mod retry_after;
+mod revoke;
+mod token_body;
+mod transport;
+
+pub use client::Provider;
+pub use config::{ClientAuth, ProviderConfig};
+pub use discovery::Endpoints;
+pub use error::ProviderError;
+pub use metrics::{ProviderLabel, RefreshMetrics};
+pub use tokenvault_runtime::secret::Secret;
+
+/// Target of this module's trace events.
+pub(crate) const TRACE_TARGET: &str = "tokenvault::provider";
+
+/// The result of a successful refresh grant.
+#[derive(Clone, Debug)]
+pub struct Refreshed {
+    /// The new access token.
+    pub access_token: Secret,
+    /// Its type as the provider named it, usually `Bearer` (`Bearer` if the
+    /// provider left it out).
+    pub token_type: String,
+    /// When it expires, in Unix seconds: the time the request was sent plus
+    /// `expires_in`, or plus the provider's `default_lifetime_secs` when the
+    /// response has no `expires_in`.
+    pub expires_at_unix: i64,
+    /// The scopes the provider says the token has; if the response names
+    /// none, the scopes requested (`scopes` in the config), which may be empty
+    /// (meaning "not stated").
+    pub scopes: Vec<String>,
+    /// A new refresh token, if the provider rotated it (returned one that
+    /// differs from the one sent). The caller must store it: the old one may
+    /// already be dead.
+    pub refresh_token: Option<Secret>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refreshed_debug_is_redacted() {
+        let r = Refreshed {
+            access_token: Secret::new("at-123456789".into()),
+            token_type: "Bearer".into(),
+            expires_at_unix: 1,
+            scopes: vec![],
+            refresh_token: Some(Secret::new("rt-123456789".into())),
+        };
+        let printed = format!("{r:?}");
+        assert!(!printed.contains("at-123456789"));
+        assert!(!printed.contains("rt-123456789"));
+    }
+}

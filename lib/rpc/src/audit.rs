@@ -1,0 +1,82 @@
+//! One audit event per RPC, on the `tokenvault::audit` tracing target: who
+//! (SPIFFE ID), where (peer address), what (RPC, account, provider) and the
+//! outcome; the subscriber adds when. Every service writes them the same way:
+//! the handler through [`respond`], or [`crate::AuthzLayer`] for a call it
+//! refuses before any handler runs. `tokenvault_runtime::logging` writes them as JSON
+//! lines (and optionally to the append-only audit table). Never pass a token
+//! here.
+
+use std::fmt::Display;
+
+use tokenvault_tls::PeerInfo;
+
+pub use tokenvault_runtime::logging::AUDIT_TARGET;
+
+/// The response header that says a call's audit event is written (by its
+/// handler through [`respond`], or by [`crate::AuthzLayer`]); the gRPC
+/// metrics layer removes it, and writes the event itself for a call without
+/// it (one that tonic refused while decoding, or that was cancelled).
+pub const AUDITED_HEADER: &str = "x-tokenvault-audited";
+
+/// The longest account or provider logged; longer (invalid) input is cut.
+const MAX_LOGGED_ID: usize = 128;
+
+/// Writes the audit line of one RPC. `outcome` is `Ok(())` or the error's
+/// short label and message.
+pub fn record(
+    rpc: &str,
+    peer: Option<&PeerInfo>,
+    account: &str,
+    provider: &str,
+    outcome: Result<(), (&str, &dyn Display)>,
+) {
+    let caller = peer.map(|p| p.id.to_string()).unwrap_or_default();
+    let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
+    let account: String = account.chars().take(MAX_LOGGED_ID).collect();
+    let provider: String = provider.chars().take(MAX_LOGGED_ID).collect();
+    match outcome {
+        Ok(()) => {
+            tracing::info!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, outcome = "ok");
+        }
+        Err((label, error)) => {
+            tracing::warn!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, outcome = label, error = %error);
+        }
+    }
+}
+
+/// Writes the audit line of one RPC and turns its result into the gRPC
+/// response; `label` gives an error's short outcome label.
+pub fn respond<T, E>(
+    rpc: &str,
+    peer: Option<&PeerInfo>,
+    account: &str,
+    provider: &str,
+    result: Result<T, E>,
+    label: fn(&E) -> &'static str,
+) -> Result<tonic::Response<T>, tonic::Status>
+where
+    E: Display + Into<tonic::Status>,
+{
+    match result {
+        Ok(v) => {
+            record(rpc, peer, account, provider, Ok(()));
+            let mut response = tonic::Response::new(v);
+            mark_audited(response.metadata_mut());
+            Ok(response)
+        }
+        Err(e) => {
+            record(rpc, peer, account, provider, Err((label(&e), &e)));
+            let mut status: tonic::Status = e.into();
+            mark_audited(status.metadata_mut());
+            Err(status)
+        }
+    }
+}
+
+/// Adds [`AUDITED_HEADER`] to a response's metadata.
+pub(crate) fn mark_audited(metadata: &mut tonic::metadata::MetadataMap) {
+    metadata.insert(
+        AUDITED_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+}

@@ -1,0 +1,328 @@
+//! gRPC request metrics: a tower layer in front of a tonic server that counts
+//! every call by RPC and status code and times it.
+//!
+//! The status is read where tonic puts it: in the response headers for a
+//! trailers-only answer (every error tonic or [`crate::AuthzLayer`] returns
+//! before a handler streams anything), otherwise in the trailers at the end
+//! of the body, so a call is recorded when its last frame has been sent. A
+//! body dropped before its trailers (the client went away) counts as
+//! `CANCELLED`. RPC paths the service does not serve are counted as `other`,
+//! so callers cannot grow the label set.
+//!
+//! The layer also completes the audit trail: a call of one of the service's
+//! own RPCs whose response lacks [`AUDITED_HEADER`] (no handler answered it:
+//! tonic refused the request while decoding it, say an oversized message, or
+//! the call was cancelled first) gets its one audit event here, with the
+//! caller, the RPC and the status. The header itself never leaves the
+//! server.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::{Body, Frame, SizeHint};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tower::{Layer, Service};
+
+use tokenvault_runtime::metrics::{LatencyFamily, latency_family, registered};
+use tokenvault_tls::PeerInfo;
+
+use crate::audit::AUDITED_HEADER;
+
+/// The discovery RPCs every server serves (health and reflection), as
+/// `package.Service/Method`.
+pub const DISCOVERY_METHODS: [&str; 4] = [
+    "grpc.health.v1.Health/Check",
+    "grpc.health.v1.Health/Watch",
+    "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// The `rpc` label of paths the service does not serve.
+const OTHER: &str = "other";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcCode {
+    rpc: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rpc {
+    rpc: String,
+}
+
+/// gRPC requests by RPC and status code, and their latency by RPC.
+#[derive(Debug, Clone)]
+pub struct GrpcMetrics {
+    requests: Family<RpcCode, Counter>,
+    duration: LatencyFamily<Rpc>,
+}
+
+impl GrpcMetrics {
+    /// Registers `grpc_requests` and `grpc_request_duration_seconds`.
+    pub fn register(registry: &mut Registry) -> Self {
+        Self {
+            requests: registered(
+                registry,
+                "grpc_requests",
+                "gRPC requests by RPC (package.Service/Method) and status code",
+                Family::default(),
+            ),
+            duration: registered(
+                registry,
+                "grpc_request_duration_seconds",
+                "Time from request to the response's last frame, by RPC",
+                latency_family(),
+            ),
+        }
+    }
+
+    /// The layer for a server that serves `methods` (`package.Service/Method`,
+    /// e.g. `tokenvault.v1.SetService/StoreRefreshToken`) and the
+    /// [`DISCOVERY_METHODS`]. Put it before [`crate::AuthzLayer`], so that
+    /// refused calls are counted too.
+    pub fn layer<I, S>(&self, methods: I) -> GrpcMetricsLayer
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut known: HashSet<String> = methods.into_iter().map(Into::into).collect();
+        known.extend(DISCOVERY_METHODS.iter().map(|m| (*m).to_owned()));
+        GrpcMetricsLayer {
+            metrics: self.clone(),
+            known: Arc::new(known),
+        }
+    }
+
+    fn record(&self, rpc: &str, code: &'static str, started: Instant) {
+        self.requests
+            .get_or_create(&RpcCode {
+                rpc: rpc.to_owned(),
+                code,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&Rpc {
+                rpc: rpc.to_owned(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The tower layer made by [`GrpcMetrics::layer`].
+#[derive(Debug, Clone)]
+pub struct GrpcMetricsLayer {
+    metrics: GrpcMetrics,
+    known: Arc<HashSet<String>>,
+}
+
+impl<S> Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+            known: Arc::clone(&self.known),
+        }
+    }
+}
+
+/// The service made by [`GrpcMetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct GrpcMetricsService<S> {
+    inner: S,
+    metrics: GrpcMetrics,
+    known: Arc<HashSet<String>>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, ResBody> Service<http::Request<B>> for GrpcMetricsService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    ResBody: Body + Unpin + Send + 'static,
+{
+    type Response = http::Response<RecordingBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().trim_start_matches('/');
+        let rpc = if self.known.contains(path) {
+            path.to_owned()
+        } else {
+            OTHER.to_owned()
+        };
+        // The service's own RPCs are audited; health and reflection are not.
+        let audit = (rpc != OTHER && !DISCOVERY_METHODS.contains(&rpc.as_str())).then(|| {
+            let method = rpc.rsplit('/').next().unwrap_or(&rpc).to_owned();
+            (method, req.extensions().get::<PeerInfo>().cloned())
+        });
+        let mut recorder = Recorder {
+            metrics: self.metrics.clone(),
+            rpc,
+            started: Instant::now(),
+            done: false,
+            audit,
+            message: None,
+        };
+        // Take the service that was driven to readiness; leave a fresh clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let response = match inner.call(req).await {
+                Ok(response) => response,
+                Err(e) => {
+                    recorder.finish("UNKNOWN");
+                    return Err(e);
+                }
+            };
+            let (mut parts, body) = response.into_parts();
+            if parts.headers.remove(AUDITED_HEADER).is_some() {
+                recorder.audit = None;
+            }
+            if let Some(code) = status_code(&parts.headers) {
+                // Trailers-only: the whole answer is in the headers.
+                recorder.message = parts
+                    .headers
+                    .get("grpc-message")
+                    .and_then(|m| m.to_str().ok())
+                    .map(str::to_owned);
+                recorder.finish(code);
+            }
+            Ok(http::Response::from_parts(
+                parts,
+                RecordingBody {
+                    inner: body,
+                    recorder,
+                },
+            ))
+        })
+    }
+}
+
+/// Records one call once: when its status is known, or when dropped.
+#[derive(Debug)]
+struct Recorder {
+    metrics: GrpcMetrics,
+    rpc: String,
+    started: Instant,
+    done: bool,
+    /// The method and caller, while the call still needs its audit event.
+    audit: Option<(String, Option<PeerInfo>)>,
+    /// A trailers-only answer's `grpc-message`, for that event.
+    message: Option<String>,
+}
+
+impl Recorder {
+    fn finish(&mut self, code: &'static str) {
+        if !self.done {
+            self.done = true;
+            self.metrics.record(&self.rpc, code, self.started);
+            if let Some((method, peer)) = self.audit.take() {
+                let label = code.to_ascii_lowercase();
+                let message = self
+                    .message
+                    .take()
+                    .unwrap_or_else(|| "the call ended before a handler answered it".to_owned());
+                let outcome = if code == "OK" {
+                    Ok(())
+                } else {
+                    Err((label.as_str(), &message as &dyn std::fmt::Display))
+                };
+                crate::audit::record(&method, peer.as_ref(), "", "", outcome);
+            }
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.finish("CANCELLED");
+    }
+}
+
+/// A response body that records its call when the trailers go out.
+#[derive(Debug)]
+pub struct RecordingBody<B> {
+    inner: B,
+    recorder: Recorder,
+}
+
+impl<B: Body + Unpin> Body for RecordingBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.recorder
+                        .finish(status_code(trailers).unwrap_or("UNKNOWN"));
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.recorder.finish("INTERNAL"),
+            Poll::Ready(None) => this.recorder.finish("UNKNOWN"),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The canonical name of the `grpc-status` in `headers`, if there is one.
+fn status_code(headers: &http::HeaderMap) -> Option<&'static str> {
+    let value = headers.get("grpc-status")?;
+    Some(code_name(tonic::Code::from_bytes(value.as_bytes())))
+}
+
+/// The upper-case name gRPC's documentation uses for `code`.
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

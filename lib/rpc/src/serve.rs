@@ -1,0 +1,180 @@
+//! The one way a tokenvault gRPC service is served, so that set-service and
+//! get-service share one chassis instead of two copies of it:
+//!
+//! - mutual TLS that follows its files ([`tokenvault_tls::reload`]), with the
+//!   server certificate's expiry as a metric;
+//! - in front of every call, the gRPC metrics layer (which also completes the
+//!   audit trail) and the [`AuthzLayer`] with the service's allow-list, which
+//!   refuses revoked certificates on open connections;
+//! - the health service, driven by the service's checks, and server
+//!   reflection, both open to any authenticated peer; optionally the same
+//!   health status on a plaintext listener for orchestrators;
+//! - the metrics endpoint on its own listener.
+//!
+//! A service builds a [`GrpcServer`], registers its own metrics and health
+//! checks, and hands its tonic service to [`GrpcServer::serve`].
+
+use std::future::Future;
+
+use tokenvault_runtime::health::HealthMonitor;
+use tokenvault_runtime::metrics::{self, CertExpiry, Registry};
+use tokenvault_runtime::settings::{Listeners, ServiceSettings};
+use tokenvault_tls::incoming;
+use tokenvault_tls::reload::{Reloader, ServerWatch, reloading_server};
+use tokio_util::task::AbortOnDropHandle;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::authz::{AllowList, AuthzLayer};
+use crate::discovery::{self, DISCOVERY_SERVICES};
+use crate::grpc_metrics::GrpcMetrics;
+
+/// Why a gRPC service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("tls: {0}")]
+    Tls(#[from] tokenvault_tls::TlsError),
+    #[error("health_listen: cannot bind {addr}: {source}")]
+    HealthListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// What a service tells the chassis about itself.
+#[derive(Debug)]
+pub struct GrpcService {
+    /// How log lines name it, e.g. `set-service` (`set-service serving`).
+    pub label: &'static str,
+    /// The gRPC service name, e.g. `tokenvault.v1.SetService`.
+    pub name: &'static str,
+    /// Its RPC methods, named in the metrics' `rpc` label (any other path
+    /// counts as `other`).
+    pub rpcs: &'static [&'static str],
+    /// Who may call which of its RPCs.
+    pub allow: AllowList,
+}
+
+impl GrpcService {
+    /// The gRPC path of one of its methods, e.g.
+    /// `/tokenvault.v1.SetService/StoreRefreshToken`.
+    pub fn path(name: &str, method: &str) -> String {
+        format!("/{name}/{method}")
+    }
+}
+
+type CheckFn = Box<dyn FnOnce(HealthMonitor) -> HealthMonitor + Send>;
+
+/// A gRPC server being put together: TLS is loaded and the registry made;
+/// add metrics and health checks, then [`serve`](Self::serve).
+pub struct GrpcServer {
+    settings: ServiceSettings,
+    service: GrpcService,
+    registry: Registry,
+    grpc_metrics: GrpcMetrics,
+    tls: ServerWatch,
+    _reload: Reloader,
+    checks: Vec<CheckFn>,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer")
+            .field("service", &self.service.name)
+            .field("checks", &self.checks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcServer {
+    /// Loads the server's TLS files (following them from now on) and makes
+    /// the metrics registry.
+    pub fn new(settings: &ServiceSettings, service: GrpcService) -> Result<Self, ServeError> {
+        let mut registry = metrics::new_registry();
+        let grpc_metrics = GrpcMetrics::register(&mut registry);
+        let expiry = CertExpiry::register(&mut registry);
+        let (_tls, tls, reload) = reloading_server(&settings.tls, &settings.trust_domain, expiry)?;
+        Ok(Self {
+            settings: settings.clone(),
+            service,
+            registry,
+            grpc_metrics,
+            tls,
+            _reload: reload,
+            checks: Vec::new(),
+        })
+    }
+
+    /// The registry, for the service's own metrics.
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Adds a health check: while `check` fails (returns `Err(reason)`), the
+    /// health status is NOT_SERVING.
+    pub fn check<F, Fut>(mut self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.checks.push(Box::new(move |monitor: HealthMonitor| {
+            monitor.check(name, check)
+        }));
+        self
+    }
+
+    /// Serves `routes` (the service, with its own message limits) on
+    /// `listeners` until `shutdown` resolves.
+    pub async fn serve(
+        mut self,
+        listeners: Listeners,
+        routes: Routes,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let name = self.service.name;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+        let monitor = HealthMonitor::new(health, name, self.settings.health.interval());
+        let monitor = self.checks.drain(..).fold(monitor, |m, add| add(m));
+        // Stops when dropped, also on an early return.
+        let _health_checks = monitor.register(&mut self.registry).start().await;
+        let _metrics = listeners
+            .metrics
+            .map(|l| metrics::serve(l, std::mem::take(&mut self.registry)));
+        let _plaintext_health = match self.settings.health_listen {
+            Some(addr) => Some(AbortOnDropHandle::new(
+                discovery::spawn_plaintext_health(addr, health_service.clone())
+                    .await
+                    .map_err(|source| ServeError::HealthListen { addr, source })?,
+            )),
+            None => None,
+        };
+        let reflection_alpha = discovery::reflection(name).build_v1alpha()?;
+        let reflection = discovery::reflection(name).build_v1()?;
+        let allow = std::mem::take(&mut self.service.allow).allow_any_peers(&DISCOVERY_SERVICES);
+        let rpcs = self.service.rpcs.iter().map(|m| format!("{name}/{m}"));
+
+        tracing::info!(listen = ?listeners.main.local_addr().ok(), "{} serving", self.service.label);
+        Server::builder()
+            .layer(self.grpc_metrics.layer(rpcs))
+            .layer(AuthzLayer::new(allow).refusing_revoked(self.tls.revoked.clone()))
+            .add_routes(routes)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .serve_with_incoming_shutdown(
+                incoming(listeners.main, self.tls.config.clone()),
+                shutdown,
+            )
+            .await?;
+        tracing::info!("{} stopped", self.service.label);
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! The service runtime every tokenvault binary shares: what runs around a
+//! service rather than inside it.
+//!
+//! - [`settings`]: the typed TOML config with environment overrides, and
+//!   [`ServiceSettings`](settings::ServiceSettings), the settings every
+//!   service has (listeners, trust domain, TLS files, health, audit).
+//! - [`secret`]: [`Secret`](secret::Secret) strings and the one owner-only
+//!   reader of secret files.
+//! - [`logging`]: text log lines and JSON audit lines on stdout.
+//! - [`signal`]: the shutdown signal (Ctrl-C, SIGTERM).
+//! - [`health`]: the gRPC health status driven by periodic checks.
+//! - [`metrics`]: the Prometheus registry, HTTP and certificate metrics, and
+//!   the plaintext `/metrics` endpoint.
+//!
+//! This crate holds the secrets a service reads from its config and files
+//! (client secrets, the cookie key, PINs, private key bytes on their way to
+//! the key ring) only in [`Secret`](secret::Secret)s and wiped buffers, and
+//! never logs them.
+#![forbid(unsafe_code)]
+
+pub mod health;
+pub mod logging;
+pub mod metrics;
+pub mod secret;
+pub mod settings;
+pub mod signal;
