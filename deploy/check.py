@@ -37,6 +37,45 @@ def ok(what: str) -> None:
     print(f"  ok  {what}")
 
 
+# get-service's shutdown (the [shutdown] table every service shares) and its
+# rotation journal: the supervisor must wait longer than drain + grace before
+# it kills the process, and the journal must be on storage that outlives it.
+SHUTDOWN_DEFAULTS = {"drain_secs": 2, "grace_secs": 25}
+
+
+def shutdown_secs(config: dict) -> tuple[int, int]:
+    """(drain_secs, grace_secs) of a service config, with the loader's defaults."""
+    table = {**SHUTDOWN_DEFAULTS, **config.get("shutdown", {})}
+    return table["drain_secs"], table["grace_secs"]
+
+
+def duration_secs(text: str, units: dict[str, float]) -> float | None:
+    """A duration such as `35s`, `1m30s` (compose, Go) or `1min 30s` (systemd);
+    a bare number is seconds. None if it does not parse."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-zµ]+)", text)
+    if not parts or re.sub(r"[\d.\sa-zµ]", "", text):
+        return None
+    total = 0.0
+    for number, unit in parts:
+        if unit not in units:
+            return None
+        total += float(number) * units[unit]
+    return total
+
+
+GO_UNITS = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+SYSTEMD_UNITS = {"h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "m": 60, "min": 60, "minute": 60,
+                 "minutes": 60, "s": 1, "sec": 1, "second": 1, "seconds": 1, "ms": 1e-3, "msec": 1e-3,
+                 "us": 1e-6, "usec": 1e-6}
+
+
+def under(path: str, mount: str) -> bool:
+    return path == mount or path.startswith(mount.rstrip("/") + "/")
+
+
 # ------------------------------------------------------------------ systemd --
 
 UNITS = {
@@ -167,7 +206,33 @@ def check_systemd(directory: Path) -> None:
             problem(name, f"credentials loaded but never referenced: {sorted(unused)}")
         if name == MIGRATE_UNIT:
             check_migrate_unit(name, exec_start, creds, values)
+        if binary == "get-service":
+            check_get_service_unit(name, values, directory.parent / "examples/get-service.toml")
         ok(f"{name}: hardening directives and credentials ({len(creds)} loaded)")
+
+
+def check_get_service_unit(name: str, values: dict, example: Path) -> None:
+    """The unit runs the example config as it is: its rotation journal must be in the
+    unit's StateDirectory= (the one writable, persistent path of a DynamicUser= service),
+    and TimeoutStopSec= must let the drain and the grace period run out."""
+    before = len(PROBLEMS)
+    config = tomllib.loads(example.read_text())
+    journal = config.get("rotation", {}).get("journal_dir")
+    states = " ".join(values.get("StateDirectory", [])).split()
+    if not journal:
+        problem(str(example), "rotation.journal_dir must be set (the unit keeps it in its StateDirectory)")
+    elif not any(under(journal, f"/var/lib/{d}") and journal != f"/var/lib/{d}" for d in states):
+        problem(name, f"rotation.journal_dir = {journal} (in {example.name}) must be inside "
+                f"/var/lib/<StateDirectory=>, got StateDirectory={states}")
+    if values.get("StateDirectoryMode", ["0755"])[-1] not in ("0700", "700"):
+        problem(name, "StateDirectoryMode must be 0700 (the journal holds sealed refresh tokens)")
+    drain, grace = shutdown_secs(config)
+    stop = duration_secs(values.get("TimeoutStopSec", ["90s"])[-1], SYSTEMD_UNITS)
+    if stop is None or stop <= drain + grace:
+        problem(name, f"TimeoutStopSec={values.get('TimeoutStopSec', ['(default)'])[-1]} must be longer "
+                f"than shutdown.drain_secs + grace_secs = {drain} + {grace} s ({example.name})")
+    if len(PROBLEMS) == before:
+        ok(f"{name}: journal {journal} in its StateDirectory; TimeoutStopSec {stop:g} s > {drain} + {grace} s")
 
 
 def check_migrate_unit(name: str, exec_start: str, creds: dict, values: dict) -> None:
@@ -410,7 +475,52 @@ def check_compose(path: Path) -> None:
         if not spec.get("file", "").startswith("./secrets/"):
             problem(str(path), f"secret {key} must come from ./secrets (made by init-secrets)")
     check_compose_migrate(path, services, secrets)
+    check_compose_get_service(path, doc, stages)
     ok(f"{path}: {len(services)} services non-root and read-only; web-frontend and get-service share no network")
+
+
+def check_compose_get_service(path: Path, doc: dict, stages: dict[str, list[str]]) -> None:
+    """get-service runs several replicas: no fixed container name, the rotation journal
+    on a named volume (shared by the replicas; it must outlive the containers) whose
+    mount point the image creates for the containers' user (a new volume takes that
+    directory's owner), and a stop_grace_period longer than drain + grace."""
+    before = len(PROBLEMS)
+    svc = doc["services"]["get-service"]
+    replicas = svc.get("deploy", {}).get("replicas", 1)
+    if not isinstance(replicas, int) or replicas < 2:
+        problem(str(path), f"get-service: deploy.replicas must be at least 2, got {replicas}")
+    if "container_name" in svc:
+        problem(str(path), "get-service: no container_name (replicas cannot share one)")
+    config = tomllib.loads((path.parent / "config/get-service.toml").read_text())
+    journal = config.get("rotation", {}).get("journal_dir")
+    mounts = []
+    for v in svc.get("volumes", []):
+        source, target = v.split(":")[:2]
+        mounts.append((source, target))
+    volume = next(((src, dst) for src, dst in mounts if journal and under(journal, dst)), None)
+    if not journal:
+        problem(str(path), "get-service: rotation.journal_dir must be set in config/get-service.toml")
+    elif volume is None:
+        problem(str(path), f"get-service: rotation.journal_dir = {journal} is not under a volume")
+    else:
+        source, target = volume
+        if source.startswith((".", "/", "~", "$")) or source not in (doc.get("volumes") or {}):
+            problem(str(path), f"get-service: the journal ({target}) must be a named volume defined under "
+                    f"volumes:, not {source}")
+        user = str(svc.get("user", "")).split(":")[0]
+        chown = re.compile(rf"COPY\s+(?=.*--from=)(?=.*--chown={re.escape(user)}(:\S*)?\s).*\s"
+                           rf"{re.escape(target.rstrip('/'))}/?$", re.I)
+        if not any(chown.match(line) for line in stages.get(svc.get("build", {}).get("target", ""), [])):
+            problem(str(path), f"get-service: the image must create {target} owned by {user} "
+                    f"(COPY --chown={user}:... in its Dockerfile target), or the new volume is root's")
+    drain, grace = shutdown_secs(config)
+    stop = duration_secs(svc.get("stop_grace_period", "10s"), GO_UNITS)
+    if stop is None or stop <= drain + grace:
+        problem(str(path), f"get-service: stop_grace_period {svc.get('stop_grace_period', '(default 10s)')} "
+                f"must be longer than shutdown.drain_secs + grace_secs = {drain} + {grace} s")
+    if len(PROBLEMS) == before:
+        ok(f"{path}: get-service: {replicas} replicas, journal {journal} on volume {volume[0]}, "
+           f"stop_grace_period {stop:g} s > {drain} + {grace} s")
 
 
 def owner_url_problems(url: str | None, host: str) -> list[str]:
@@ -486,6 +596,9 @@ PROBES = {
 }
 
 
+WORKLOAD_KINDS = ["Deployment", "StatefulSet", "Job"]
+
+
 def load_k8s(directory: Path) -> list[dict]:
     docs = []
     for f in sorted(directory.glob("*.yaml")):
@@ -506,8 +619,9 @@ def check_k8s(directory: Path) -> None:
     for d in by_kind.get("Secret", {}).values():
         if "template" in d["__file"] and "REPLACE-ME" not in yaml.safe_dump(d.get("stringData", {})):
             problem(d["__file"], f"Secret {d['metadata']['name']}: template data must be marked REPLACE-ME")
-    workloads = list(by_kind.get("Deployment", {}).values()) + list(by_kind.get("Job", {}).values())
+    workloads = [w for kind in WORKLOAD_KINDS for w in by_kind.get(kind, {}).values()]
     pods = {}
+    configs = {}
     for w in workloads:
         name = w["metadata"]["name"]
         spec = w["spec"]["template"]["spec"]
@@ -528,10 +642,9 @@ def check_k8s(directory: Path) -> None:
                 problem(w["__file"], f"{name}/{c['name']}: needs resource limits")
         if name in PROBES:
             check_probes(w, spec["containers"][0])
-            check_config_mounts(w, spec, by_kind)
+            configs[name] = check_config_mounts(w, spec, by_kind)
     check_k8s_migrate(by_kind.get("Job", {}).get("tokenvault-migrate"))
-    if by_kind["Deployment"]["get-service"]["spec"].get("replicas") != 1:
-        problem("31-get-service.yaml", "get-service must run one replica (one instance per store)")
+    check_k8s_get_service(by_kind, configs.get("get-service"))
     check_network_policies(list(by_kind.get("NetworkPolicy", {}).values()), pods)
     ok(f"{directory}: {len(docs)} objects; restricted pod security, probes, mounts, network policies")
 
@@ -565,6 +678,97 @@ def check_k8s_migrate(job: dict | None) -> None:
         problem(where, f"tokenvault-migrate: DATABASE_URL has no place here (set-service migrate reads {OWNER_URL_VAR})")
 
 
+def check_k8s_get_service(by_kind: dict, config: dict | None) -> None:
+    """get-service: a StatefulSet of several replicas, updated one pod at a time, with a
+    PodDisruptionBudget, the rotation journal on each pod's own PersistentVolume, a
+    termination grace period longer than drain + grace, a readiness probe that notices
+    the drain, and a headless Service (every replica's address) beside the ClusterIP one."""
+    where = "31-get-service.yaml"
+    before = len(PROBLEMS)
+    if "get-service" in by_kind.get("Deployment", {}):
+        problem(where, "get-service must be a StatefulSet (each pod its own journal volume), not a Deployment")
+    sts = by_kind.get("StatefulSet", {}).get("get-service")
+    if sts is None or config is None:
+        problem(where, "needs the StatefulSet get-service")
+        return
+    spec = sts["spec"]
+    pod = spec["template"]["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    replicas = spec.get("replicas", 1)
+    if replicas < 2:
+        problem(where, f"get-service: replicas must be at least 2, got {replicas}")
+    if spec.get("updateStrategy", {}).get("type", "RollingUpdate") != "RollingUpdate":
+        problem(where, "get-service: updateStrategy must be RollingUpdate")
+    # A PodDisruptionBudget that selects the pods, keeps one up and lets one go.
+    pdbs = [p for p in by_kind.get("PodDisruptionBudget", {}).values() if selects(p["spec"].get("selector"), labels)]
+    if not pdbs:
+        problem(where, "get-service: no PodDisruptionBudget selects its pods")
+    for p in pdbs:
+        def count(value):
+            if isinstance(value, str) and value.endswith("%"):
+                return int(value[:-1]) * replicas // 100
+            return value
+        max_unavailable, min_available = (count(p["spec"].get(k)) for k in ("maxUnavailable", "minAvailable"))
+        allowed = max_unavailable if max_unavailable is not None else replicas - (min_available or 0)
+        if replicas >= 2 and not 1 <= allowed < replicas:
+            problem(where, f"PodDisruptionBudget {p['metadata']['name']}: must allow 1 to {replicas - 1} "
+                    f"of {replicas} pods down, allows {allowed}")
+    # Stopping: the kubelet must wait out drain + grace, and readiness must see the drain.
+    drain, grace = shutdown_secs(config)
+    tgps = pod.get("terminationGracePeriodSeconds", 30)
+    if tgps <= drain + grace:
+        problem(where, f"get-service: terminationGracePeriodSeconds {tgps} must be longer than "
+                f"shutdown.drain_secs + grace_secs = {drain} + {grace}")
+    ready = pod["containers"][0].get("readinessProbe", {})
+    noticed = ready.get("periodSeconds", 10) * ready.get("failureThreshold", 3)
+    if noticed > drain:
+        problem(where, f"get-service: the readiness probe notices NOT_SERVING after up to {noticed} s "
+                f"(periodSeconds x failureThreshold), longer than shutdown.drain_secs {drain}")
+    # The journal: under a mount of a volumeClaimTemplate (never an emptyDir), in a
+    # directory of its own (the volume's root is group-writable for fsGroup, and
+    # get-service refuses a journal directory that its group may open).
+    journal = config.get("rotation", {}).get("journal_dir")
+    templates = {t["metadata"]["name"]: t for t in spec.get("volumeClaimTemplates", [])}
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    mount = next((m for path, m in mounts.items() if journal and under(journal, path)), None)
+    if not journal:
+        problem(where, "get-service: rotation.journal_dir must be set (on a PersistentVolume)")
+    elif mount is None or mount["name"] not in templates:
+        problem(where, f"get-service: rotation.journal_dir = {journal} must be under a volumeMount of a "
+                "volumeClaimTemplate (a PersistentVolume per pod), not an emptyDir or a Secret")
+    else:
+        template = templates[mount["name"]]["spec"]
+        if mount.get("readOnly"):
+            problem(where, f"get-service: the journal mount {mount['mountPath']} must be writable")
+        if journal.rstrip("/") == mount["mountPath"].rstrip("/"):
+            problem(where, f"get-service: rotation.journal_dir must be a directory inside {mount['mountPath']}, "
+                    "not the volume's group-writable root")
+        if "ReadWriteOnce" not in template.get("accessModes", []) and \
+                "ReadWriteOncePod" not in template.get("accessModes", []):
+            problem(where, "get-service: the journal volumeClaimTemplate must be ReadWriteOnce(Pod)")
+        if "storage" not in template.get("resources", {}).get("requests", {}):
+            problem(where, "get-service: the journal volumeClaimTemplate must request storage")
+        psc = pod.get("securityContext", {})
+        if psc.get("fsGroup") is None or psc.get("fsGroup") != psc.get("runAsGroup"):
+            problem(where, "get-service: fsGroup must be the pod's group, so that it may write the journal volume")
+    # Services: the ClusterIP one, and a headless one (the StatefulSet's serviceName).
+    services = [v for v in by_kind.get("Service", {}).values() if selects({"matchLabels": v["spec"].get("selector", {})},
+                                                                          labels) and v["spec"].get("selector")]
+    headless = [v for v in services if v["spec"].get("clusterIP") == "None"]
+    if not any(v["spec"].get("clusterIP") != "None" for v in services):
+        problem(where, "get-service: needs a ClusterIP Service selecting its pods")
+    if spec.get("serviceName") not in {v["metadata"]["name"] for v in headless}:
+        problem(where, f"get-service: serviceName {spec.get('serviceName')} must be a headless Service "
+                "(clusterIP: None) selecting its pods")
+    for v in headless:
+        if v["spec"].get("publishNotReadyAddresses"):
+            problem(where, f"Service {v['metadata']['name']}: must not publish unready (draining) replicas")
+    if len(PROBLEMS) == before:
+        ok(f"get-service: StatefulSet of {replicas}, RollingUpdate, PodDisruptionBudget; journal {journal} "
+           f"on volumeClaimTemplate {mount['name']}; grace {tgps} s > {drain} + {grace} s; readiness within "
+           f"{noticed} s; headless Service {spec['serviceName']}")
+
+
 def check_probes(w: dict, c: dict) -> None:
     name = w["metadata"]["name"]
     kind, port, what = PROBES[name]
@@ -581,12 +785,18 @@ def check_probes(w: dict, c: dict) -> None:
         problem(w["__file"], f"{name}: readinessProbe must ask for service {what}")
 
 
-def check_config_mounts(w: dict, spec: dict, by_kind: dict) -> None:
-    """The embedded TOML's paths must be mounted, and health_listen must match the probe port."""
+def check_config_mounts(w: dict, spec: dict, by_kind: dict) -> dict:
+    """The embedded TOML's paths must be mounted, and health_listen must match the probe port.
+    A StatefulSet's volumeClaimTemplates are volumes too. Returns the parsed config."""
     name = w["metadata"]["name"]
     c = spec["containers"][0]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
+    for t in w["spec"].get("volumeClaimTemplates", []):
+        volumes[t["metadata"]["name"]] = {"persistentVolumeClaim": t["spec"]}
+    for m in mounts:
+        if m not in volumes:
+            problem(w["__file"], f"{name}: volumeMount {m} names no volume or volumeClaimTemplate")
     config_path = c["args"][1]
     config_dir, config_file = config_path.rsplit("/", 1)
     vol = next(v for n, v in volumes.items() if mounts.get(n) == config_dir)
@@ -604,6 +814,7 @@ def check_config_mounts(w: dict, spec: dict, by_kind: dict) -> None:
             problem(w["__file"], f"{name}: {key} {config[key]} is not a containerPort")
     if name != "web-frontend" and config.get("health_listen", "").rsplit(":", 1)[-1] != str(PROBES[name][1]):
         problem(w["__file"], f"{name}: health_listen must be the probes' port {PROBES[name][1]}")
+    return config
 
 
 # NetworkPolicy evaluation: enough of the semantics for the selectors used here.

@@ -5,8 +5,10 @@
 //! `LoadCredential=` files; and a credentials directory laid out as the units
 //! ask starts set-service and get-service, whose plaintext health listeners
 //! then answer a real gRPC health client (Python grpcio), as the kubelet's
-//! `grpc:` probes in deploy/k8s would. deploy/check validates the same files
-//! with linters and schemas.
+//! `grpc:` probes in deploy/k8s would. get-service's rotation journal is
+//! where each deployment keeps it (a StateDirectory, a named volume, a
+//! PersistentVolume) and its `[shutdown]` settings load. deploy/check
+//! validates the same files with linters and schemas.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -111,6 +113,13 @@ fn example_configs_load_with_the_real_loaders() {
         get["oidc"].issuer.is_some(),
         "the generic provider uses discovery"
     );
+    // The systemd unit's StateDirectory= holds the journal.
+    assert_eq!(
+        c.get.rotation.journal_dir.as_deref(),
+        Some(Path::new("/var/lib/tokenvault-get-service/journal"))
+    );
+    let shutdown = &c.get.service.shutdown;
+    assert!(shutdown.grace_secs > shutdown.drain_secs);
 }
 
 #[test]
@@ -129,6 +138,12 @@ fn compose_configs_load_with_the_real_loaders() {
     }
     assert_eq!(c.get.set_service.address, "set-service:7401");
     assert_eq!(c.web.set_service.address, "set-service:7401");
+    // On the named volume the replicas share (compose.yaml mounts it at
+    // /var/lib/tokenvault).
+    assert_eq!(
+        c.get.rotation.journal_dir.as_deref(),
+        Some(Path::new("/var/lib/tokenvault/journal"))
+    );
 }
 
 /// The TOML documents embedded in deploy/k8s as `<name>.toml: |` block
@@ -206,6 +221,19 @@ fn kubernetes_configs_load_with_the_real_loaders() {
         c.get.private_keys_dir,
         Path::new("/etc/tokenvault/private-keys")
     );
+    // Inside each pod's PersistentVolume (mounted at /var/lib/tokenvault);
+    // the StatefulSet's terminationGracePeriodSeconds covers drain + grace.
+    assert_eq!(
+        c.get.rotation.journal_dir.as_deref(),
+        Some(Path::new("/var/lib/tokenvault/journal"))
+    );
+    assert_eq!(
+        (
+            c.get.service.shutdown.drain_secs,
+            c.get.service.shutdown.grace_secs
+        ),
+        (5, 25)
+    );
 }
 
 /// One systemd unit with its drop-ins: what it loads as credentials and the
@@ -217,6 +245,8 @@ struct Unit {
     credentials: BTreeMap<String, String>,
     /// Variable -> value (with `%d` still in it).
     environment: BTreeMap<String, String>,
+    /// `StateDirectory=` names (under /var/lib).
+    state_directories: Vec<String>,
 }
 
 impl Unit {
@@ -232,6 +262,7 @@ impl Unit {
             exec_start: String::new(),
             credentials: BTreeMap::new(),
             environment: BTreeMap::new(),
+            state_directories: Vec::new(),
         };
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
@@ -250,6 +281,9 @@ impl Unit {
                         assert!(!val.contains(' '), "{line}: one assignment per line");
                         unit.environment.insert(var.to_owned(), val.to_owned());
                     }
+                    "StateDirectory" => unit
+                        .state_directories
+                        .extend(value.split_whitespace().map(str::to_owned)),
                     _ => {}
                 }
             }
@@ -336,6 +370,18 @@ fn systemd_units_point_the_example_configs_at_their_credentials() {
             units[GET].credentials[id].starts_with("/etc/tokenvault/get-service/private-keys/")
         );
     }
+    // get-service writes only its rotation journal, inside the unit's
+    // StateDirectory= (owned by the dynamic user, kept across restarts).
+    let journal = get.rotation.journal_dir.as_deref().unwrap();
+    assert!(
+        units[GET]
+            .state_directories
+            .iter()
+            .any(|d| journal.starts_with(Path::new("/var/lib").join(d))),
+        "{} is not in a StateDirectory= of {:?}",
+        journal.display(),
+        units[GET].state_directories
+    );
     assert_eq!(web.session.cookie_key_file, Some(creds.join("cookie.key")));
     assert_eq!(web.links.secret_file, Some(creds.join("link-secret")));
     // Public keys are not secret: read from /etc/tokenvault/public-keys, the
@@ -498,6 +544,25 @@ async fn systemd_credentials_start_set_service_and_get_service() {
         "TOKENVAULT_GET_SET_SERVICE_ADDRESS".into(),
         format!("localhost:{set_port}"),
     );
+    // The journal where systemd would put the StateDirectory= (/var/lib),
+    // here under the scratch directory.
+    let example = tokenvault_get_service::Config::load(&get_unit.config_path(&get_creds), no_env)
+        .unwrap()
+        .rotation
+        .journal_dir
+        .unwrap();
+    let state_root = scratch.join("var-lib");
+    let journal = state_root.join(example.strip_prefix("/var/lib").unwrap());
+    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        journal.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    env.insert(
+        "TOKENVAULT_GET_JOURNAL_DIR".into(),
+        journal.display().to_string(),
+    );
     let mut config = tokenvault_get_service::Config::load(&get_unit.config_path(&get_creds), |k| {
         env.get(k).cloned()
     })
@@ -520,6 +585,9 @@ async fn systemd_credentials_start_set_service_and_get_service() {
         reply,
         "<server> SERVING\ntokenvault.v1.GetService SERVING\n"
     );
+    // get-service made the journal directory, owner-only.
+    let mode = std::fs::metadata(&journal).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", journal.display());
 
     get.stop().await.unwrap();
     set.stop().await.unwrap();
