@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // (src/redact.rs) instead of the derived one.
         .skip_debug([
             ".tokenvault.v1.StoreRefreshTokenRequest",
+            ".tokenvault.v1.ResealRefreshTokenRequest",
+            ".tokenvault.v1.ShareAccessTokenRequest",
             ".tokenvault.v1.GetAccessTokenResponse",
         ])
         .build_client(true)

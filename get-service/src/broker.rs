@@ -8,8 +8,8 @@
 //!   (one decrypt, one provider call) in its own task, under the account's
 //!   lock, and every caller gets its result; a caller that gives up does not
 //!   cancel it, and a refresh that panics still answers its waiters.
-//! - Waiters get the new access token before a rotated refresh token is
-//!   stored; the store then runs under the same account lock.
+//! - Waiters get the new access token only once a rotated refresh token is
+//!   durable (stored, or journaled: [`crate::rotation`]).
 //! - A token near expiry (the lesser of `refresh_ahead_secs` and a third of
 //!   its lifetime) is refreshed in the background on the next hit.
 //! - A cached token is re-confirmed against the store every
@@ -21,11 +21,13 @@
 //!   REAUTHORIZATION_REQUIRED through set-service, and remembered for
 //!   `negative_ttl` so that the provider is not asked again.
 //!
-//! One get-service instance per store: refreshes are single-flight within a
-//! process, and two instances refreshing one account at once would each
-//! rotate its token.
+//! - With several replicas on PostgreSQL, a refresh waits for the account's
+//!   cross-replica lock, and a replica that waited serves the access token
+//!   the refresher shared ([`crate::replicas`]).
 //!
-//! Rotated refresh tokens go to [`Rotations`], which stores them.
+//! One refresh is [`crate::refresh`]; this module is the cache and the
+//! flights around it. Flights are tracked, so that a stop can let them
+//! finish ([`Broker::drain`]).
 //!
 //! [`CacheMetrics`] counts cache hits (a cached token served) and misses (the
 //! caller waited for a refresh) by provider; a remembered dead grant is
@@ -34,35 +36,36 @@
 //! This module holds plaintext refresh tokens only inside one refresh, and
 //! access tokens in the cache, all in `Zeroizing` buffers.
 
+mod refresh;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tokenvault_oauth::{Provider, ProviderError, ProviderLabel};
-use tokenvault_opener::{OpenError, PrivateKeyRing};
-use tokenvault_proto::v1::AccountStatus;
+use tokenvault_oauth::{Provider, ProviderLabel};
+use tokenvault_opener::PrivateKeyRing;
 use tokenvault_runtime::metrics::{Registry, registered};
-use tokenvault_set_client::SetClient;
 use tokenvault_store::{Latest, StoreError, TokenReader};
 use tokenvault_tls::now_unix;
 use tokio::sync::watch;
-use zeroize::Zeroizing;
+use tokio_util::task::TaskTracker;
 
 use crate::account::{AccountKey, AccountLocks, lock};
 use crate::config::CacheConfig;
 use crate::error::TokenError;
-use crate::rotation::{INLINE_ATTEMPTS, Rotations};
+use crate::replicas::Replicas;
+use crate::rotation::Rotations;
 use crate::token::AccessToken;
 
 /// The tracing target of integrity failures (a sealed token that does not
 /// belong to its row, or does not open).
 pub const INTEGRITY_TARGET: &str = "tokenvault::integrity";
 
-type Outcome = Result<Arc<AccessToken>, TokenError>;
-/// A refreshed token, and the rotated refresh token with the version it replaces.
-type Refreshed = (AccessToken, Option<(Zeroizing<String>, i64)>);
+pub(crate) type Outcome = Result<Arc<AccessToken>, TokenError>;
+/// A refresh in flight: its outcome, once there is one.
+type Flight = watch::Receiver<Option<Outcome>>;
 
 enum Cached {
     /// A token, and when the store last confirmed the account is connected.
@@ -78,16 +81,17 @@ enum Cached {
     },
 }
 
-struct Inner {
+pub(crate) struct Inner {
     reader: TokenReader,
     keys: Arc<PrivateKeyRing>,
     providers: HashMap<String, Arc<Provider>>,
     rotations: Rotations,
-    set: SetClient,
+    replicas: Option<Replicas>,
     locks: AccountLocks,
     config: CacheConfig,
     cache: Mutex<HashMap<AccountKey, Cached>>,
-    flights: Mutex<HashMap<AccountKey, watch::Receiver<Option<Outcome>>>>,
+    flights: Mutex<HashMap<AccountKey, Flight>>,
+    tracker: TaskTracker,
     /// The lifetime of the last token each provider issued, in seconds.
     lifetimes: Mutex<HashMap<String, i64>>,
     metrics: CacheMetrics,
@@ -139,13 +143,14 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// A broker over the given store, keys and providers, storing rotated
-    /// tokens through `rotations` (whose account locks it shares) and
-    /// statuses through `set`. Cache hits and misses go to `metrics`.
+    /// tokens and statuses through `rotations` (whose account locks it
+    /// shares), coordinating with other replicas through `replicas` (on
+    /// PostgreSQL). Cache hits and misses go to `metrics`.
     pub fn new(
         reader: TokenReader,
         keys: Arc<PrivateKeyRing>,
         providers: HashMap<String, Arc<Provider>>,
-        (rotations, set): (Rotations, SetClient),
+        (rotations, replicas): (Rotations, Option<Replicas>),
         config: CacheConfig,
         metrics: CacheMetrics,
     ) -> Self {
@@ -156,10 +161,11 @@ impl Broker {
                 providers,
                 locks: rotations.locks().clone(),
                 rotations,
-                set,
+                replicas,
                 config,
                 cache: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
+                tracker: TaskTracker::new(),
                 lifetimes: Mutex::new(HashMap::new()),
                 metrics,
             }),
@@ -193,7 +199,17 @@ impl Broker {
             return Ok(hit);
         }
         CacheMetrics::count(&self.inner.metrics.misses, &key.provider);
-        let token = self.join_flight(key.clone(), min_ttl).await?;
+        let want = now_unix().saturating_add(min_ttl);
+        let mut token = self.join_flight(key.clone(), want).await?;
+        // A flight started for a shorter min_ttl may end with a token another
+        // replica shared that is too old for this one: ask again (a fresh
+        // refresh then gives the full lifetime).
+        for _ in 0..2 {
+            if !token.shared || token.expires_at_unix >= want {
+                break;
+            }
+            token = self.join_flight(key.clone(), want).await?;
+        }
         let remaining = token.remaining_secs(now_unix());
         if remaining < min_ttl {
             return Err(too_long(min_ttl_secs, &key.provider, remaining));
@@ -233,7 +249,11 @@ impl Broker {
                 .unwrap_or(i64::MAX)
                 .min(token.lifetime_secs / 3);
             if token.remaining_secs(now) < ahead {
-                self.start_flight(key.clone());
+                let newer = token
+                    .expires_at_unix
+                    .saturating_add(1)
+                    .max(now.saturating_add(ahead));
+                self.start_flight(key.clone(), newer);
             }
             return Ok(Some(token));
         }
@@ -281,14 +301,16 @@ impl Broker {
         outcome
     }
 
-    /// Starts a refresh for `key` unless one is running; returns its receiver.
-    /// Lock order everywhere: cache, then flights.
-    fn start_flight(&self, key: AccountKey) -> watch::Receiver<Option<Outcome>> {
+    /// Starts a refresh for `key` unless one is running (whatever it was
+    /// started for); returns its receiver. A refresh-ahead wants a token that
+    /// expires after the one it replaces. Lock order everywhere: cache, then
+    /// flights.
+    fn start_flight(&self, key: AccountKey, min_expires_at: i64) -> Flight {
         let _cache = lock(&self.inner.cache);
-        self.start_flight_locked(key)
+        self.start_flight_locked(key, min_expires_at)
     }
 
-    fn start_flight_locked(&self, key: AccountKey) -> watch::Receiver<Option<Outcome>> {
+    fn start_flight_locked(&self, key: AccountKey, min_expires_at: i64) -> Flight {
         let mut flights = lock(&self.inner.flights);
         if let Some(rx) = flights.get(&key) {
             return rx.clone();
@@ -297,15 +319,15 @@ impl Broker {
         flights.insert(key.clone(), rx.clone());
         drop(flights);
         let broker = self.clone();
-        tokio::spawn(async move {
+        self.inner.tracker.spawn(async move {
             let _account = broker.inner.locks.lock(&key).await;
             // Its own task, so that a panic still answers the waiters.
             let refresh = {
                 let (broker, key) = (broker.clone(), key.clone());
-                tokio::spawn(async move { broker.refresh(&key).await })
+                tokio::spawn(async move { broker.refresh(&key, min_expires_at).await })
             };
-            let (outcome, rotated) = match refresh.await {
-                Ok(Ok((token, rotated))) => (Ok(Arc::new(token)), rotated),
+            let (outcome, finish) = match refresh.await {
+                Ok(Ok((token, finish))) => (Ok(Arc::new(token)), finish),
                 Ok(Err(e)) => (Err(e), None),
                 Err(_) => (
                     Err(TokenError::Internal(
@@ -327,31 +349,28 @@ impl Broker {
                 }
                 lock(&broker.inner.flights).remove(&key);
             }
+            let shared = outcome.as_ref().ok().cloned();
             let _ = tx.send(Some(outcome));
-            // Waiters have their token; store the rotated refresh token while
-            // still holding the account's lock.
-            if let Some((token, version)) = rotated {
-                broker
-                    .inner
-                    .rotations
-                    .store_rotated(&key, token, version)
-                    .await;
+            // Waiters have their token (durable, if it came with a rotation);
+            // other replicas get it before this one lets go of the account.
+            if let (Some(finish), Some(token)) = (finish, shared) {
+                finish.share(&key, &token).await;
             }
         });
         rx
     }
 
     /// Joins the running refresh for `key`, or starts one, unless a token
-    /// that satisfies `min_ttl` was cached meanwhile.
-    async fn join_flight(&self, key: AccountKey, min_ttl: i64) -> Outcome {
+    /// that stays valid until `min_expires_at` was cached meanwhile.
+    async fn join_flight(&self, key: AccountKey, min_expires_at: i64) -> Outcome {
         let mut rx = {
             let cache = lock(&self.inner.cache);
             if let Some(Cached::Token { token, .. }) = cache.get(&key)
-                && token.remaining_secs(now_unix()) >= min_ttl
+                && token.expires_at_unix >= min_expires_at
             {
                 return Ok(token.clone());
             }
-            self.start_flight_locked(key)
+            self.start_flight_locked(key, min_expires_at)
         };
         match rx.wait_for(Option::is_some).await {
             Ok(v) => v.clone().unwrap_or_else(|| {
@@ -365,165 +384,14 @@ impl Broker {
         }
     }
 
-    /// One refresh, under the account's lock: read, open, refresh at the
-    /// provider, handle the outcome.
-    async fn refresh(&self, key: &AccountKey) -> Result<Refreshed, TokenError> {
-        let provider = self
-            .inner
-            .providers
-            .get(&key.provider)
-            .cloned()
-            .ok_or_else(|| {
-                TokenError::InvalidArgument(format!(
-                    "provider {:?} is not configured",
-                    key.provider
-                ))
-            })?;
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(self.inner.config.refresh_deadline_secs);
-        let (mut version, mut refresh_token) = self.current_refresh_token(key).await?;
-        let mut retried_race = false;
-        loop {
-            let sent = now_unix();
-            match provider.refresh_with_retry(&refresh_token, deadline).await {
-                Ok(refreshed) => {
-                    let lifetime = (refreshed.expires_at_unix - sent).max(0);
-                    lock(&self.inner.lifetimes).insert(key.provider.clone(), lifetime);
-                    tracing::info!(account = %key.account, provider = %key.provider, "refreshed an access token");
-                    let rotated = refreshed
-                        .refresh_token
-                        .map(|t| (Zeroizing::new(t.expose().to_owned()), version));
-                    let token = AccessToken {
-                        token: Zeroizing::new(refreshed.access_token.expose().to_owned()),
-                        token_type: refreshed.token_type,
-                        expires_at_unix: refreshed.expires_at_unix,
-                        scopes: refreshed.scopes,
-                        lifetime_secs: lifetime,
-                    };
-                    return Ok((token, rotated));
-                }
-                Err(ProviderError::GrantDead { error, .. }) => {
-                    // A newer stored token means another refresher won a race
-                    // (or the account was reconnected): try once with that.
-                    let (now_version, now_token) = self.current_refresh_token(key).await?;
-                    if now_version != version && !retried_race {
-                        tracing::info!(account = %key.account, provider = %key.provider, "refresh grant rejected, but a newer token is stored; retrying with it");
-                        (version, refresh_token, retried_race) = (now_version, now_token, true);
-                        continue;
-                    }
-                    tracing::warn!(account = %key.account, provider = %key.provider, error = %error, "the provider rejected the refresh grant; reauthorization required");
-                    self.record_reauthorization_required(key, &error).await;
-                    let ttl = Duration::from_secs(self.inner.config.negative_ttl_secs);
-                    lock(&self.inner.cache).insert(
-                        key.clone(),
-                        Cached::Dead {
-                            version,
-                            reason: error.clone(),
-                            until: Instant::now() + ttl,
-                        },
-                    );
-                    return Err(TokenError::ReauthorizationRequired(error));
-                }
-                Err(ProviderError::Transient { reason, .. }) => {
-                    tracing::warn!(account = %key.account, provider = %key.provider, %reason, "provider unavailable");
-                    return Err(TokenError::Unavailable(format!(
-                        "provider {} is unavailable ({reason}); retry later",
-                        key.provider
-                    )));
-                }
-                Err(ProviderError::Misconfigured(reason)) => {
-                    tracing::error!(account = %key.account, provider = %key.provider, %reason, "the provider rejected tokenvault's client configuration");
-                    return Err(TokenError::Internal(format!(
-                        "provider {} rejected tokenvault's client configuration; see get-service logs",
-                        key.provider
-                    )));
-                }
-                Err(other) => {
-                    tracing::error!(account = %key.account, provider = %key.provider, error = %other, "refresh failed");
-                    return Err(TokenError::Unavailable(format!(
-                        "provider {} refresh failed: {other}",
-                        key.provider
-                    )));
-                }
-            }
-        }
-    }
-
-    /// Records REAUTHORIZATION_REQUIRED for an account, retrying briefly.
-    async fn record_reauthorization_required(&self, key: &AccountKey, reason: &str) {
-        for attempt in 0..INLINE_ATTEMPTS {
-            let recorded = self
-                .inner
-                .set
-                .record_status(
-                    &key.account,
-                    &key.provider,
-                    AccountStatus::ReauthorizationRequired,
-                    reason,
-                )
-                .await;
-            match recorded {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(account = %key.account, provider = %key.provider, attempt, error = %e, "recording the account status failed");
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-            }
-        }
-    }
-
-    /// The refresh token to use: a rotated one not yet stored, or the newest
-    /// stored one, opened after checking that it belongs to this row.
-    async fn current_refresh_token(
-        &self,
-        key: &AccountKey,
-    ) -> Result<(i64, Zeroizing<String>), TokenError> {
-        let (version, sealed) = match self
-            .inner
-            .reader
-            .latest(&key.account, &key.provider)
-            .await?
-        {
-            Latest::NotFound => {
-                self.inner.rotations.pending_token(key, None);
-                return Err(TokenError::UnknownAccount);
-            }
-            Latest::Disconnected => {
-                self.inner.rotations.pending_token(key, None);
-                return Err(TokenError::Disconnected);
-            }
-            Latest::Token {
-                version,
-                sealed_token,
-                ..
-            } => (version, sealed_token),
-        };
-        if let Some(token) = self.inner.rotations.pending_token(key, Some(version)) {
-            return Ok((version, token));
-        }
-        let opened = self
-            .inner
-            .keys
-            .open_async(&sealed, &key.account, &key.provider)
+    /// At a stop, once no new calls arrive: waits until `deadline` for the
+    /// refreshes in flight (and the rotations they make durable). Returns
+    /// whether all finished.
+    pub async fn drain(&self, deadline: tokio::time::Instant) -> bool {
+        self.inner.tracker.close();
+        tokio::time::timeout_at(deadline, self.inner.tracker.wait())
             .await
-            .map_err(|e| match e {
-                // The HSM, not the token: try again later.
-                OpenError::KeyUnavailable { .. } => {
-                    tracing::warn!(account = %key.account, provider = %key.provider, error = %e,
-                        "the token-encryption key is unavailable");
-                    TokenError::Unavailable(format!("the token-encryption key is unavailable: {e}"))
-                }
-                e => {
-                    tracing::error!(target: INTEGRITY_TARGET, account = %key.account, provider = %key.provider, version, error = %e,
-                        "STORED SEALED TOKEN FAILED ITS INTEGRITY CHECK: refusing to use it");
-                    TokenError::Internal(format!(
-                        "the stored token for this account failed its integrity check ({e}); see get-service logs"
-                    ))
-                }
-            })?;
-        let text = std::str::from_utf8(&opened)
-            .map_err(|_| TokenError::Internal("the stored refresh token is not UTF-8".into()))?;
-        Ok((version, Zeroizing::new(text.to_owned())))
+            .is_ok()
     }
 }
 

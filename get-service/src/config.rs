@@ -29,6 +29,9 @@ pub const ENV_PRIVATE_KEYS_DIR: &str = "PRIVATE_KEYS_DIR";
 /// PKCS#11 user PIN's file).
 pub const ENV_PKCS11_PIN_FILE: &str = "PKCS11_PIN_FILE";
 
+/// `TOKENVAULT_GET_JOURNAL_DIR` overrides `rotation.journal_dir`.
+pub const ENV_JOURNAL_DIR: &str = "JOURNAL_DIR";
+
 /// get-service's own overrides, beside [`ServiceSettings::OVERRIDES`].
 const ENV_OVERRIDES: &[EnvOverride] = &[
     EnvOverride::scalar(env::STORE_URL, "store.url"),
@@ -37,6 +40,7 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
     EnvOverride::scalar(env::SEALING_KID, "sealing_kid"),
     EnvOverride::scalar(env::SET_SERVICE_ADDRESS, "set_service.address"),
     EnvOverride::scalar(ENV_PKCS11_PIN_FILE, "pkcs11.pin_file"),
+    EnvOverride::scalar(ENV_JOURNAL_DIR, "rotation.journal_dir"),
 ];
 
 /// The whole get-service configuration.
@@ -75,6 +79,23 @@ pub struct Config {
     /// of) the key files; `private_keys_dir` may then hold no key file.
     #[serde(default)]
     pub pkcs11: Option<Pkcs11Config>,
+    /// Rotated refresh tokens.
+    #[serde(default)]
+    pub rotation: RotationConfig,
+}
+
+/// What happens to a provider's rotated refresh token before the worker gets
+/// the access token that came with it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationConfig {
+    /// Where rotated refresh tokens are journaled, sealed with the public
+    /// key, while set-service cannot store them (mode 0700, created if
+    /// missing; keep it on a disk that outlives the process: a persistent
+    /// volume, not a pod's emptyDir). Without it, a rotation set-service
+    /// cannot store is kept in memory only, and the worker gets UNAVAILABLE
+    /// rather than a token whose grant a crash could lose.
+    pub journal_dir: Option<PathBuf>,
 }
 
 /// Revoking disconnected accounts' grants at their providers (RFC 7009).

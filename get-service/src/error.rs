@@ -24,6 +24,8 @@ pub enum ServeError {
     Provider(tokenvault_oauth::ProviderError),
     #[error("provider HTTP client: {0}")]
     Http(String),
+    #[error("rotation.journal_dir: {0}")]
+    Journal(#[from] crate::journal::JournalError),
 }
 
 /// Why one access-token request failed. Cloneable, because one refresh's

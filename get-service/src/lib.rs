@@ -5,8 +5,12 @@
 //!
 //! - [`broker`] caches access tokens, runs one refresh per account at a time,
 //!   refreshes ahead of expiry, and handles dead grants.
-//! - [`rotation`] seals and stores the providers' rotated refresh tokens
-//!   through set-service.
+//! - [`rotation`] makes the providers' rotated refresh tokens durable before
+//!   any worker gets the access token that came with them: stored through
+//!   set-service, or sealed in the local [`journal`] while it is away.
+//! - [`replicas`] lets several get-service processes share one PostgreSQL
+//!   store: one provider refresh per account at a time across all of them,
+//!   and access tokens shared (sealed) between them.
 //! - [`revocation`] revokes disconnected accounts' grants at their
 //!   providers (RFC 7009) and has set-service delete the sealed token.
 //! - [`reseal`] and [`retire`] are key rotation's `get-service reseal` and
@@ -26,6 +30,8 @@ pub mod config;
 pub mod error;
 mod hardening;
 mod health;
+pub mod journal;
+pub mod replicas;
 pub mod reseal;
 pub mod retire;
 pub mod revocation;

@@ -15,6 +15,9 @@
 //! meanwhile ([`Rotations::take_orphans`]) are live grants too: those of
 //! accounts now disconnected are revoked in the same sweep.
 //!
+//! With several replicas on PostgreSQL, one sweeps at a time (a job lock);
+//! the others skip that round.
+//!
 //! Failures are retried on later sweeps with a growing pause per token; the
 //! sealed token stays in the store until then, and a token that keeps failing
 //! is logged as an error. Each sweep makes at most `batch_size` provider
@@ -36,6 +39,7 @@ use zeroize::Zeroizing;
 
 use crate::account::{AccountKey, AccountLocks};
 use crate::config::RevocationConfig;
+use crate::replicas::Replicas;
 use crate::rotation::Rotations;
 
 /// The longest pause before retrying one token.
@@ -69,6 +73,8 @@ pub struct RevocationSweeper {
     pub set: SetClient,
     /// Rotated tokens the store refused (orphans).
     pub rotations: Rotations,
+    /// With several replicas: so that one sweeps at a time.
+    pub replicas: Option<Replicas>,
     /// The per-account locks refreshes hold too.
     pub locks: AccountLocks,
     /// Interval and batch size.
@@ -86,22 +92,24 @@ enum Done {
 }
 
 impl RevocationSweeper {
-    /// A sweeper over `reader`, recording through `set`, revoking the
-    /// orphans of `rotations` too (and sharing its account locks).
+    /// A sweeper over `reader`, recording through set-service, revoking the
+    /// orphans of `rotations` too (and sharing its account locks); with
+    /// `replicas`, one replica sweeps at a time.
     pub fn new(
         reader: TokenReader,
         keys: Arc<PrivateKeyRing>,
         providers: HashMap<String, Arc<Provider>>,
-        (rotations, set): (Rotations, SetClient),
+        (rotations, replicas): (Rotations, Option<Replicas>),
         config: RevocationConfig,
     ) -> Self {
         Self {
             reader,
             keys,
             providers,
-            set,
+            set: rotations.set_client().clone(),
             locks: rotations.locks().clone(),
             rotations,
+            replicas,
             config,
             retry: HashMap::new(),
         }
@@ -113,7 +121,16 @@ impl RevocationSweeper {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let report = self.sweep().await;
+            let report = match self.replicas.clone() {
+                None => self.sweep().await,
+                Some(replicas) => {
+                    let mut report = SweepReport::default();
+                    replicas
+                        .once("revocation", async { report = self.sweep().await })
+                        .await;
+                    report
+                }
+            };
             if report.revoked + report.unsupported + report.orphans_revoked > 0 {
                 tracing::info!(
                     revoked = report.revoked,

@@ -16,6 +16,8 @@ use tokenvault_runtime::settings::Listeners;
 use tokenvault_seal::PublicKeySet;
 use tokenvault_set_client::SetClient;
 use tokenvault_store::TokenReader;
+use tokenvault_store::coordination::{Coordinator, SingleHost};
+use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tonic::service::Routes;
 
@@ -23,6 +25,8 @@ use crate::account::AccountLocks;
 use crate::broker::{Broker, CacheMetrics};
 use crate::config::{AllowConfig, Config};
 use crate::error::ServeError;
+use crate::journal::Journal;
+use crate::replicas::Replicas;
 use crate::revocation::RevocationSweeper;
 use crate::rotation::Rotations;
 use crate::service::GetServiceImpl;
@@ -77,6 +81,8 @@ pub async fn run(
     let reader = TokenReader::connect(&config.store.url)
         .await
         .map_err(ServeError::Store)?;
+    // SQLite is one host, one get-service: a second one is refused here.
+    let _single_host = SingleHost::claim(&config.store.url).map_err(ServeError::Store)?;
     let providers = providers(&config, refresh_metrics).await?;
     let set = SetClient::new(
         &config.set_service.address,
@@ -84,12 +90,40 @@ pub async fn run(
         &config.service.trust_domain,
         SET_CALL_TIMEOUT,
     )?;
-    let rotations = Rotations::new(set.clone(), Arc::clone(&sealer), AccountLocks::default());
+    let journal = match &config.rotation.journal_dir {
+        Some(dir) => Some(Journal::open(dir)?),
+        None => {
+            tracing::warn!(
+                "no rotation.journal_dir: while set-service cannot be reached, a refresh that \
+                 rotates the refresh token answers UNAVAILABLE instead of journaling the token"
+            );
+            None
+        }
+    };
+    let rotations = Rotations::new(set, Arc::clone(&sealer), journal, AccountLocks::default());
+    let replayed = rotations.replay(&keys).await;
+    if replayed > 0 {
+        tracing::warn!(
+            replayed,
+            "the rotation journal holds rotated refresh tokens set-service has not stored; storing them now"
+        );
+    }
+    let replicas = Coordinator::connect_lazy(&config.store.url)
+        .map_err(ServeError::Store)?
+        .map(|coordinator| {
+            Replicas::new(
+                coordinator,
+                reader.clone(),
+                Arc::clone(&keys),
+                Arc::clone(&sealer),
+                rotations.set_client().clone(),
+            )
+        });
     let sweeper = RevocationSweeper::new(
         reader.clone(),
         Arc::clone(&keys),
         providers.clone(),
-        (rotations.clone(), set.clone()),
+        (rotations.clone(), replicas.clone()),
         config.revocation.clone(),
     );
     let (probe_reader, probe_keys) = (reader.clone(), Arc::clone(&keys));
@@ -97,7 +131,7 @@ pub async fn run(
         reader,
         keys,
         providers,
-        (rotations, set),
+        (rotations.clone(), replicas),
         config.cache.clone(),
         cache_metrics,
     );
@@ -113,16 +147,38 @@ pub async fn run(
         });
     let service = GetServiceServer::new(GetServiceImpl::new(broker.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    server
+    let (stopping, stop_began) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(Instant::now());
+    };
+    let served = server
         .serve(listeners, Routes::new(service), shutdown)
-        .await?;
-    let unstored = broker.unstored_rotations();
-    if unstored > 0 {
-        tracing::error!(
+        .await;
+    // Calls are answered; within the grace period, let the refreshes in
+    // flight finish and store what they rotated.
+    let deadline =
+        stop_began.await.unwrap_or_else(|_| Instant::now()) + config.service.shutdown.grace();
+    let refreshes_done = broker.drain(deadline).await;
+    let unstored = rotations.drain(deadline).await;
+    match (refreshes_done, unstored, rotations.journaled()) {
+        (true, 0, _) => {
+            tracing::info!("get-service drained: every rotated refresh token is stored")
+        }
+        (_, unstored, true) => tracing::error!(
             unstored,
-            "stopping with rotated refresh tokens that set-service has not stored; those accounts will need to reconnect"
-        );
+            refreshes_done,
+            "get-service stopped before set-service stored every rotated refresh token; they are \
+             in the rotation journal (sealed) and are stored at the next start"
+        ),
+        (_, unstored, false) => tracing::error!(
+            unstored,
+            refreshes_done,
+            "get-service stopped with rotated refresh tokens set-service has not stored and no \
+             rotation.journal_dir: those accounts will need to reconnect"
+        ),
     }
+    served?;
     Ok(())
 }
 

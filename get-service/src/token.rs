@@ -17,6 +17,8 @@ pub struct AccessToken {
     pub scopes: Vec<String>,
     /// Its whole lifetime when it was obtained, in seconds.
     pub lifetime_secs: i64,
+    /// Whether another get-service replica obtained it (and shared it).
+    pub shared: bool,
 }
 
 impl fmt::Debug for AccessToken {
@@ -27,6 +29,7 @@ impl fmt::Debug for AccessToken {
             .field("expires_at_unix", &self.expires_at_unix)
             .field("scopes", &self.scopes)
             .field("lifetime_secs", &self.lifetime_secs)
+            .field("shared", &self.shared)
             .finish()
     }
 }

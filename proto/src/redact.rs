@@ -3,7 +3,10 @@
 
 use std::fmt;
 
-use crate::v1::{GetAccessTokenResponse, StoreRefreshTokenRequest};
+use crate::v1::{
+    GetAccessTokenResponse, ResealRefreshTokenRequest, ShareAccessTokenRequest,
+    StoreRefreshTokenRequest,
+};
 
 /// Shows `<redacted, N bytes>` in place of a secret.
 struct Redacted(usize);
@@ -21,6 +24,36 @@ impl fmt::Debug for StoreRefreshTokenRequest {
             .field("provider", &self.provider)
             .field("sealed_token", &Redacted(self.sealed_token.len()))
             .field("expected_version", &self.expected_version)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ResealRefreshTokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResealRefreshTokenRequest")
+            .field("account", &self.account)
+            .field("provider", &self.provider)
+            .field("token_version", &self.token_version)
+            .field("previous_kid", &self.previous_kid)
+            .field("sealed_token", &Redacted(self.sealed_token.len()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for ShareAccessTokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShareAccessTokenRequest")
+            .field("account", &self.account)
+            .field("provider", &self.provider)
+            .field("token_version", &self.token_version)
+            .field(
+                "sealed_access_token",
+                &Redacted(self.sealed_access_token.len()),
+            )
+            .field("expires_at_unix", &self.expires_at_unix)
+            .field("lifetime_seconds", &self.lifetime_seconds)
+            .field("token_type", &self.token_type)
+            .field("scopes", &self.scopes)
             .finish()
     }
 }

@@ -68,6 +68,8 @@ pub struct AllowConfig {
     pub record_revocation: Vec<IdentityPattern>,
     /// Who may call `ResealRefreshToken` (key rotation's re-seal job).
     pub reseal_refresh_token: Vec<IdentityPattern>,
+    /// Who may call `ShareAccessToken` (get-service replicas).
+    pub share_access_token: Vec<IdentityPattern>,
 }
 
 impl Default for AllowConfig {
@@ -84,6 +86,7 @@ impl Default for AllowConfig {
             ],
             record_revocation: vec![IdentityPattern::Role(Role::GetService)],
             reseal_refresh_token: vec![IdentityPattern::Role(Role::GetService)],
+            share_access_token: vec![IdentityPattern::Role(Role::GetService)],
         }
     }
 }

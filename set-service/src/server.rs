@@ -17,12 +17,13 @@ use crate::error::{ConfigError, ServeError};
 use crate::service::SetServiceImpl;
 
 /// set-service's RPCs.
-pub const RPCS: [&str; 5] = [
+pub const RPCS: [&str; 6] = [
     "StoreRefreshToken",
     "DisconnectAccount",
     "RecordAccountStatus",
     "RecordRevocation",
     "ResealRefreshToken",
+    "ShareAccessToken",
 ];
 
 /// The allow-list for set-service's RPCs.
@@ -34,6 +35,7 @@ pub fn allow_list(allow: &AllowConfig) -> AllowList {
         .allow(&path("RecordAccountStatus"), &allow.record_account_status)
         .allow(&path("RecordRevocation"), &allow.record_revocation)
         .allow(&path("ResealRefreshToken"), &allow.reseal_refresh_token)
+        .allow(&path("ShareAccessToken"), &allow.share_access_token)
 }
 
 /// Runs set-service on `listeners` until `shutdown` resolves.

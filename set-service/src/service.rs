@@ -13,12 +13,15 @@ use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, DisconnectAccountResponse, RecordAccountStatusRequest,
     RecordAccountStatusResponse, RecordRevocationRequest, RecordRevocationResponse,
     ResealOutcome as ProtoResealOutcome, ResealRefreshTokenRequest, ResealRefreshTokenResponse,
-    RevocationOutcome as ProtoRevocationOutcome, StoreRefreshTokenRequest,
-    StoreRefreshTokenResponse,
+    RevocationOutcome as ProtoRevocationOutcome, ShareAccessTokenRequest, ShareAccessTokenResponse,
+    StoreRefreshTokenRequest, StoreRefreshTokenResponse,
 };
 use tokenvault_rpc::audit;
-use tokenvault_seal::{PublicKeySet, SealedToken};
-use tokenvault_store::{ResealOutcome, RevocationOutcome, StoreError, TokenStatus, TokenWriter};
+use tokenvault_seal::{PublicKeySet, SealedToken, TokenUse};
+use tokenvault_store::{
+    MAX_SCOPES_LEN, ResealOutcome, RevocationOutcome, SharedAccessToken, StoreError, TokenStatus,
+    TokenWriter,
+};
 use tokenvault_tls::PeerInfo;
 use tonic::{Request, Response, Status};
 
@@ -146,10 +149,21 @@ impl SetServiceImpl {
 }
 
 impl SetServiceImpl {
-    /// Checks a sealed token's size, shape, key id and header against the
-    /// request; returns its key id.
+    /// Checks a sealed refresh token's size, shape, key id and header
+    /// against the request; returns its key id.
     fn check_sealed(
         &self,
+        account: &str,
+        provider: &str,
+        sealed_token: &str,
+    ) -> Result<String, RpcError> {
+        self.check_sealed_as(TokenUse::Refresh, account, provider, sealed_token)
+    }
+
+    /// [`check_sealed`](Self::check_sealed) for a token of `token_use`.
+    fn check_sealed_as(
+        &self,
+        token_use: TokenUse,
         account: &str,
         provider: &str,
         sealed_token: &str,
@@ -168,8 +182,62 @@ impl SetServiceImpl {
                 sealed.kid()
             )));
         }
-        sealed.check_context(account, provider)?;
+        sealed.check_context_of(token_use, account, provider)?;
         Ok(sealed.kid().to_owned())
+    }
+
+    async fn share_access_token(&self, req: &ShareAccessTokenRequest) -> Result<bool, RpcError> {
+        self.check_target(&req.account, &req.provider)?;
+        let version = i64::try_from(req.token_version)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| RpcError::InvalidArgument("token_version: out of range".into()))?;
+        let kid = self.check_sealed_as(
+            TokenUse::Access,
+            &req.account,
+            &req.provider,
+            &req.sealed_access_token,
+        )?;
+        if req.lifetime_seconds < 0 || req.expires_at_unix <= 0 {
+            return Err(RpcError::InvalidArgument(
+                "expires_at_unix and lifetime_seconds: out of range".into(),
+            ));
+        }
+        if req.token_type.is_empty()
+            || req.token_type.len() > 64
+            || !req.token_type.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(RpcError::InvalidArgument(
+                "token_type: 1 to 64 printable ASCII characters".into(),
+            ));
+        }
+        if req.scopes.iter().map(|s| s.len() + 1).sum::<usize>() > MAX_SCOPES_LEN {
+            return Err(RpcError::TooLarge(format!(
+                "scopes: longer than {MAX_SCOPES_LEN} bytes together"
+            )));
+        }
+        if req
+            .scopes
+            .iter()
+            .any(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(RpcError::InvalidArgument(
+                "scopes: each a non-empty run of printable ASCII without spaces".into(),
+            ));
+        }
+        let share = SharedAccessToken {
+            version,
+            sealed_token: req.sealed_access_token.clone(),
+            kid,
+            expires_at_unix: req.expires_at_unix,
+            lifetime_secs: req.lifetime_seconds,
+            token_type: req.token_type.clone(),
+            scopes: req.scopes.clone(),
+        };
+        Ok(self
+            .store
+            .share_access_token(&req.account, &req.provider, &share)
+            .await?)
     }
 
     async fn reseal_refresh_token(
@@ -215,6 +283,25 @@ impl SetServiceImpl {
 
 #[tonic::async_trait]
 impl SetService for SetServiceImpl {
+    async fn share_access_token(
+        &self,
+        request: Request<ShareAccessTokenRequest>,
+    ) -> Result<Response<ShareAccessTokenResponse>, Status> {
+        let peer = request.extensions().get::<PeerInfo>().cloned();
+        let req = request.into_inner();
+        let result = SetServiceImpl::share_access_token(self, &req)
+            .await
+            .map(|shared| ShareAccessTokenResponse { shared });
+        audit::respond(
+            "ShareAccessToken",
+            peer.as_ref(),
+            &req.account,
+            &req.provider,
+            result,
+            RpcError::outcome,
+        )
+    }
+
     async fn reseal_refresh_token(
         &self,
         request: Request<ResealRefreshTokenRequest>,

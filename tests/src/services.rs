@@ -100,6 +100,11 @@ pub fn service_settings(tls: TlsFiles) -> anyhow::Result<ServiceSettings> {
         trust_domain: TRUST_DOMAIN.to_owned(),
         tls,
         audit: Default::default(),
+        // Tests stop services often: drain at once.
+        shutdown: tokenvault_runtime::settings::ShutdownConfig {
+            drain_secs: 0,
+            grace_secs: 10,
+        },
     })
 }
 
@@ -195,6 +200,9 @@ pub fn get_service_config(
             batch_size: 100,
         },
         pkcs11: None,
+        rotation: tokenvault_get_service::config::RotationConfig {
+            journal_dir: Some(pki.scratch().join("get-service-journal")),
+        },
     })
 }
 

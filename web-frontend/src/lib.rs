@@ -166,6 +166,14 @@ pub async fn run(
         .metrics
         .map(|l| tokenvault_runtime::metrics::serve(l, registry));
     tracing::info!(listen = ?listeners.main.local_addr().ok(), public_url = %config.public_url, "web-frontend serving");
+    // On the signal, keep serving for `shutdown.drain_secs` while the load
+    // balancer moves browsers away, then finish open requests and stop.
+    let drain = config.service.shutdown.drain();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(drain_secs = drain.as_secs(), "web-frontend stopping");
+        tokio::time::sleep(drain).await;
+    };
     axum::serve(
         listeners.main,
         app.into_make_service_with_connect_info::<SocketAddr>(),

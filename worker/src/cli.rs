@@ -24,7 +24,8 @@ struct Cli {
     /// A TOML file with `address`, `trust_domain` and `[tls] cert/key/ca`.
     #[arg(long, global = true, env = ENV_CONFIG)]
     config: Option<PathBuf>,
-    /// get-service's host:port.
+    /// get-service's host:port, or several, comma-separated (replicas); a
+    /// host name with several DNS records reaches each of them.
     #[arg(long, global = true, env = ENV_ADDRESS)]
     address: Option<String>,
     /// The SPIFFE trust domain.

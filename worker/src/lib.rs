@@ -13,6 +13,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! get-service may run as several replicas: `address` takes several
+//! `host:port`s (comma-separated), and a host name with several DNS records
+//! (a Kubernetes headless Service, Docker's service name) reaches each of
+//! them; names are resolved again every few seconds, so replicas that come
+//! and go during a rolling update are followed. Calls go round-robin, and a
+//! call answered UNAVAILABLE (a replica stopping, restarting or unreachable)
+//! is retried on the next replica within the call's time limit: both RPCs
+//! are idempotent.
+//!
 //! This crate holds the worker's TLS key while building its config, and
 //! access tokens in `Zeroizing` buffers whose `Debug` is redacted. It never
 //! sees a refresh token.
@@ -20,17 +29,19 @@
 
 pub mod cli;
 
+mod targets;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_proto::v1::{AccountStatus, GetAccessTokenRequest, GetAccountStatusRequest};
 use tokenvault_tls::{IdentityPattern, Role, TlsFiles};
-use tonic::transport::Channel;
 use zeroize::Zeroizing;
+
+use crate::targets::Targets;
 
 /// How long one call may take by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -39,7 +50,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
-    /// get-service's `host:port`; the host is checked against its certificate.
+    /// get-service's `host:port`, or several, comma-separated; each host is
+    /// checked against the certificate of the server reached through it.
     pub address: String,
     /// The SPIFFE trust domain.
     pub trust_domain: String,
@@ -106,10 +118,10 @@ impl WorkerError {
     }
 }
 
-/// A get-service client. Cheap to clone; clones share one connection.
+/// A get-service client. Cheap to clone; clones share the connections.
 #[derive(Debug, Clone)]
 pub struct WorkerClient {
-    client: GetServiceClient<Channel>,
+    targets: Arc<Targets>,
     timeout: Duration,
     // Follows the certificate, CA bundle and CRL files while the client lives.
     _reload: Arc<tokenvault_tls::reload::Reloader>,
@@ -118,20 +130,19 @@ pub struct WorkerClient {
 impl WorkerClient {
     /// A client that connects lazily, on the first call.
     pub fn new(config: &WorkerConfig) -> Result<Self, WorkerError> {
-        let (channel, reload) = tokenvault_tls::reload::reloading_channel(
-            &config.address,
+        let (tls, reload) = tokenvault_tls::reload::reloading_client(
             &config.tls,
             &config.trust_domain,
             IdentityPattern::Role(Role::GetService),
         )?;
         Ok(Self {
-            client: GetServiceClient::new(channel),
+            targets: Arc::new(Targets::new(&config.address, tls)?),
             timeout: DEFAULT_TIMEOUT,
             _reload: Arc::new(reload),
         })
     }
 
-    /// Sets the per-call timeout.
+    /// Sets the time limit of a call, retries on other replicas included.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -144,16 +155,18 @@ impl WorkerClient {
         provider: &str,
         min_ttl: Duration,
     ) -> Result<AccessToken, WorkerError> {
-        let mut request = tonic::Request::new(GetAccessTokenRequest {
+        let message = GetAccessTokenRequest {
             account: account.to_owned(),
             provider: provider.to_owned(),
             min_ttl_seconds: u32::try_from(min_ttl.as_secs()).unwrap_or(u32::MAX),
-        });
-        request.set_timeout(self.timeout);
+        };
         let response = self
-            .client
-            .clone()
-            .get_access_token(request)
+            .targets
+            .call(self.timeout, |mut client, timeout| {
+                let mut request = tonic::Request::new(message.clone());
+                request.set_timeout(timeout);
+                async move { client.get_access_token(request).await }
+            })
             .await?
             .into_inner();
         Ok(AccessToken {
@@ -170,15 +183,17 @@ impl WorkerClient {
         account: &str,
         provider: &str,
     ) -> Result<(AccountStatus, String), WorkerError> {
-        let mut request = tonic::Request::new(GetAccountStatusRequest {
+        let message = GetAccountStatusRequest {
             account: account.to_owned(),
             provider: provider.to_owned(),
-        });
-        request.set_timeout(self.timeout);
+        };
         let response = self
-            .client
-            .clone()
-            .get_account_status(request)
+            .targets
+            .call(self.timeout, |mut client, timeout| {
+                let mut request = tonic::Request::new(message.clone());
+                request.set_timeout(timeout);
+                async move { client.get_account_status(request).await }
+            })
             .await?
             .into_inner();
         let status = AccountStatus::try_from(response.status).unwrap_or(AccountStatus::Unspecified);

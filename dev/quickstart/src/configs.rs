@@ -173,11 +173,14 @@ public_keys_dir = {public_keys}
 url = {reader}
 [set_service]
 address = "127.0.0.1:{set_port}"
+[rotation]
+journal_dir = {journal}
 "#,
         td = Value::String(state.trust_domain.clone()),
         reader = Value::String(reader_url.clone()),
         private_keys = s(&keys.join("private")),
         public_keys = s(&keys.join("public")),
+        journal = s(&state.dir.join("get-service-journal")),
     ))?;
     get.insert("tls".into(), tls("get-service"));
     if user.store.is_some() {

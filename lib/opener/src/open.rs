@@ -8,7 +8,7 @@
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand;
 use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey};
-use tokenvault_seal::{CEK_LEN, SealError, SealedToken};
+use tokenvault_seal::{CEK_LEN, SealError, SealedToken, TokenUse};
 use zeroize::Zeroizing;
 
 use crate::PrivateKeyRing;
@@ -77,7 +77,12 @@ impl PrivateKeyRing {
         expected_account: &str,
         expected_provider: &str,
     ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-        let (sealed, key) = self.locate(token, expected_account, expected_provider)?;
+        let (sealed, key) = self.locate(
+            TokenUse::Refresh,
+            token,
+            expected_account,
+            expected_provider,
+        )?;
         let cek = match key {
             RingKey::InProcess(key) => unwrap_cek(key, sealed.encrypted_key())?,
             RingKey::Pkcs11(key) => unwrap_cek_pkcs11(key, sealed.encrypted_key())?,
@@ -94,7 +99,27 @@ impl PrivateKeyRing {
         expected_account: &str,
         expected_provider: &str,
     ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-        let (sealed, key) = self.locate(token, expected_account, expected_provider)?;
+        self.open_async_as(
+            TokenUse::Refresh,
+            token,
+            expected_account,
+            expected_provider,
+        )
+        .await
+    }
+
+    /// [`open_async`](Self::open_async) for a token of `token_use`: an
+    /// access token shared between replicas opens only as
+    /// [`TokenUse::Access`], a refresh token only as [`TokenUse::Refresh`]
+    /// (`SealError::ContextMismatch` on `token_use` otherwise).
+    pub async fn open_async_as(
+        &self,
+        token_use: TokenUse,
+        token: &str,
+        expected_account: &str,
+        expected_provider: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+        let (sealed, key) = self.locate(token_use, token, expected_account, expected_provider)?;
         let cek = match key {
             RingKey::InProcess(key) => unwrap_cek(key, sealed.encrypted_key())?,
             RingKey::Pkcs11(key) => {
@@ -107,16 +132,17 @@ impl PrivateKeyRing {
         decrypt_content(&sealed, &cek)
     }
 
-    /// Parses `token`, checks it was sealed for this account and provider,
-    /// and finds the key that opens it.
+    /// Parses `token`, checks it was sealed for this account and provider
+    /// and holds a token of `token_use`, and finds the key that opens it.
     fn locate(
         &self,
+        token_use: TokenUse,
         token: &str,
         expected_account: &str,
         expected_provider: &str,
     ) -> Result<(SealedToken, &RingKey), OpenError> {
         let sealed = SealedToken::parse(token)?;
-        sealed.check_context(expected_account, expected_provider)?;
+        sealed.check_context_of(token_use, expected_account, expected_provider)?;
         let key = self
             .keys
             .get(sealed.kid())

@@ -11,6 +11,9 @@
 //!   health status on a plaintext listener for orchestrators;
 //! - the metrics endpoint on its own listener.
 //!
+//! - a graceful stop: NOT_SERVING first, `shutdown.drain_secs` for callers
+//!   to move away, then no new connections while open calls finish.
+//!
 //! A service builds a [`GrpcServer`], registers its own metrics and health
 //! checks, and hands its tonic service to [`GrpcServer::serve`].
 
@@ -141,10 +144,10 @@ impl GrpcServer {
         health
             .set_service_status(name, ServingStatus::Serving)
             .await;
-        let monitor = HealthMonitor::new(health, name, self.settings.health.interval());
+        let monitor = HealthMonitor::new(health.clone(), name, self.settings.health.interval());
         let monitor = self.checks.drain(..).fold(monitor, |m, add| add(m));
         // Stops when dropped, also on an early return.
-        let _health_checks = monitor.register(&mut self.registry).start().await;
+        let health_checks = monitor.register(&mut self.registry).start().await;
         let _metrics = listeners
             .metrics
             .map(|l| metrics::serve(l, std::mem::take(&mut self.registry)));
@@ -160,6 +163,26 @@ impl GrpcServer {
         let reflection = discovery::reflection(name).build_v1()?;
         let allow = std::mem::take(&mut self.service.allow).allow_any_peers(&DISCOVERY_SERVICES);
         let rpcs = self.service.rpcs.iter().map(|m| format!("{name}/{m}"));
+
+        // The drain: on the signal, turn NOT_SERVING (the checks stop, so
+        // that nothing turns it back), give load balancers and probes
+        // `shutdown.drain_secs` to move callers away, then stop taking
+        // connections and let open calls finish (tonic sends GOAWAY).
+        let (label, drain) = (self.service.label, self.settings.shutdown.drain());
+        let shutdown = async move {
+            shutdown.await;
+            drop(health_checks);
+            for service in ["", name] {
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
+            tracing::info!(
+                drain_secs = drain.as_secs(),
+                "{label} stopping: health NOT_SERVING"
+            );
+            tokio::time::sleep(drain).await;
+        };
 
         tracing::info!(listen = ?listeners.main.local_addr().ok(), "{} serving", self.service.label);
         Server::builder()

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -71,6 +72,61 @@ pub struct ServiceSettings {
     /// The optional append-only audit table.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// How a stop is drained.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+/// The `[shutdown]` table: how a service stops on SIGTERM or Ctrl-C.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Seconds between turning the health status NOT_SERVING and refusing
+    /// new connections, so that load balancers and probes move callers away
+    /// first (0–60).
+    pub drain_secs: u64,
+    /// Seconds, from the signal, within which the service finishes in-flight
+    /// calls and its own work (get-service: refreshes and storing rotated
+    /// tokens) before it exits (1–600). Keep it below the orchestrator's
+    /// grace period (Kubernetes: 30 s by default).
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_secs: 2,
+            grace_secs: 25,
+        }
+    }
+}
+
+impl ShutdownConfig {
+    /// The drain as a duration.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
+    }
+
+    /// The grace period as a duration.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.drain_secs > 60 {
+            return Err(ConfigError::Invalid {
+                setting: "shutdown.drain_secs",
+                reason: "must be between 0 and 60".into(),
+            });
+        }
+        if !(1..=600).contains(&self.grace_secs) || self.grace_secs <= self.drain_secs {
+            return Err(ConfigError::Invalid {
+                setting: "shutdown.grace_secs",
+                reason: "must be between 1 and 600, and longer than shutdown.drain_secs".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl ServiceSettings {
@@ -83,6 +139,7 @@ impl ServiceSettings {
         "trust_domain",
         "tls",
         "audit",
+        "shutdown",
     ];
 
     /// The environment overrides of these settings.
@@ -101,6 +158,7 @@ impl ServiceSettings {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.health.validate()?;
+        self.shutdown.validate()?;
         tokenvault_tls::validate_trust_domain(&self.trust_domain).map_err(|e| {
             ConfigError::Invalid {
                 setting: "trust_domain",
@@ -128,6 +186,7 @@ impl ServiceSettings {
         if self.audit.database_url.is_some() {
             return refuse("audit.database_url");
         }
+
         Ok(())
     }
 }

@@ -11,6 +11,11 @@
 //! {"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"<kid>","account":"<account>","provider":"<provider>"}
 //! ```
 //!
+//! A sealed *access token* (get-service shares one between its replicas)
+//! also carries `"token_use":"access"`; a header without `token_use` is a
+//! refresh token. The member is authenticated with the rest of the header,
+//! so neither kind can pass for the other ([`TokenUse`]).
+//!
 //! - [`PublicKeySet`] loads the public keys and [seals](PublicKeySet::seal)
 //!   plaintext under the sealing key.
 //! - [`SealedToken::parse`] validates a sealed token's structure and exposes
@@ -18,7 +23,7 @@
 //!
 //! This crate holds only public keys and, briefly, the plaintext being sealed
 //! and its content-encryption key (wiped on drop). It never holds a private key
-//! and cannot open a sealed token: that is `tokenvault-get-service`'s job.
+//! and cannot open a sealed token: that is `tokenvault-opener`'s job.
 #![forbid(unsafe_code)]
 
 mod error;
@@ -28,7 +33,7 @@ mod token;
 
 pub use error::SealError;
 pub use keys::{PublicKeySet, kid_from_spki_der, pem_files, thumbprint};
-pub use token::SealedToken;
+pub use token::{SealedToken, TokenUse};
 
 /// The JWE key-management algorithm of every sealed token.
 pub const ALG: &str = "RSA-OAEP-256";

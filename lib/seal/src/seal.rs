@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     ALG, CEK_LEN, ENC, ENCRYPTED_KEY_LEN, IV_LEN, MAX_SEALED_TOKEN_LEN, PublicKeySet, SealError,
-    TAG_LEN,
+    TAG_LEN, TokenUse,
 };
 
 /// The protected header, serialized in this field order.
@@ -25,6 +25,8 @@ struct Header<'a> {
     kid: &'a str,
     account: &'a str,
     provider: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_use: Option<&'a str>,
 }
 
 /// The length of `n` bytes in unpadded base64url.
@@ -47,6 +49,18 @@ impl PublicKeySet {
         provider: &str,
         plaintext: &[u8],
     ) -> Result<String, SealError> {
+        self.seal_as(TokenUse::Refresh, account, provider, plaintext)
+    }
+
+    /// [`seal`](Self::seal) for a token of `token_use` (an access token's
+    /// header says `"token_use":"access"`).
+    pub fn seal_as(
+        &self,
+        token_use: TokenUse,
+        account: &str,
+        provider: &str,
+        plaintext: &[u8],
+    ) -> Result<String, SealError> {
         if account.is_empty() {
             return Err(SealError::InvalidInput("account is empty"));
         }
@@ -63,6 +77,7 @@ impl PublicKeySet {
             kid,
             account,
             provider,
+            token_use: token_use.header_value(),
         })
         .map_err(|_| SealError::InvalidInput("cannot encode the header"))?;
         let header = URL_SAFE_NO_PAD.encode(header);

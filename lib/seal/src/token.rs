@@ -28,8 +28,30 @@ struct RawHeader {
     kid: Option<String>,
     account: Option<String>,
     provider: Option<String>,
+    token_use: Option<String>,
     crit: Option<IgnoredAny>,
     zip: Option<IgnoredAny>,
+}
+
+/// What a sealed token holds: a refresh token (the header has no
+/// `token_use`) or an access token (`"token_use":"access"`). Each is opened
+/// only where that kind is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// A refresh token, stored in the token store.
+    Refresh,
+    /// An access token, shared between get-service replicas.
+    Access,
+}
+
+impl TokenUse {
+    /// The header member's value (`None`: no member).
+    pub(crate) fn header_value(self) -> Option<&'static str> {
+        match self {
+            TokenUse::Refresh => None,
+            TokenUse::Access => Some("access"),
+        }
+    }
 }
 
 /// A sealed token that passed structural validation: five base64url parts,
@@ -41,6 +63,7 @@ pub struct SealedToken {
     kid: String,
     account: String,
     provider: String,
+    token_use: TokenUse,
     encrypted_key: Vec<u8>,
     iv: [u8; IV_LEN],
     ciphertext: Vec<u8>,
@@ -53,6 +76,7 @@ impl fmt::Debug for SealedToken {
             .field("kid", &self.kid)
             .field("account", &self.account)
             .field("provider", &self.provider)
+            .field("token_use", &self.token_use)
             .field("ciphertext_len", &self.ciphertext.len())
             .finish_non_exhaustive()
     }
@@ -122,6 +146,11 @@ impl SealedToken {
         }
         let account = non_empty(header.account, "header has no account")?;
         let provider = non_empty(header.provider, "header has no provider")?;
+        let token_use = match header.token_use.as_deref() {
+            None => TokenUse::Refresh,
+            Some("access") => TokenUse::Access,
+            Some(_) => return Err(SealError::Malformed("unknown token_use")),
+        };
 
         // Lengths are checked on the encoded parts, so a cut-off part is
         // reported as truncated whatever its last characters decode to.
@@ -146,6 +175,7 @@ impl SealedToken {
             kid,
             account,
             provider,
+            token_use,
             encrypted_key,
             iv: iv
                 .try_into()
@@ -158,8 +188,22 @@ impl SealedToken {
     }
 
     /// Fails with [`SealError::ContextMismatch`] unless the header names
-    /// exactly this account and provider.
+    /// exactly this account and provider, and holds a refresh token.
     pub fn check_context(&self, account: &str, provider: &str) -> Result<(), SealError> {
+        self.check_context_of(TokenUse::Refresh, account, provider)
+    }
+
+    /// Fails with [`SealError::ContextMismatch`] unless the header names
+    /// exactly this account and provider, and holds a token of `token_use`.
+    pub fn check_context_of(
+        &self,
+        token_use: TokenUse,
+        account: &str,
+        provider: &str,
+    ) -> Result<(), SealError> {
+        if self.token_use != token_use {
+            return Err(SealError::ContextMismatch { field: "token_use" });
+        }
         if self.account != account {
             return Err(SealError::ContextMismatch { field: "account" });
         }
@@ -182,6 +226,11 @@ impl SealedToken {
     /// The provider named in the header.
     pub fn provider(&self) -> &str {
         &self.provider
+    }
+
+    /// What it holds.
+    pub fn token_use(&self) -> TokenUse {
+        self.token_use
     }
 
     /// The additional authenticated data: the ASCII of the base64url

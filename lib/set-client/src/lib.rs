@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, RecordAccountStatusRequest, RecordRevocationRequest,
-    ResealOutcome, ResealRefreshTokenRequest, RevocationOutcome, StoreRefreshTokenRequest,
+    ResealOutcome, ResealRefreshTokenRequest, RevocationOutcome, ShareAccessTokenRequest,
+    StoreRefreshTokenRequest,
 };
 use tokenvault_tls::reload::{
     CertObserver, Reloader, reloading_channel, reloading_channel_reporting,
@@ -209,6 +210,22 @@ impl SetClient {
             .reseal_refresh_token(self.request(request))
             .await?;
         Ok(response.into_inner().outcome())
+    }
+}
+
+impl SetClient {
+    /// Shares a sealed access token with the other get-service replicas;
+    /// `false` if its `token_version` is no longer the account's newest.
+    pub async fn share_access_token(
+        &self,
+        request: ShareAccessTokenRequest,
+    ) -> Result<bool, SetError> {
+        let response = self
+            .client
+            .clone()
+            .share_access_token(self.request(request))
+            .await?;
+        Ok(response.into_inner().shared)
     }
 }
 

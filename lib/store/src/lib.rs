@@ -28,6 +28,10 @@
 //! ([`TokenReader::pending_revocations`]); recording that
 //! ([`TokenWriter::record_revocation`]) clears it.
 //!
+//! get-service replicas coordinate through [`coordination`] (PostgreSQL advisory locks in their
+//! own key space) and share access tokens, sealed, through [`TokenWriter::share_access_token`]
+//! and [`TokenReader::shared_access_token`].
+//!
 //! Key rotation: [`TokenWriter::reseal`] replaces a stored token's sealed form (and key id) in
 //! place, through an owner trigger on the append-only `token_reseals` table, keeping its version,
 //! token hash and status; [`TokenReader::sealed_not_under`] and
@@ -38,6 +42,7 @@
 mod admin;
 pub mod audit_table;
 mod config;
+pub mod coordination;
 mod db;
 mod error;
 mod reader;
@@ -49,9 +54,9 @@ pub use config::StoreConfig;
 pub use error::StoreError;
 pub use reader::TokenReader;
 pub use types::{
-    DisconnectOutcome, Latest, MAX_ID_LEN, MAX_REASON_LEN, MAX_SEALED_TOKEN_LEN, PendingRevocation,
-    ResealOutcome, RevocationOutcome, SealedRow, StatusRecord, StoreOutcome, TokenStatus,
-    UnknownStatus,
+    DisconnectOutcome, Latest, MAX_ID_LEN, MAX_REASON_LEN, MAX_SCOPES_LEN, MAX_SEALED_TOKEN_LEN,
+    PendingRevocation, ResealOutcome, RevocationOutcome, SealedRow, SharedAccessToken,
+    StatusRecord, StoreOutcome, TokenStatus, UnknownStatus,
 };
 pub use writer::TokenWriter;
 

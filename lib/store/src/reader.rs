@@ -4,7 +4,9 @@
 //! it opens the file read-only.
 
 use crate::db::{self, Db, Role, Sql, check_id, on_db};
-use crate::types::{Latest, PendingRevocation, SealedRow, StatusRecord, TokenStatus};
+use crate::types::{
+    Latest, PendingRevocation, SealedRow, SharedAccessToken, StatusRecord, TokenStatus,
+};
 use crate::{Result, StoreError};
 
 const LATEST: Sql = Sql::both(
@@ -90,6 +92,23 @@ const SEALED_BY_KID: Sql = Sql {
              GROUP BY t.kid ORDER BY t.kid",
 };
 
+/// The newest shared access token of (`$1`, `$2`), if it came with the account's newest token and
+/// the account is active.
+const SHARED_ACCESS_TOKEN: Sql = Sql::both(
+    "SELECT s.token_id, s.sealed_token, s.kid, s.expires_at_unix, s.lifetime_secs, \
+            s.token_type, s.scopes \
+     FROM shared_access_tokens s \
+     WHERE s.account = $1 AND s.provider = $2 \
+       AND s.token_id = (SELECT max(t.id) FROM token_events t \
+                          WHERE t.account = $1 AND t.provider = $2) \
+       AND (SELECT st.status FROM token_status st \
+             WHERE st.account = $1 AND st.provider = $2 \
+             ORDER BY st.id DESC LIMIT 1) = 'active' \
+     ORDER BY s.id DESC LIMIT 1",
+);
+
+type SharedRow = (i64, String, String, i64, i64, String, String);
+
 type PendingRow = (String, String, i64, Option<String>, Option<String>);
 
 /// The rows that still hold a sealed token (and so a key id), as [`SealedRow`]s.
@@ -151,6 +170,38 @@ impl TokenReader {
                 "row {version} ({kind}) is the newest but holds no sealed token"
             ))),
         }
+    }
+
+    /// The access token another get-service replica shared for (account, provider), if it came
+    /// with the account's newest stored token and the account is active (a rotation, reconnect,
+    /// disconnect or dead grant since makes it unusable here).
+    pub async fn shared_access_token(
+        &self,
+        account: &str,
+        provider: &str,
+    ) -> Result<Option<SharedAccessToken>> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        let row: Option<SharedRow> = on_db!(&self.db, SHARED_ACCESS_TOKEN, |pool, q| {
+            sqlx::query_as(q)
+                .bind(account)
+                .bind(provider)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(
+            |(version, sealed_token, kid, expires_at_unix, lifetime_secs, token_type, scopes)| {
+                SharedAccessToken {
+                    version,
+                    sealed_token,
+                    kid,
+                    expires_at_unix,
+                    lifetime_secs,
+                    token_type,
+                    scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+                }
+            },
+        ))
     }
 
     /// The current status of (account, provider), or `None` if nothing was ever stored.

@@ -208,3 +208,41 @@ impl fmt::Debug for SealedRow {
             .finish()
     }
 }
+
+/// The longest space-separated scope list of a shared access token.
+pub const MAX_SCOPES_LEN: usize = 4096;
+
+/// An access token one get-service replica obtained and shared, sealed with the public key
+/// (`"token_use":"access"`), for the other replicas to serve
+/// ([`crate::TokenReader::shared_access_token`]). `Debug` output redacts the sealed token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedAccessToken {
+    /// The stored refresh-token version it was obtained with (the account's newest).
+    pub version: i64,
+    /// The sealed access token (JWE compact serialization).
+    pub sealed_token: String,
+    /// The id of the key it is sealed with.
+    pub kid: String,
+    /// When it expires, in seconds since the Unix epoch.
+    pub expires_at_unix: i64,
+    /// Its whole lifetime when it was obtained, in seconds.
+    pub lifetime_secs: i64,
+    /// Usually `Bearer`.
+    pub token_type: String,
+    /// The scopes it was granted.
+    pub scopes: Vec<String>,
+}
+
+impl fmt::Debug for SharedAccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedAccessToken")
+            .field("version", &self.version)
+            .field("sealed_token", &"<redacted>")
+            .field("kid", &self.kid)
+            .field("expires_at_unix", &self.expires_at_unix)
+            .field("lifetime_secs", &self.lifetime_secs)
+            .field("token_type", &self.token_type)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}

@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::db::{self, Db, Role, Sql, check_id, check_sealed_token, on_db};
 use crate::types::{
-    DisconnectOutcome, MAX_REASON_LEN, ResealOutcome, RevocationOutcome, StoreOutcome, TokenStatus,
+    DisconnectOutcome, MAX_REASON_LEN, MAX_SCOPES_LEN, ResealOutcome, RevocationOutcome,
+    SharedAccessToken, StoreOutcome, TokenStatus,
 };
 use crate::{Result, StoreError};
 
@@ -82,6 +83,15 @@ const IS_TOKEN_OF: Sql = Sql::both(
 const INSERT_RESEAL: Sql = Sql::both(
     "INSERT INTO token_reseals (account, provider, token_id, from_kid, to_kid, sealed_token) \
      VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+);
+
+/// Shares an access token; the owner's trigger inserts nothing unless `$3` is the key's newest
+/// token.
+const INSERT_SHARE: Sql = Sql::both(
+    "INSERT INTO shared_access_tokens \
+     (account, provider, token_id, sealed_token, kid, expires_at_unix, lifetime_secs, \
+      token_type, scopes) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
 );
 
 const RESEAL_OUTCOME: Sql = Sql::both("SELECT outcome FROM token_reseals WHERE id = $1");
@@ -430,6 +440,48 @@ impl TokenWriter {
         };
         tracing::debug!(account, provider, version, from_kid, to_kid, %outcome, "re-seal");
         Ok(outcome)
+    }
+
+    /// Shares an access token get-service obtained with stored version `share.version` of
+    /// (account, provider), sealed with the public key, for the other get-service replicas.
+    /// Returns `false`, storing nothing, if that version is no longer the account's newest token
+    /// (rotated, reconnected or disconnected meanwhile). Older shares of the account are deleted.
+    pub async fn share_access_token(
+        &self,
+        account: &str,
+        provider: &str,
+        share: &SharedAccessToken,
+    ) -> Result<bool> {
+        check_id("account", account)?;
+        check_id("provider", provider)?;
+        check_id("key id", &share.kid)?;
+        check_sealed_token(&share.sealed_token)?;
+        if share.token_type.is_empty() || share.token_type.len() > 64 {
+            return Err(StoreError::Invalid(
+                "token_type must be 1 to 64 characters".to_owned(),
+            ));
+        }
+        let scopes = share.scopes.join(" ");
+        if scopes.len() > MAX_SCOPES_LEN || share.lifetime_secs < 0 {
+            return Err(StoreError::Invalid(format!(
+                "scopes longer than {MAX_SCOPES_LEN} characters, or a negative lifetime"
+            )));
+        }
+        let id: Option<i64> = on_db!(&self.db, INSERT_SHARE, |pool, q| {
+            sqlx::query_scalar(q)
+                .bind(account)
+                .bind(provider)
+                .bind(share.version)
+                .bind(&share.sealed_token)
+                .bind(&share.kid)
+                .bind(share.expires_at_unix)
+                .bind(share.lifetime_secs)
+                .bind(&share.token_type)
+                .bind(&scopes)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(id.is_some())
     }
 
     async fn newest_kind(&self, account: &str, provider: &str) -> Result<Option<(i64, String)>> {

@@ -6,6 +6,7 @@
 //! every new connection, so a renewed client certificate is used without a
 //! restart.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,11 +65,26 @@ pub fn channel(
     address: &str,
     tls: watch::Receiver<Arc<ClientConfig>>,
 ) -> Result<Channel, TlsError> {
+    channel_via(address, None, tls)
+}
+
+/// [`channel`] that dials `via` (one of the addresses `address`'s host
+/// resolves to) instead of resolving the host itself; the server's
+/// certificate is still checked against `address`'s host.
+pub fn channel_via(
+    address: &str,
+    via: Option<SocketAddr>,
+    tls: watch::Receiver<Arc<ClientConfig>>,
+) -> Result<Channel, TlsError> {
     let bad = || TlsError::BadAddress(address.to_owned());
-    let uri: Uri = format!("http://{address}").parse().map_err(|_| bad())?;
-    let host = uri.host().ok_or_else(bad)?;
+    let named: Uri = format!("http://{address}").parse().map_err(|_| bad())?;
+    let host = named.host().ok_or_else(bad)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let server_name = ServerName::try_from(host.to_owned()).map_err(|_| bad())?;
+    let uri = match via {
+        Some(addr) => format!("http://{addr}").parse().map_err(|_| bad())?,
+        None => named,
+    };
     let endpoint = Endpoint::from(uri)
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)

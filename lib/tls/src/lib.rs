@@ -29,7 +29,7 @@ mod verify;
 
 use std::sync::Arc;
 
-pub use client::{CONNECT_TIMEOUT, channel, client_config};
+pub use client::{CONNECT_TIMEOUT, channel, channel_via, client_config};
 pub use error::{IdentityError, TlsError};
 pub use identity::{IdentityPattern, MAX_SPIFFE_ID_LEN, Role, SpiffeId, validate_trust_domain};
 pub use pem::{TlsFiles, read_certs};

@@ -229,6 +229,30 @@ fn channel_following(
     expected_server: crate::IdentityPattern,
     observer: Option<impl CertObserver>,
 ) -> Result<(tonic::transport::Channel, Reloader), TlsError> {
+    let (config, reloader) = client_following(files, trust_domain, expected_server, observer)?;
+    Ok((crate::channel(address, config)?, reloader))
+}
+
+/// What every channel of a client reads its TLS config from.
+pub type ClientConfigRx = watch::Receiver<Arc<rustls::ClientConfig>>;
+
+/// A client TLS config that follows its files, for a client that dials
+/// several servers ([`crate::channel_via`]), and the [`Reloader`] to keep
+/// alive as long as it is used.
+pub fn reloading_client(
+    files: &TlsFiles,
+    trust_domain: &str,
+    expected_server: crate::IdentityPattern,
+) -> Result<(ClientConfigRx, Reloader), TlsError> {
+    client_following(files, trust_domain, expected_server, None::<()>)
+}
+
+fn client_following(
+    files: &TlsFiles,
+    trust_domain: &str,
+    expected_server: crate::IdentityPattern,
+    observer: Option<impl CertObserver>,
+) -> Result<(ClientConfigRx, Reloader), TlsError> {
     let domain = trust_domain.to_owned();
     let build = move |files: &TlsFiles| {
         let config = crate::client_config(files, &domain, expected_server.clone())?;
@@ -238,8 +262,7 @@ fn channel_following(
         Ok(config)
     };
     let (tx, rx) = watch::channel(build(files)?);
-    let channel = crate::channel(address, rx)?;
-    Ok((channel, watch_files("client", files.clone(), tx, build)))
+    Ok((rx, watch_files("client", files.clone(), tx, build)))
 }
 
 /// Reads the leaf of `files.cert` (already checked by the config builder)

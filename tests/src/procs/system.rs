@@ -58,6 +58,8 @@ pub struct ProcOptions {
     pub cache: CacheConfig,
     /// get-service's time limit for one call to the provider.
     pub provider_timeout_secs: u64,
+    /// get-service's `[shutdown]`: seconds of drain and of grace.
+    pub get_shutdown: (u64, u64),
 }
 
 impl Default for ProcOptions {
@@ -72,6 +74,7 @@ impl Default for ProcOptions {
                 revalidate_secs: 1,
             },
             provider_timeout_secs: 5,
+            get_shutdown: (0, 10),
         }
     }
 }
@@ -103,8 +106,11 @@ pub struct PythonReply {
 pub struct ProcSystem {
     /// set-service.
     pub set: ServiceProcess,
-    /// get-service.
+    /// get-service (its first replica).
     pub get: ServiceProcess,
+    /// Further get-service replicas ([`ProcSystem::add_get_replicas`]),
+    /// sharing the store.
+    pub replicas: Vec<ServiceProcess>,
     /// web-frontend.
     pub web: ServiceProcess,
     /// The authorization server.
@@ -129,6 +135,8 @@ pub struct ProcSystem {
     browsers: HashMap<String, WebBrowser>,
     stubs: Option<PathBuf>,
     options: ProcOptions,
+    /// get-service's config, with `{port}` and `{journal}` to fill in.
+    get_template: String,
 }
 
 impl ProcSystem {
@@ -195,12 +203,14 @@ impl ProcSystem {
 
         let get_tls = pki.issue(Role::GetService, None)?;
         let cache = &options.cache;
-        let get_config = format!(
-            "listen = \"127.0.0.1:{get_port}\"\n\
+        let get_template = format!(
+            "listen = \"127.0.0.1:{{port}}\"\n\
              trust_domain = {td}\n\
              private_keys_dir = {private}\n\
              public_keys_dir = {public}\n\
              {tls}\
+             [shutdown]\ndrain_secs = {drain}\ngrace_secs = {grace}\n\
+             [rotation]\njournal_dir = \"{{journal}}\"\n\
              [store]\nurl = {url}\n\
              [set_service]\naddress = \"127.0.0.1:{set_port}\"\n\
              [cache]\nrefresh_ahead_secs = {ahead}\nnegative_ttl_secs = {negative}\n\
@@ -213,6 +223,8 @@ impl ProcSystem {
             private = toml_path(&pki.private_keys_dir()),
             public = toml_path(&pki.public_keys_dir()),
             tls = tls_table(&get_tls),
+            drain = options.get_shutdown.0,
+            grace = options.get_shutdown.1,
             url = toml_string(&urls.reader),
             ahead = cache.refresh_ahead_secs,
             negative = cache.negative_ttl_secs,
@@ -224,13 +236,7 @@ impl ProcSystem {
             secret = toml_string(CLIENT_SECRET),
             timeout = options.provider_timeout_secs,
         );
-        let get = ServiceProcess::start(ServiceSpec::new(
-            "get-service",
-            get_bin,
-            get_config,
-            get_port,
-        ))
-        .await?;
+        let get = start_get_replica(&get_template, &get_bin, get_port, &pki.scratch()).await?;
 
         let web_tls = pki.issue(Role::WebFrontend, None)?;
         let link_secret = pki.scratch().join("link-secret");
@@ -279,6 +285,7 @@ impl ProcSystem {
         Ok(Self {
             set,
             get,
+            replicas: Vec::new(),
             web,
             oidc,
             web_url,
@@ -292,7 +299,66 @@ impl ProcSystem {
             browsers: HashMap::new(),
             stubs: None,
             options,
+            get_template,
         })
+    }
+
+    /// Starts `n` more get-service replicas on the same store, each with a
+    /// port and a rotation journal of its own.
+    pub async fn add_get_replicas(&mut self, n: usize) -> anyhow::Result<()> {
+        let binary = binary("get-service")?;
+        for port in free_ports(n)? {
+            let replica =
+                start_get_replica(&self.get_template, &binary, port, &self.pki.scratch()).await?;
+            self.replicas.push(replica);
+        }
+        Ok(())
+    }
+
+    /// Every get-service replica: the first, then the others.
+    pub fn get_replicas(&mut self) -> Vec<&mut ServiceProcess> {
+        std::iter::once(&mut self.get)
+            .chain(self.replicas.iter_mut())
+            .collect()
+    }
+
+    /// Every replica's `127.0.0.1:<port>`, comma-separated (a worker's
+    /// `address` for all of them).
+    pub fn get_addresses(&self) -> String {
+        std::iter::once(&self.get)
+            .chain(&self.replicas)
+            .map(ServiceProcess::address)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A worker client (the Rust library) for `address` with `tls`.
+    pub fn worker_at(&self, address: &str, tls: &TlsFiles) -> anyhow::Result<WorkerClient> {
+        Ok(WorkerClient::new(&WorkerConfig {
+            address: address.to_owned(),
+            trust_domain: TRUST_DOMAIN.to_owned(),
+            tls: tls.clone(),
+        })?)
+    }
+
+    /// Connects `login`'s account without the browser: signs in at the
+    /// authorization server directly and stores the refresh token through
+    /// set-service with the web-frontend certificate, as web-frontend does.
+    /// Returns the account id (`oidc:<login>`).
+    pub async fn connect_directly(&mut self, login: &str) -> anyhow::Result<String> {
+        let account = format!("{PROVIDER}:{login}");
+        let tokens = self.oidc.obtain_refresh_token(login).await?;
+        self.secrets.push(tokens.refresh_token.clone());
+        let keys = tokenvault_seal::PublicKeySet::load_dir(&self.pki.public_keys_dir())?;
+        let sealed = keys.seal(&account, PROVIDER, tokens.refresh_token.as_bytes())?;
+        let set = tokenvault_set_client::SetClient::new(
+            &self.set.address(),
+            &self.web_tls,
+            TRUST_DOMAIN,
+            Duration::from_secs(10),
+        )?;
+        set.store(&account, PROVIDER, sealed, None).await?;
+        Ok(account)
     }
 
     /// The options it was started with.
@@ -573,6 +639,10 @@ impl ProcSystem {
         let mut logs = vec![
             ("set-service".to_owned(), self.set.logs()),
             ("get-service".to_owned(), self.get.logs()),
+            (
+                "get-service replicas".to_owned(),
+                self.replicas.iter().map(ServiceProcess::logs).collect(),
+            ),
             ("web-frontend".to_owned(), self.web.logs()),
             ("this process".to_owned(), captured_logs()),
         ];
@@ -606,7 +676,10 @@ impl ProcSystem {
             let _ = self.stored_refresh_token(&account).await;
         }
         self.check_no_secret_logged()?;
-        for service in [&mut self.web, &mut self.get, &mut self.set] {
+        let mut services: Vec<&mut ServiceProcess> = vec![&mut self.web, &mut self.get];
+        services.extend(self.replicas.iter_mut());
+        services.push(&mut self.set);
+        for service in services {
             if !service.is_running() {
                 continue;
             }
@@ -647,6 +720,27 @@ impl Drop for ProcSystem {
             println!("{report}");
         }
     }
+}
+
+/// Starts a get-service replica from `template` on `port`, journaling in a
+/// directory of its own under `scratch`.
+async fn start_get_replica(
+    template: &str,
+    binary: &Path,
+    port: u16,
+    scratch: &Path,
+) -> anyhow::Result<ServiceProcess> {
+    let journal = scratch.join(format!("get-service-journal-{port}"));
+    let config = template
+        .replace("{port}", &port.to_string())
+        .replace("{journal}", &journal.display().to_string());
+    ServiceProcess::start(ServiceSpec::new(
+        "get-service",
+        binary.to_owned(),
+        config,
+        port,
+    ))
+    .await
 }
 
 /// The `[tls]` table for `files`.

@@ -179,6 +179,9 @@ async fn each_rpc_and_web_action_writes_exactly_one_audit_event_and_no_token() {
         event("StoreRefreshToken", "web-frontend", "oidc:erin", "ok"),
         event("GetAccessToken", "worker/e2e", "oidc:erin", "ok"),
         event("StoreRefreshToken", "get-service", "oidc:erin", "ok"),
+        // get-service shares the access token with its other replicas (the
+        // store is PostgreSQL).
+        event("ShareAccessToken", "get-service", "oidc:erin", "ok"),
         event(
             "GetAccessToken",
             "worker/e2e",

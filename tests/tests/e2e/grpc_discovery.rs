@@ -68,6 +68,7 @@ async fn python_grpc_client_discovers_and_calls_over_mtls() {
             "RecordAccountStatus",
             "RecordRevocation",
             "ResealRefreshToken",
+            "ShareAccessToken",
             "StoreRefreshToken"
         ])
     );

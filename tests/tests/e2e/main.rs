@@ -20,6 +20,7 @@ mod pkcs11;
 mod pki_cli;
 mod processes;
 mod quickstart;
+mod replicas;
 mod rotation;
 mod seal;
 mod set_service;

@@ -312,6 +312,26 @@ async fn quickstart_serves_the_flow_end_to_end_and_reuses_its_state() {
         "no GetAccessToken audit line in get-service's log"
     );
 
+    // SQLite is one host, one get-service: a second one on the quick
+    // start's store (on another port) is refused at start, saying why.
+    let second = Command::new(tokenvault_tests::procs::binary("get-service").unwrap())
+        .arg("--config")
+        .arg(dir.path().join("state/get-service.toml"))
+        .env("TOKENVAULT_GET_LISTEN", "127.0.0.1:0")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr).into_owned()
+        + &String::from_utf8_lossy(&second.stdout);
+    assert!(!second.status.success(), "{said}");
+    assert!(
+        said.contains("another get-service is already serving this SQLite store"),
+        "{said}"
+    );
+    // The first one still serves.
+    let token = run_printed_worker_command(&command, dir.path());
+    assert_eq!(userinfo_sub(demo_port, &token).await, "alice");
+
     // Ctrl-C stops every process.
     let status = qs.interrupt();
     assert!(status.success(), "quick start exit status {status}");
