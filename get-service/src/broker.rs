@@ -25,9 +25,13 @@
 //!   cross-replica lock, and a replica that waited serves the access token
 //!   the refresher shared ([`crate::replicas`]).
 //!
-//! One refresh is [`crate::refresh`]; this module is the cache and the
-//! flights around it. Flights are tracked, so that a stop can let them
-//! finish ([`Broker::drain`]).
+//! - A worker may ask for fewer scopes than the grant holds; such tokens
+//!   are cached and refreshed apart, by scope set, but refreshes stay one at
+//!   a time per account ([`scoped`]).
+//!
+//! One refresh is [`refresh`]; this module is the cache and the flights
+//! around it. Flights are tracked, so that a stop can let them finish
+//! ([`Broker::drain`]).
 //!
 //! [`CacheMetrics`] counts cache hits (a cached token served) and misses (the
 //! caller waited for a refresh) by provider; a remembered dead grant is
@@ -37,6 +41,7 @@
 //! access tokens in the cache, all in `Zeroizing` buffers.
 
 mod refresh;
+mod scoped;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,7 +62,10 @@ use crate::config::CacheConfig;
 use crate::error::TokenError;
 use crate::replicas::Replicas;
 use crate::rotation::Rotations;
+use crate::scopes::ScopeSet;
 use crate::token::AccessToken;
+
+pub use scoped::Want;
 
 /// The tracing target of integrity failures (a sealed token that does not
 /// belong to its row, or does not open).
@@ -66,6 +74,24 @@ pub const INTEGRITY_TARGET: &str = "tokenvault::integrity";
 pub(crate) type Outcome = Result<Arc<AccessToken>, TokenError>;
 /// A refresh in flight: its outcome, once there is one.
 type Flight = watch::Receiver<Option<Outcome>>;
+
+/// What the cache and the flights are keyed by: an account, and the scopes
+/// its token was narrowed to (`None`: the grant's own).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CacheKey {
+    account: AccountKey,
+    scopes: Option<ScopeSet>,
+}
+
+impl CacheKey {
+    /// The account's token with the grant's scopes.
+    fn full(account: &AccountKey) -> Self {
+        Self {
+            account: account.clone(),
+            scopes: None,
+        }
+    }
+}
 
 enum Cached {
     /// A token, and when the store last confirmed the account is connected.
@@ -89,8 +115,8 @@ pub(crate) struct Inner {
     replicas: Option<Replicas>,
     locks: AccountLocks,
     config: CacheConfig,
-    cache: Mutex<HashMap<AccountKey, Cached>>,
-    flights: Mutex<HashMap<AccountKey, Flight>>,
+    cache: Mutex<HashMap<CacheKey, Cached>>,
+    flights: Mutex<HashMap<CacheKey, Flight>>,
     tracker: TaskTracker,
     /// The lifetime of the last token each provider issued, in seconds.
     lifetimes: Mutex<HashMap<String, i64>>,
@@ -187,18 +213,26 @@ impl Broker {
         self.inner.rotations.unstored()
     }
 
-    /// An access token for `key` valid for at least `min_ttl_secs`.
+    /// An access token for `key` with the grant's scopes, valid for at
+    /// least `min_ttl_secs`.
     pub async fn access_token(&self, key: AccountKey, min_ttl_secs: u32) -> Outcome {
+        self.token_for(CacheKey::full(&key), min_ttl_secs).await
+    }
+
+    /// The token for `key` (an account, narrowed or not) valid for at least
+    /// `min_ttl_secs`: cached, or from a refresh.
+    async fn token_for(&self, key: CacheKey, min_ttl_secs: u32) -> Outcome {
+        let provider = key.account.provider.clone();
         let min_ttl = i64::from(min_ttl_secs).max(1);
-        let known_lifetime = lock(&self.inner.lifetimes).get(&key.provider).copied();
+        let known_lifetime = lock(&self.inner.lifetimes).get(&provider).copied();
         if let Some(lifetime) = known_lifetime.filter(|l| min_ttl > *l) {
-            return Err(too_long(min_ttl_secs, &key.provider, lifetime));
+            return Err(too_long(min_ttl_secs, &provider, lifetime));
         }
         if let Some(hit) = self.cached(&key, min_ttl).await? {
-            CacheMetrics::count(&self.inner.metrics.hits, &key.provider);
+            CacheMetrics::count(&self.inner.metrics.hits, &provider);
             return Ok(hit);
         }
-        CacheMetrics::count(&self.inner.metrics.misses, &key.provider);
+        CacheMetrics::count(&self.inner.metrics.misses, &provider);
         let want = now_unix().saturating_add(min_ttl);
         let mut token = self.join_flight(key.clone(), want).await?;
         // A flight started for a shorter min_ttl may end with a token another
@@ -212,7 +246,7 @@ impl Broker {
         }
         let remaining = token.remaining_secs(now_unix());
         if remaining < min_ttl {
-            return Err(too_long(min_ttl_secs, &key.provider, remaining));
+            return Err(too_long(min_ttl_secs, &provider, remaining));
         }
         Ok(token)
     }
@@ -221,24 +255,31 @@ impl Broker {
     /// it is close to expiry; or the remembered dead grant.
     async fn cached(
         &self,
-        key: &AccountKey,
+        key: &CacheKey,
         min_ttl: i64,
     ) -> Result<Option<Arc<AccessToken>>, TokenError> {
         let now = now_unix();
         let revalidate = Duration::from_secs(self.inner.config.revalidate_secs);
-        // Decide under the lock; act (await) after it is released.
+        // Decide under the lock; act (await) after it is released. A dead
+        // grant is remembered for the account, whatever the scopes.
+        let full = CacheKey::full(&key.account);
         let (hit, dead_at) = {
             let cache = lock(&self.inner.cache);
-            match cache.get(key) {
-                Some(Cached::Token { token, checked }) if token.remaining_secs(now) >= min_ttl => {
-                    (Some((token.clone(), checked.elapsed() >= revalidate)), None)
-                }
+            let dead = match cache.get(&full) {
                 Some(Cached::Dead {
                     version,
                     reason,
                     until,
-                }) if *until > Instant::now() => (None, Some((*version, reason.clone()))),
-                _ => (None, None),
+                }) if *until > Instant::now() => Some((*version, reason.clone())),
+                _ => None,
+            };
+            match cache.get(key) {
+                Some(Cached::Token { token, checked })
+                    if dead.is_none() && token.remaining_secs(now) >= min_ttl =>
+                {
+                    (Some((token.clone(), checked.elapsed() >= revalidate)), None)
+                }
+                _ => (None, dead),
             }
         };
         if let Some((token, stale)) = hit {
@@ -260,10 +301,11 @@ impl Broker {
         if let Some((version, reason)) = dead_at {
             // Without asking the provider: only a newly stored token (a
             // reconnect) revives the account.
+            let account = &key.account;
             match self
                 .inner
                 .reader
-                .latest(&key.account, &key.provider)
+                .latest(&account.account, &account.provider)
                 .await?
             {
                 Latest::Token { version: v, .. } if v == version => {
@@ -271,7 +313,8 @@ impl Broker {
                 }
                 Latest::Disconnected => return Err(TokenError::Disconnected),
                 _ => {
-                    lock(&self.inner.cache).remove(key);
+                    // Reconnected: nothing of the dead grant is kept.
+                    lock(&self.inner.cache).retain(|k, _| k.account != *account);
                 }
             }
         }
@@ -280,8 +323,14 @@ impl Broker {
 
     /// Confirms with the store that the account is still connected; drops
     /// the cached token if not. A store that cannot be reached confirms.
-    async fn revalidate(&self, key: &AccountKey) -> Result<(), TokenError> {
-        let outcome = match self.inner.reader.latest(&key.account, &key.provider).await {
+    async fn revalidate(&self, key: &CacheKey) -> Result<(), TokenError> {
+        let account = &key.account;
+        let outcome = match self
+            .inner
+            .reader
+            .latest(&account.account, &account.provider)
+            .await
+        {
             Ok(Latest::Token { .. }) | Err(StoreError::Unavailable(_)) => Ok(()),
             Ok(Latest::Disconnected) => Err(TokenError::Disconnected),
             Ok(Latest::NotFound) => Err(TokenError::UnknownAccount),
@@ -305,12 +354,12 @@ impl Broker {
     /// started for); returns its receiver. A refresh-ahead wants a token that
     /// expires after the one it replaces. Lock order everywhere: cache, then
     /// flights.
-    fn start_flight(&self, key: AccountKey, min_expires_at: i64) -> Flight {
+    fn start_flight(&self, key: CacheKey, min_expires_at: i64) -> Flight {
         let _cache = lock(&self.inner.cache);
         self.start_flight_locked(key, min_expires_at)
     }
 
-    fn start_flight_locked(&self, key: AccountKey, min_expires_at: i64) -> Flight {
+    fn start_flight_locked(&self, key: CacheKey, min_expires_at: i64) -> Flight {
         let mut flights = lock(&self.inner.flights);
         if let Some(rx) = flights.get(&key) {
             return rx.clone();
@@ -320,21 +369,29 @@ impl Broker {
         drop(flights);
         let broker = self.clone();
         self.inner.tracker.spawn(async move {
-            let _account = broker.inner.locks.lock(&key).await;
-            // Its own task, so that a panic still answers the waiters.
-            let refresh = {
-                let (broker, key) = (broker.clone(), key.clone());
-                tokio::spawn(async move { broker.refresh(&key, min_expires_at).await })
-            };
-            let (outcome, finish) = match refresh.await {
-                Ok(Ok((token, finish))) => (Ok(Arc::new(token)), finish),
-                Ok(Err(e)) => (Err(e), None),
-                Err(_) => (
-                    Err(TokenError::Internal(
-                        "the refresh failed unexpectedly".into(),
-                    )),
-                    None,
-                ),
+            // One refresh per account at a time, whatever the scopes: each
+            // may rotate the one refresh token.
+            let _account = broker.inner.locks.lock(&key.account).await;
+            // A refresh queued behind the one that found the grant dead
+            // does not ask the provider again.
+            let (outcome, finish) = if let Some(reason) = broker.dead_reason(&key.account) {
+                (Err(TokenError::ReauthorizationRequired(reason)), None)
+            } else {
+                // Its own task, so that a panic still answers the waiters.
+                let refresh = {
+                    let (broker, key) = (broker.clone(), key.clone());
+                    tokio::spawn(async move { broker.refresh(&key, min_expires_at).await })
+                };
+                match refresh.await {
+                    Ok(Ok((token, finish))) => (Ok(Arc::new(token)), finish),
+                    Ok(Err(e)) => (Err(e), None),
+                    Err(_) => (
+                        Err(TokenError::Internal(
+                            "the refresh failed unexpectedly".into(),
+                        )),
+                        None,
+                    ),
+                }
             };
             {
                 let mut cache = lock(&broker.inner.cache);
@@ -354,7 +411,7 @@ impl Broker {
             // Waiters have their token (durable, if it came with a rotation);
             // other replicas get it before this one lets go of the account.
             if let (Some(finish), Some(token)) = (finish, shared) {
-                finish.share(&key, &token).await;
+                finish.share(&key.account, &token).await;
             }
         });
         rx
@@ -362,7 +419,7 @@ impl Broker {
 
     /// Joins the running refresh for `key`, or starts one, unless a token
     /// that stays valid until `min_expires_at` was cached meanwhile.
-    async fn join_flight(&self, key: AccountKey, min_expires_at: i64) -> Outcome {
+    async fn join_flight(&self, key: CacheKey, min_expires_at: i64) -> Outcome {
         let mut rx = {
             let cache = lock(&self.inner.cache);
             if let Some(Cached::Token { token, .. }) = cache.get(&key)
@@ -381,6 +438,16 @@ impl Broker {
             Err(_) => Err(TokenError::Internal(
                 "refresh task ended without a result".into(),
             )),
+        }
+    }
+
+    /// Why the account's grant is dead, while that is remembered.
+    fn dead_reason(&self, account: &AccountKey) -> Option<String> {
+        match lock(&self.inner.cache).get(&CacheKey::full(account)) {
+            Some(Cached::Dead { reason, until, .. }) if *until > Instant::now() => {
+                Some(reason.clone())
+            }
+            _ => None,
         }
     }
 

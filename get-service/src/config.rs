@@ -32,6 +32,9 @@ pub const ENV_PKCS11_PIN_FILE: &str = "PKCS11_PIN_FILE";
 /// `TOKENVAULT_GET_JOURNAL_DIR` overrides `rotation.journal_dir`.
 pub const ENV_JOURNAL_DIR: &str = "JOURNAL_DIR";
 
+/// `TOKENVAULT_GET_POLICY_FILE` overrides `policy.file`.
+pub const ENV_POLICY_FILE: &str = "POLICY_FILE";
+
 /// get-service's own overrides, beside [`ServiceSettings::OVERRIDES`].
 const ENV_OVERRIDES: &[EnvOverride] = &[
     EnvOverride::scalar(env::STORE_URL, "store.url"),
@@ -41,6 +44,7 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
     EnvOverride::scalar(env::SET_SERVICE_ADDRESS, "set_service.address"),
     EnvOverride::scalar(ENV_PKCS11_PIN_FILE, "pkcs11.pin_file"),
     EnvOverride::scalar(ENV_JOURNAL_DIR, "rotation.journal_dir"),
+    EnvOverride::scalar(ENV_POLICY_FILE, "policy.file"),
 ];
 
 /// The whole get-service configuration.
@@ -72,6 +76,9 @@ pub struct Config {
     /// Who may call which RPC.
     #[serde(default)]
     pub allow: AllowConfig,
+    /// Which caller may read which accounts ([`crate::policy`]).
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// Revoking disconnected accounts' grants at their providers.
     #[serde(default)]
     pub revocation: RevocationConfig,
@@ -96,6 +103,16 @@ pub struct RotationConfig {
     /// cannot store is kept in memory only, and the worker gets UNAVAILABLE
     /// rather than a token whose grant a crash could lose.
     pub journal_dir: Option<PathBuf>,
+}
+
+/// Where the account policy's rules are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The rule file ([`crate::policy`] has its format), re-read when it
+    /// changes and on SIGHUP; it must hold at least one rule. Without it
+    /// every caller the allow-lists admit may read every account.
+    pub file: Option<PathBuf>,
 }
 
 /// Revoking disconnected accounts' grants at their providers (RFC 7009).

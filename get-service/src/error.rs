@@ -26,6 +26,8 @@ pub enum ServeError {
     Http(String),
     #[error("rotation.journal_dir: {0}")]
     Journal(#[from] crate::journal::JournalError),
+    #[error("policy.file: {0}")]
+    Policy(String),
 }
 
 /// Why one access-token request failed. Cloneable, because one refresh's
@@ -42,6 +44,17 @@ pub enum TokenError {
         "reauthorization required: the provider rejected the refresh grant ({0}); reconnect the account through the web flow"
     )]
     ReauthorizationRequired(String),
+    /// The account policy, or the grant, does not allow this read.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The scopes asked for cannot be had from this provider.
+    #[error("{0}")]
+    ScopesUnavailable(String),
+    /// A narrowed refresh got `invalid_grant` (the OAuth error here): the
+    /// grant may be dead, or the provider refuses the scopes that way. The
+    /// broker settles which with a full refresh; callers never see this.
+    #[error("the provider rejected a narrowed refresh ({0})")]
+    NarrowedRefreshRejected(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -56,6 +69,9 @@ impl TokenError {
             TokenError::UnknownAccount => "unknown_account",
             TokenError::Disconnected => "disconnected",
             TokenError::ReauthorizationRequired(_) => "reauthorization_required",
+            TokenError::PermissionDenied(_) => "permission_denied",
+            TokenError::ScopesUnavailable(_) => "scopes_unavailable",
+            TokenError::NarrowedRefreshRejected(_) => "narrowed_refresh_rejected",
             TokenError::Unavailable(_) => "unavailable",
             TokenError::Internal(_) => "internal",
         }
@@ -68,7 +84,10 @@ impl From<TokenError> for Status {
         match e {
             TokenError::InvalidArgument(_) => Status::invalid_argument(msg),
             TokenError::UnknownAccount | TokenError::Disconnected => Status::not_found(msg),
-            TokenError::ReauthorizationRequired(_) => Status::failed_precondition(msg),
+            TokenError::ReauthorizationRequired(_)
+            | TokenError::ScopesUnavailable(_)
+            | TokenError::NarrowedRefreshRejected(_) => Status::failed_precondition(msg),
+            TokenError::PermissionDenied(_) => Status::permission_denied(msg),
             TokenError::Unavailable(_) => Status::unavailable(msg),
             TokenError::Internal(_) => Status::internal(msg),
         }

@@ -3,8 +3,10 @@
 //! only). It is the only service that links `tokenvault-opener`, the crate
 //! that can open a sealed token.
 //!
-//! - [`broker`] caches access tokens, runs one refresh per account at a time,
-//!   refreshes ahead of expiry, and handles dead grants.
+//! - [`policy`] decides which caller may read which accounts, at most with
+//!   which scopes; [`broker`] caches access tokens (by scope set), runs one
+//!   refresh per account at a time, refreshes ahead of expiry, narrows
+//!   scopes, and handles dead grants.
 //! - [`rotation`] makes the providers' rotated refresh tokens durable before
 //!   any worker gets the access token that came with them: stored through
 //!   set-service, or sealed in the local [`journal`] while it is away.
@@ -31,11 +33,13 @@ pub mod error;
 mod hardening;
 mod health;
 pub mod journal;
+pub mod policy;
 pub mod replicas;
 pub mod reseal;
 pub mod retire;
 pub mod revocation;
 pub mod rotation;
+pub mod scopes;
 mod server;
 mod service;
 pub mod token;

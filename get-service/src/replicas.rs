@@ -86,11 +86,12 @@ impl Replicas {
 
     /// Waits until either this replica holds `key`'s refresh lock or another
     /// replica has shared an access token that expires at or after
-    /// `min_expires_at`, until `deadline`.
+    /// `shared_will_do` (`None`: a shared token will not do, e.g. for a
+    /// narrowed one), until `deadline`.
     pub async fn turn(
         &self,
         key: &AccountKey,
-        min_expires_at: i64,
+        shared_will_do: Option<i64>,
         deadline: tokio::time::Instant,
     ) -> Result<Turn, TokenError> {
         let name = LockName::Refresh {
@@ -101,7 +102,7 @@ impl Replicas {
         loop {
             if let Some(lease) = self.coordinator.try_lock(name).await.map_err(store_error)? {
                 // Someone may have refreshed just before: use that instead.
-                if let Some(token) = self.shared(key, min_expires_at).await? {
+                if let Some(token) = self.shared(key, shared_will_do).await? {
                     lease.release().await;
                     return Ok(Turn::Shared(token));
                 }
@@ -116,7 +117,7 @@ impl Replicas {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_POLL);
-            if let Some(token) = self.shared(key, min_expires_at).await? {
+            if let Some(token) = self.shared(key, shared_will_do).await? {
                 return Ok(Turn::Shared(token));
             }
         }
@@ -127,8 +128,11 @@ impl Replicas {
     async fn shared(
         &self,
         key: &AccountKey,
-        min_expires_at: i64,
+        min_expires_at: Option<i64>,
     ) -> Result<Option<AccessToken>, TokenError> {
+        let Some(min_expires_at) = min_expires_at else {
+            return Ok(None);
+        };
         let Some(share) = self
             .reader
             .shared_access_token(&key.account, &key.provider)

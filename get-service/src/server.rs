@@ -26,6 +26,7 @@ use crate::broker::{Broker, CacheMetrics};
 use crate::config::{AllowConfig, Config};
 use crate::error::ServeError;
 use crate::journal::Journal;
+use crate::policy::watch::PolicySource;
 use crate::replicas::Replicas;
 use crate::revocation::RevocationSweeper;
 use crate::rotation::Rotations;
@@ -56,6 +57,14 @@ pub async fn run(
     config.validate()?;
     // reqwest and rustls use aws-lc-rs, the one crypto provider in the tree.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // A rule file that does not load stops the start, before anything else.
+    let (policy, _policy_reload) = PolicySource {
+        file: config.policy.file.clone(),
+        trust_domain: config.service.trust_domain.clone(),
+        providers: config.providers.iter().map(|p| p.name.clone()).collect(),
+    }
+    .watch()
+    .map_err(ServeError::Policy)?;
     let mut server = GrpcServer::new(
         &config.service,
         GrpcService {
@@ -145,7 +154,7 @@ pub async fn run(
         .check("keys", move || {
             crate::health::keys(Arc::clone(&sealer), Arc::clone(&probe_keys))
         });
-    let service = GetServiceServer::new(GetServiceImpl::new(broker.clone()))
+    let service = GetServiceServer::new(GetServiceImpl::new(broker.clone(), policy))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let (stopping, stop_began) = tokio::sync::oneshot::channel();
     let shutdown = async move {

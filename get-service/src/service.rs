@@ -1,6 +1,7 @@
-//! The `tokenvault.v1.GetService` RPCs. Each call writes one audit line
-//! (caller, peer, RPC, account, provider, outcome); the access token goes to
-//! the caller only, never to a log line.
+//! The `tokenvault.v1.GetService` RPCs. Each call is checked against the
+//! account policy ([`crate::policy`]) and writes one audit line (caller,
+//! peer, RPC, account, provider, the policy rule that decided, outcome); the
+//! access token goes to the caller only, never to a log line.
 
 use tokenvault_proto::v1::get_service_server::GetService;
 use tokenvault_proto::v1::{
@@ -13,22 +14,29 @@ use tokenvault_tls::PeerInfo;
 use tonic::{Request, Response, Status};
 
 use crate::account::AccountKey;
-use crate::broker::Broker;
+use crate::broker::{Broker, Want};
 use crate::error::TokenError;
+use crate::policy::Decision;
+use crate::policy::watch::PolicyRx;
+use crate::scopes::ScopeSet;
 
 /// The get-service implementation.
 #[derive(Debug, Clone)]
 pub struct GetServiceImpl {
     broker: Broker,
+    policy: PolicyRx,
 }
 
+/// What the policy decided of a call (for its audit event), and its result.
+type Governed<T> = (Option<String>, Result<T, TokenError>);
+
 impl GetServiceImpl {
-    /// Serves tokens from `broker`.
-    pub fn new(broker: Broker) -> Self {
-        Self { broker }
+    /// Serves tokens from `broker` to the callers `policy` allows.
+    pub fn new(broker: Broker, policy: PolicyRx) -> Self {
+        Self { broker, policy }
     }
 
-    fn check(&self, account: &str, provider: &str) -> Result<(), TokenError> {
+    fn check(&self, account: &str, provider: &str) -> Result<AccountKey, TokenError> {
         tokenvault_proto::ids::check_account(account)
             .and_then(|()| tokenvault_proto::ids::check_provider(provider))
             .map_err(|m| TokenError::InvalidArgument(m.into()))?;
@@ -37,38 +45,102 @@ impl GetServiceImpl {
                 "provider: {provider:?} is not a configured provider"
             )));
         }
-        Ok(())
+        Ok(AccountKey::new(account, provider))
+    }
+
+    /// The policy's decision on `peer` reading `key`; refused unless it
+    /// allows it.
+    fn authorize(
+        &self,
+        peer: Option<&PeerInfo>,
+        key: &AccountKey,
+    ) -> (Decision, Result<(), TokenError>) {
+        let policy = self.policy.borrow().clone();
+        let decision = match peer {
+            Some(peer) => policy.decide(&peer.id, key),
+            None if policy.is_open() => Decision::Open,
+            None => Decision::NoRule,
+        };
+        let result = match &decision {
+            Decision::NoRule => Err(TokenError::PermissionDenied(format!(
+                "caller {} may not read account {} at {}: no account policy rule allows it",
+                caller(peer),
+                key.account,
+                key.provider
+            ))),
+            _ => Ok(()),
+        };
+        (decision, result)
     }
 
     async fn access_token(
         &self,
+        peer: Option<&PeerInfo>,
         req: &GetAccessTokenRequest,
-    ) -> Result<GetAccessTokenResponse, TokenError> {
-        self.check(&req.account, &req.provider)?;
-        let token = self
+    ) -> Governed<GetAccessTokenResponse> {
+        let checked = self.check(&req.account, &req.provider).and_then(|key| {
+            let asked = ScopeSet::parse(&req.scopes).map_err(TokenError::InvalidArgument)?;
+            Ok((key, asked))
+        });
+        let (key, asked) = match checked {
+            Ok(checked) => checked,
+            Err(e) => return (None, Err(e)),
+        };
+        let (decision, allowed) = self.authorize(peer, &key);
+        let label = Some(decision.label());
+        if let Err(e) = allowed {
+            return (label, Err(e));
+        }
+        let want = match want(&decision, asked) {
+            Ok(want) => want,
+            Err(beyond) => {
+                return (
+                    label,
+                    Err(TokenError::PermissionDenied(format!(
+                        "caller {} may not have scopes {beyond} of account {} at {}: beyond \
+                         what its account policy rule allows",
+                        caller(peer),
+                        key.account,
+                        key.provider
+                    ))),
+                );
+            }
+        };
+        let result = self
             .broker
-            .access_token(
-                AccountKey::new(&req.account, &req.provider),
-                req.min_ttl_seconds,
-            )
-            .await?;
-        Ok(GetAccessTokenResponse {
-            access_token: token.token.to_string(),
-            token_type: token.token_type.clone(),
-            expires_at_unix: token.expires_at_unix,
-            scopes: token.scopes.clone(),
-        })
+            .scoped_access_token(key, req.min_ttl_seconds, want)
+            .await
+            .map(|token| GetAccessTokenResponse {
+                access_token: token.token.to_string(),
+                token_type: token.token_type.clone(),
+                expires_at_unix: token.expires_at_unix,
+                scopes: token.scopes.clone(),
+            });
+        (label, result)
     }
 
     async fn account_status(
         &self,
+        peer: Option<&PeerInfo>,
         req: &GetAccountStatusRequest,
-    ) -> Result<GetAccountStatusResponse, TokenError> {
-        self.check(&req.account, &req.provider)?;
+    ) -> Governed<GetAccountStatusResponse> {
+        let key = match self.check(&req.account, &req.provider) {
+            Ok(key) => key,
+            Err(e) => return (None, Err(e)),
+        };
+        let (decision, allowed) = self.authorize(peer, &key);
+        let label = Some(decision.label());
+        if let Err(e) = allowed {
+            return (label, Err(e));
+        }
+        (label, self.status(&key).await)
+    }
+
+    async fn status(&self, key: &AccountKey) -> Result<GetAccountStatusResponse, TokenError> {
         let record = self
             .broker
             .reader()
-            .status(&req.account, &req.provider)
+            .status(&key.account, &key.provider)
             .await?
             .ok_or(TokenError::UnknownAccount)?;
         let status = match record.status {
@@ -84,6 +156,26 @@ impl GetServiceImpl {
     }
 }
 
+/// Which scopes the caller gets: what it asked for, within its rule's
+/// ceiling; the error is the scopes beyond the ceiling.
+fn want(decision: &Decision, asked: ScopeSet) -> Result<Want, ScopeSet> {
+    let ceiling = match decision {
+        Decision::Allowed(rule) => rule.ceiling.as_ref(),
+        Decision::Open | Decision::NoRule => None,
+    };
+    match ceiling {
+        None if asked.is_empty() => Ok(Want::Grant),
+        None => Ok(Want::AtMost(asked)),
+        Some(ceiling) if asked.is_empty() => Ok(Want::GrantWithin(ceiling.clone())),
+        Some(ceiling) if asked.is_subset(ceiling) => Ok(Want::AtMost(asked)),
+        Some(ceiling) => Err(asked.beyond(ceiling)),
+    }
+}
+
+fn caller(peer: Option<&PeerInfo>) -> String {
+    peer.map_or_else(|| "(unknown)".to_owned(), |p| p.id.to_string())
+}
+
 #[tonic::async_trait]
 impl GetService for GetServiceImpl {
     async fn get_access_token(
@@ -92,12 +184,12 @@ impl GetService for GetServiceImpl {
     ) -> Result<Response<GetAccessTokenResponse>, Status> {
         let peer = request.extensions().get::<PeerInfo>().cloned();
         let req = request.into_inner();
-        let result = self.access_token(&req).await;
-        audit::respond(
+        let (policy, result) = self.access_token(peer.as_ref(), &req).await;
+        audit::respond_with_policy(
             "GetAccessToken",
             peer.as_ref(),
-            &req.account,
-            &req.provider,
+            (&req.account, &req.provider),
+            policy.as_deref(),
             result,
             TokenError::outcome,
         )
@@ -109,12 +201,12 @@ impl GetService for GetServiceImpl {
     ) -> Result<Response<GetAccountStatusResponse>, Status> {
         let peer = request.extensions().get::<PeerInfo>().cloned();
         let req = request.into_inner();
-        let result = self.account_status(&req).await;
-        audit::respond(
+        let (policy, result) = self.account_status(peer.as_ref(), &req).await;
+        audit::respond_with_policy(
             "GetAccountStatus",
             peer.as_ref(),
-            &req.account,
-            &req.provider,
+            (&req.account, &req.provider),
+            policy.as_deref(),
             result,
             TokenError::outcome,
         )

@@ -10,124 +10,25 @@
 //! Run with `cargo bench -p tokenvault-tests --bench get_service`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::sync::Arc;
+mod hot_path;
+
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rsa::{
     OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
 };
 use base64::Engine;
+use hot_path::{clients, drive};
 use tokenvault_opener::PrivateKeyRing;
-use tokenvault_proto::v1::get_service_server::{GetService, GetServiceServer};
-use tokenvault_proto::v1::{
-    GetAccessTokenRequest, GetAccessTokenResponse, GetAccountStatusRequest,
-    GetAccountStatusResponse,
-};
-use tokenvault_tests::pki::TRUST_DOMAIN;
 use tokenvault_tests::system::{Options, System};
-use tokenvault_tls::{Role, incoming, server_config};
-use tokenvault_worker::{WorkerClient, WorkerConfig};
-use tonic::{Request, Response, Status};
 
 const LEVELS: [usize; 3] = [1, 16, 64];
 const CALLS_PER_LEVEL: usize = 20_000;
 const COLD_OPS: usize = 600;
 
-/// The baseline: returns a fixed 200-byte token.
-struct Bare;
-
-#[tonic::async_trait]
-impl GetService for Bare {
-    async fn get_access_token(
-        &self,
-        _: Request<GetAccessTokenRequest>,
-    ) -> Result<Response<GetAccessTokenResponse>, Status> {
-        Ok(Response::new(GetAccessTokenResponse {
-            access_token: "x".repeat(200),
-            token_type: "Bearer".into(),
-            expires_at_unix: i64::MAX,
-            scopes: vec![],
-        }))
-    }
-
-    async fn get_account_status(
-        &self,
-        _: Request<GetAccountStatusRequest>,
-    ) -> Result<Response<GetAccountStatusResponse>, Status> {
-        Err(Status::unimplemented("bare"))
-    }
-}
-
-struct Figures {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-async fn drive(clients: &[WorkerClient]) -> Figures {
-    let per_caller = CALLS_PER_LEVEL / clients.len();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for client in clients {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_caller);
-            for _ in 0..per_caller {
-                let t = Instant::now();
-                let token = client
-                    .access_token("bench", "oidc", Duration::from_secs(1))
-                    .await
-                    .unwrap();
-                assert!(!token.secret().is_empty());
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let elapsed = start.elapsed();
-    all.sort();
-    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Figures {
-        rps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.5),
-        p99: at(0.99),
-    }
-}
-
-fn clients(system: &System, address: &str, n: usize) -> Vec<WorkerClient> {
-    let tls = system.pki.issue(Role::Worker, Some("bench")).unwrap();
-    (0..n)
-        .map(|_| {
-            WorkerClient::new(&WorkerConfig {
-                address: address.to_owned(),
-                trust_domain: TRUST_DOMAIN.to_owned(),
-                tls: tls.clone(),
-            })
-            .unwrap()
-        })
-        .collect()
-}
-
 async fn hot_path(system: &mut System) {
     // The baseline server, on the same mTLS accept loop, without get-service.
-    let bare_tls = server_config(
-        &system.pki.issue(Role::GetService, Some("bare")).unwrap(),
-        TRUST_DOMAIN,
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bare_address = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::clone(&bare_tls.config));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(GetServiceServer::new(Bare))
-            .serve_with_incoming(incoming(listener, rx)),
-    );
-
+    let bare_address = hot_path::bare_server(system).await;
     system.connect("bench").await.unwrap();
     system.token("bench", 0).await.unwrap();
     let get_address = system.get.address();
@@ -140,24 +41,20 @@ async fn hot_path(system: &mut System) {
         "callers", "get rps", "p50 ms", "p99 ms", "bare rps", "p50 ms", "p99 ms", "ratio"
     );
     for n in LEVELS {
-        let get_clients = clients(system, &get_address, n);
-        let bare_clients = clients(system, &bare_address, n);
+        let get_clients = clients(system, &get_address, "bench", n);
+        let bare_clients = clients(system, &bare_address, "bench", n);
         // Warm every connection.
         for c in get_clients.iter().chain(&bare_clients) {
             c.access_token("bench", "oidc", Duration::from_secs(1))
                 .await
                 .unwrap();
         }
-        let get = drive(&get_clients).await;
-        let bare = drive(&bare_clients).await;
+        let get = drive(&get_clients, CALLS_PER_LEVEL, "bench", &[]).await;
+        let bare = drive(&bare_clients, CALLS_PER_LEVEL, "bench", &[]).await;
         println!(
-            "{n:>7} | {:>9.0} {:>8.3} {:>8.3} | {:>9.0} {:>8.3} {:>8.3} | {:>5.2}",
-            get.rps,
-            get.p50.as_secs_f64() * 1e3,
-            get.p99.as_secs_f64() * 1e3,
-            bare.rps,
-            bare.p50.as_secs_f64() * 1e3,
-            bare.p99.as_secs_f64() * 1e3,
+            "{n:>7} | {} | {} | {:>5.2}",
+            get.columns(),
+            bare.columns(),
             get.rps / bare.rps
         );
     }

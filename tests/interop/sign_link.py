@@ -5,7 +5,8 @@ Python's standard library only. The end-to-end tests connect an account
 through a link made by this script.
 
     sign_link.py --secret-file link-secret --base-url https://connect.example.com \
-                 --account user-42 [--provider google] [--ttl 600] [--disconnect]
+                 [--tenant acme] --account user-42 [--provider google] [--ttl 600] \
+                 [--disconnect]
 """
 
 import argparse
@@ -17,12 +18,16 @@ import urllib.parse
 
 
 def sign_link(secret: bytes, base_url: str, account: str, provider: str | None = None,
-              ttl: int = 600, action: str = "connect", now: float | None = None) -> str:
+              ttl: int = 600, action: str = "connect", now: float | None = None,
+              tenant: str | None = None) -> str:
     expires = int((time.time() if now is None else now) + ttl)
-    message = f"tokenvault-link-v1\n{action}\n{account}\n{provider or ''}\n{expires}".encode()
+    # With a tenant, the account id (and what is signed) is "<tenant>:<account>".
+    account_id = f"{tenant}:{account}" if tenant else account
+    message = f"tokenvault-link-v1\n{action}\n{account_id}\n{provider or ''}\n{expires}".encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()
     sig = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-    params = {"account": account}
+    params = {"tenant": tenant} if tenant else {}
+    params["account"] = account
     if provider:
         params["provider"] = provider
     params["expires"] = str(expires)
@@ -40,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--secret-file", required=True)
     parser.add_argument("--base-url", required=True)
+    parser.add_argument("--tenant")
     parser.add_argument("--account", required=True)
     parser.add_argument("--provider")
     parser.add_argument("--ttl", type=int, default=600)
@@ -48,7 +54,7 @@ def main() -> None:
     with open(args.secret_file, "rb") as f:
         secret = f.read().strip()
     print(sign_link(secret, args.base_url, args.account, args.provider, args.ttl,
-                    "disconnect" if args.disconnect else "connect"))
+                    "disconnect" if args.disconnect else "connect", tenant=args.tenant))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,16 @@ pub fn captured_logs() -> String {
     String::from_utf8_lossy(&guard).into_owned()
 }
 
+/// The audit events captured so far (the JSON lines on the audit target).
+pub fn captured_audit_events() -> Vec<serde_json::Value> {
+    captured_logs()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["target"] == tokenvault_runtime::logging::AUDIT_TARGET)
+        .collect()
+}
+
 /// Panics if `needle` appears in any captured log line.
 pub fn assert_not_logged(needle: &str, what: &str) {
     assert!(!needle.is_empty(), "empty needle for {what}");

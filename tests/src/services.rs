@@ -172,6 +172,21 @@ pub async fn start_get_service(
     .await
 }
 
+/// Runs get-service with `config`, which must stop it at start; returns the
+/// error it stopped with.
+pub async fn get_service_start_error(
+    config: tokenvault_get_service::Config,
+) -> anyhow::Result<String> {
+    let listeners = Listeners {
+        main: TcpListener::bind("127.0.0.1:0").await?,
+        metrics: None,
+    };
+    match tokenvault_get_service::run(listeners, config, std::future::pending()).await {
+        Ok(()) => anyhow::bail!("get-service started (and stopped) without an error"),
+        Err(e) => Ok(e.to_string()),
+    }
+}
+
 /// A get-service config for `pki`, reading `store_url`, writing through
 /// set-service at `set_address`, with `providers`.
 pub fn get_service_config(
@@ -194,6 +209,7 @@ pub fn get_service_config(
         providers,
         cache: CacheConfig::default(),
         allow: tokenvault_get_service::config::AllowConfig::default(),
+        policy: tokenvault_get_service::config::PolicyConfig::default(),
         // Sweep for disconnected accounts to revoke every second.
         revocation: tokenvault_get_service::config::RevocationConfig {
             interval_secs: 1,

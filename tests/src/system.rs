@@ -42,6 +42,14 @@ pub struct Options {
     pub sign_in_ttl_secs: u64,
     /// get-service's revocation sweep: provider calls per sweep.
     pub revocation_batch_size: u32,
+    /// get-service's providers: each a name for the one authorization
+    /// server (so that a policy can tell providers apart).
+    pub get_providers: Vec<&'static str>,
+    /// Which of them get-service narrows scopes at (`narrow_scopes`).
+    pub narrowing_providers: Vec<&'static str>,
+    /// get-service's account policy rules (a rule file's text), written to
+    /// [`System::policy_file`].
+    pub policy: Option<String>,
 }
 
 impl Default for Options {
@@ -63,6 +71,9 @@ impl Default for Options {
             ],
             sign_in_ttl_secs: 600,
             revocation_batch_size: 100,
+            get_providers: vec!["oidc"],
+            narrowing_providers: vec![],
+            policy: None,
         }
     }
 }
@@ -122,12 +133,20 @@ impl System {
         let set = start_set_service(set_config.clone()).await?;
         // The SQLite reader needs the file the writer creates.
         let _ = TokenReader::connect(&store.reader_url).await;
-        let mut get_config = get_service_config(
-            &pki,
-            &store.reader_url,
-            &set.address(),
-            vec![oidc_provider_config(&oidc, options.provider_timeout_secs)?],
-        )?;
+        let mut get_providers = Vec::new();
+        for name in &options.get_providers {
+            let mut provider = oidc_provider_config(&oidc, options.provider_timeout_secs)?;
+            provider.name = (*name).to_owned();
+            provider.narrow_scopes = options.narrowing_providers.contains(name);
+            get_providers.push(provider);
+        }
+        let mut get_config =
+            get_service_config(&pki, &store.reader_url, &set.address(), get_providers)?;
+        if let Some(rules) = &options.policy {
+            let path = pki.scratch().join("policy.toml");
+            write_policy(&path, rules)?;
+            get_config.policy.file = Some(path);
+        }
         get_config.cache = options.cache;
         get_config.revocation.batch_size = options.revocation_batch_size;
         let get = start_get_service(get_config).await?;
@@ -164,6 +183,11 @@ impl System {
     /// Signs `account` in at the authorization server, then stores its
     /// refresh token through set-service as web-frontend would.
     pub async fn connect(&mut self, account: &str) -> anyhow::Result<Tokens> {
+        self.connect_at(account, "oidc").await
+    }
+
+    /// [`System::connect`] under another of get-service's provider names.
+    pub async fn connect_at(&mut self, account: &str, provider: &str) -> anyhow::Result<Tokens> {
         let tokens = self.oidc.obtain_refresh_token(account).await?;
         self.secrets.push(tokens.refresh_token.clone());
         self.secrets.push(tokens.access_token.clone());
@@ -175,13 +199,33 @@ impl System {
             .store_refresh_token(StoreRefreshTokenRequest {
                 expected_version: None,
                 account: account.into(),
-                provider: "oidc".into(),
+                provider: provider.into(),
                 sealed_token: self
                     .keys
-                    .seal(account, "oidc", tokens.refresh_token.as_bytes())?,
+                    .seal(account, provider, tokens.refresh_token.as_bytes())?,
             })
             .await?;
         Ok(tokens)
+    }
+
+    /// A worker client with a `worker/<name>` certificate.
+    pub fn worker_named(&self, name: &str) -> anyhow::Result<WorkerClient> {
+        Ok(WorkerClient::new(&WorkerConfig {
+            address: self.get.address(),
+            trust_domain: crate::pki::TRUST_DOMAIN.to_owned(),
+            tls: self.pki.issue(Role::Worker, Some(name))?,
+        })?)
+    }
+
+    /// Where get-service's account policy rules are (with [`Options::policy`]).
+    pub fn policy_file(&self) -> std::path::PathBuf {
+        self.pki.scratch().join("policy.toml")
+    }
+
+    /// Replaces the rule file with `rules`, as an operator's deploy would:
+    /// written beside it, then renamed over it.
+    pub fn replace_policy(&self, rules: &str) -> anyhow::Result<()> {
+        write_policy(&self.policy_file(), rules)
     }
 
     /// A browser (no cookies yet) for web-frontend.
@@ -297,4 +341,15 @@ impl System {
         self.get.stop().await?;
         self.set.stop().await
     }
+}
+
+/// Writes a rule file (mode 0644) at `path` by rename, so that a reader sees
+/// the old file or the new one.
+fn write_policy(path: &std::path::Path, rules: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let next = path.with_extension("toml.next");
+    std::fs::write(&next, rules)?;
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(&next, path)?;
+    Ok(())
 }

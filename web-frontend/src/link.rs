@@ -11,7 +11,9 @@
 //! ```
 //!
 //! where `action` is `connect` or `disconnect` and `provider` is empty when the
-//! link lets the person choose. `docs/CONNECT_LINKS.md` has the whole format
+//! link lets the person choose. A link may carry the account's tenant apart
+//! (`tenant=acme&account=user-42`); the account id is then `acme:user-42`,
+//! and that is what is signed. `docs/CONNECT_LINKS.md` has the whole format
 //! and a Python example. This module holds the shared secret (wiped on drop)
 //! and no token.
 
@@ -64,10 +66,14 @@ pub enum LinkError {
     TooLongLived,
 }
 
-/// A link's parameters as they arrive in a query string or form.
+/// A link's parameters as they arrive in a query string or form. A
+/// `tenant` parameter is folded into the account id as it arrives
+/// (`tenant=acme&account=user-42` is the account `acme:user-42`, signed as
+/// such), so that everything after sees one id.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "LinkQuery")]
 pub struct LinkParams {
-    /// The application's account id.
+    /// The application's account id (with its tenant, if the link named one).
     pub account: Option<String>,
     /// The provider the link is limited to.
     pub provider: Option<String>,
@@ -75,6 +81,52 @@ pub struct LinkParams {
     pub expires: Option<i64>,
     /// The signature.
     pub sig: Option<String>,
+}
+
+/// A link's parameters as written, `tenant` apart.
+#[derive(Debug, Deserialize)]
+struct LinkQuery {
+    tenant: Option<String>,
+    account: Option<String>,
+    provider: Option<String>,
+    expires: Option<i64>,
+    sig: Option<String>,
+}
+
+impl TryFrom<LinkQuery> for LinkParams {
+    type Error = &'static str;
+
+    fn try_from(q: LinkQuery) -> Result<Self, Self::Error> {
+        let account = match (q.tenant, q.account) {
+            (Some(tenant), Some(user)) => Some(tenant_account(&tenant, &user)?),
+            (Some(_), None) => return Err("a link with a tenant needs an account"),
+            (None, account) => account,
+        };
+        Ok(Self {
+            account,
+            provider: q.provider,
+            expires: q.expires,
+            sig: q.sig,
+        })
+    }
+}
+
+/// The account id of `user` in `tenant`: `<tenant>:<user>`, the convention
+/// get-service's account policy matches with `<tenant>:*`. The tenant is 1-64
+/// characters of `A-Z a-z 0-9 . _ @ -` (no `:`, so the id says where it
+/// ends).
+pub fn tenant_account(tenant: &str, user: &str) -> Result<String, &'static str> {
+    let tenant_ok = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+    if !tenant_ok {
+        return Err("tenant: use 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@', '-'");
+    }
+    let account = format!("{tenant}:{user}");
+    tokenvault_proto::ids::check_account(&account)?;
+    Ok(account)
 }
 
 impl LinkParams {
@@ -294,6 +346,38 @@ mod tests {
             Err(LinkError::Invalid(_))
         ));
         assert!(LinkSigner::new(b"short", 600).is_err());
+    }
+
+    #[test]
+    fn a_tenant_is_part_of_the_signed_account_id() {
+        let s = LinkSigner::new(SECRET, 600).unwrap();
+        let sig = s.sign(LinkAction::Connect, "acme:user-42", Some("google"), 1_000);
+        let query = format!("tenant=acme&account=user-42&provider=google&expires=1000&sig={sig}");
+        let p: LinkParams = serde_urlencoded::from_str(&query).unwrap();
+        assert_eq!(p.account.as_deref(), Some("acme:user-42"));
+        assert_eq!(
+            s.verify(LinkAction::Connect, &p, "google", 900).unwrap(),
+            "acme:user-42"
+        );
+        // Carried on, the parameters name the whole id.
+        assert!(
+            p.query().starts_with("account=acme%3Auser-42&"),
+            "{}",
+            p.query()
+        );
+        // Another tenant is another account: the signature does not match.
+        let other: LinkParams =
+            serde_urlencoded::from_str(&query.replace("tenant=acme", "tenant=globex")).unwrap();
+        assert!(
+            s.verify(LinkAction::Connect, &other, "google", 900)
+                .is_err()
+        );
+        for bad in ["tenant=a:b&account=x", "tenant=&account=x", "tenant=acme"] {
+            assert!(
+                serde_urlencoded::from_str::<LinkParams>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokenvault_runtime::logging::init_logging;
 use tokenvault_runtime::settings::Listeners;
 use tokenvault_runtime::signal::shutdown_signal;
 use tokenvault_web_frontend::config::ENV_CONFIG;
-use tokenvault_web_frontend::link::{LinkAction, LinkSigner};
+use tokenvault_web_frontend::link::{LinkAction, LinkSigner, tenant_account};
 use tokenvault_web_frontend::{Config, run};
 
 /// tokenvault web-frontend: the signup flow that connects accounts.
@@ -32,9 +32,13 @@ enum Command {
     Serve,
     /// Print a signed link for an application account id.
     SignLink {
-        /// The application's account id.
+        /// The application's account id (within --tenant, if given).
         #[arg(long)]
         account: String,
+        /// The account's tenant: the link then files the token under
+        /// `<tenant>:<account>`, which account policies match as `<tenant>:*`.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Limit the link to one provider (required for --disconnect).
         #[arg(long)]
         provider: Option<String>,
@@ -59,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::SignLink {
             account,
+            tenant,
             provider,
             ttl,
             disconnect,
@@ -70,6 +75,19 @@ async fn main() -> anyhow::Result<()> {
                 .context("links.secret_file is not set in the config")?;
             let signer = LinkSigner::from_file(path, config.links.max_lifetime_secs)
                 .map_err(anyhow::Error::msg)?;
+            let account = match &tenant {
+                Some(tenant) => {
+                    // Ids from the start page begin with the provider's
+                    // name: a tenant named like one would share its ids.
+                    anyhow::ensure!(
+                        !config.providers.iter().any(|p| p.name == *tenant),
+                        "--tenant {tenant:?} is a provider's name, the prefix of the ids of \
+                         accounts connected from the start page; choose another tenant name"
+                    );
+                    tenant_account(tenant, &account).map_err(anyhow::Error::msg)?
+                }
+                None => account,
+            };
             tokenvault_proto::ids::check_account(&account).map_err(anyhow::Error::msg)?;
             if let Some(p) = &provider {
                 tokenvault_proto::ids::check_provider(p).map_err(anyhow::Error::msg)?;

@@ -21,7 +21,7 @@ use tokenvault_set_client::SetClient;
 use url::Url;
 
 use crate::error::WebError;
-use crate::link::{LinkAction, LinkParams, LinkSigner};
+use crate::link::{LinkAction, LinkParams, LinkSigner, tenant_account};
 use crate::pages::{self, ProviderEntry};
 use crate::provider::{Catalogue, Provider, ProviderError};
 use crate::signin::{
@@ -353,13 +353,41 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A disconnect request: the account and provider, and a signed link's
-/// `expires` and `sig` when it came from one.
+/// `expires` and `sig` when it came from one. A `tenant` is folded into the
+/// account id as it arrives, as in every link ([`LinkParams`]).
 #[derive(Debug, Deserialize)]
+#[serde(try_from = "DisconnectQuery")]
 pub struct DisconnectParams {
     account: String,
     provider: String,
     expires: Option<i64>,
     sig: Option<String>,
+}
+
+/// A disconnect request as written, `tenant` apart.
+#[derive(Debug, Deserialize)]
+struct DisconnectQuery {
+    tenant: Option<String>,
+    account: String,
+    provider: String,
+    expires: Option<i64>,
+    sig: Option<String>,
+}
+
+impl TryFrom<DisconnectQuery> for DisconnectParams {
+    type Error = &'static str;
+
+    fn try_from(q: DisconnectQuery) -> Result<Self, Self::Error> {
+        Ok(Self {
+            account: match &q.tenant {
+                Some(tenant) => tenant_account(tenant, &q.account)?,
+                None => q.account,
+            },
+            provider: q.provider,
+            expires: q.expires,
+            sig: q.sig,
+        })
+    }
 }
 
 impl DisconnectParams {

@@ -55,6 +55,10 @@ enum Command {
         /// The token must stay valid at least this many seconds.
         #[arg(long, default_value_t = 0)]
         min_ttl: u64,
+        /// A scope the token may carry (repeat for several); the token
+        /// carries no more than these. None: the grant's scopes.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
         /// Print JSON: access_token, token_type, expires_at_unix, scopes.
         #[arg(long)]
         json: bool,
@@ -129,10 +133,12 @@ async fn execute(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), WorkerErr
             account,
             provider,
             min_ttl,
+            scopes,
             json,
         } => {
+            let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
             let token = client
-                .access_token(&account, &provider, Duration::from_secs(min_ttl))
+                .access_token_scoped(&account, &provider, Duration::from_secs(min_ttl), &scopes)
                 .await?;
             if json {
                 let value = serde_json::json!({

@@ -106,6 +106,12 @@ pub enum WorkerError {
     Tls(#[from] tokenvault_tls::TlsError),
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
+    /// get-service answered with more scopes than were asked for (an older
+    /// get-service that does not know `scopes`); the token is dropped.
+    #[error(
+        "get-service answered with scopes {0:?}, beyond those asked for; is it older than this client?"
+    )]
+    BroaderScopes(Vec<String>),
 }
 
 impl WorkerError {
@@ -155,10 +161,27 @@ impl WorkerClient {
         provider: &str,
         min_ttl: Duration,
     ) -> Result<AccessToken, WorkerError> {
+        self.access_token_scoped(account, provider, min_ttl, &[])
+            .await
+    }
+
+    /// An access token for (`account`, `provider`) valid for at least
+    /// `min_ttl` that carries no more than `scopes` (none: the grant's, within
+    /// what this worker's policy rule allows). Asking for a scope the grant or
+    /// the rule lacks is `PERMISSION_DENIED`; fewer scopes than the grant
+    /// holds, from a provider get-service cannot narrow, `FAILED_PRECONDITION`.
+    pub async fn access_token_scoped(
+        &self,
+        account: &str,
+        provider: &str,
+        min_ttl: Duration,
+        scopes: &[&str],
+    ) -> Result<AccessToken, WorkerError> {
         let message = GetAccessTokenRequest {
             account: account.to_owned(),
             provider: provider.to_owned(),
             min_ttl_seconds: u32::try_from(min_ttl.as_secs()).unwrap_or(u32::MAX),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         };
         let response = self
             .targets
@@ -169,6 +192,14 @@ impl WorkerClient {
             })
             .await?
             .into_inner();
+        if !scopes.is_empty()
+            && response
+                .scopes
+                .iter()
+                .any(|s| !scopes.contains(&s.as_str()))
+        {
+            return Err(WorkerError::BroaderScopes(response.scopes.clone()));
+        }
         Ok(AccessToken {
             secret: Zeroizing::new(response.access_token.clone()),
             token_type: response.token_type.clone(),

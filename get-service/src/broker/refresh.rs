@@ -1,7 +1,9 @@
 //! One refresh of one account, under its local lock: with several replicas,
 //! first the account's cross-replica turn ([`Replicas::turn`]); then read
 //! the sealed row (or the pending rotation), open it, refresh at the
-//! provider, make a rotated refresh token durable, and sort out dead grants.
+//! provider (asking for the narrowed scopes, if any), make a rotated refresh
+//! token durable, and sort out dead grants. A narrowed token is not shared
+//! with other replicas (they share only the grant's full token).
 //!
 //! Holds a plaintext refresh token for the length of one refresh, in a
 //! [`Zeroizing`] buffer.
@@ -16,11 +18,12 @@ use tokenvault_store::coordination::Lease;
 use tokenvault_tls::now_unix;
 use zeroize::Zeroizing;
 
-use super::{Broker, Cached, INTEGRITY_TARGET};
+use super::{Broker, CacheKey, Cached, INTEGRITY_TARGET};
 use crate::account::{AccountKey, lock};
 use crate::error::TokenError;
 use crate::replicas::{Replicas, Turn};
 use crate::rotation::{Durable, INLINE_ATTEMPTS};
+use crate::scopes::ScopeSet;
 use crate::token::AccessToken;
 
 /// What is left to do once the waiters have their token: share it with the
@@ -43,10 +46,11 @@ impl Finish {
 
 impl Broker {
     /// One refresh of `key` for a token that stays valid until
-    /// `min_expires_at` (another replica's shared token will do if it does).
+    /// `min_expires_at` (another replica's shared token will do if it does,
+    /// for the grant's full scopes).
     pub(super) async fn refresh(
         &self,
-        key: &AccountKey,
+        key: &CacheKey,
         min_expires_at: i64,
     ) -> Result<(AccessToken, Option<Finish>), TokenError> {
         let Some(replicas) = &self.inner.replicas else {
@@ -55,7 +59,11 @@ impl Broker {
         };
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs(self.inner.config.refresh_deadline_secs);
-        let lease = match replicas.turn(key, min_expires_at, deadline).await? {
+        let shared_will_do = key.scopes.is_none().then_some(min_expires_at);
+        let lease = match replicas
+            .turn(&key.account, shared_will_do, deadline)
+            .await?
+        {
             Turn::Shared(token) => return Ok((token, None)),
             Turn::Refresh(lease) => lease,
         };
@@ -66,7 +74,7 @@ impl Broker {
                 lease.map(|lease| Finish {
                     replicas: replicas.clone(),
                     lease,
-                    version,
+                    version: version.filter(|_| key.scopes.is_none()),
                 }),
             )),
             Err(e) => {
@@ -85,9 +93,11 @@ impl Broker {
     /// until set-service stores it.
     async fn refresh_here(
         &self,
-        key: &AccountKey,
+        cache_key: &CacheKey,
         lease: &mut Option<Lease>,
     ) -> Result<(AccessToken, Option<i64>), TokenError> {
+        let key = &cache_key.account;
+        let narrowed = cache_key.scopes.as_ref().map(ScopeSet::to_vec);
         let provider = self
             .inner
             .providers
@@ -115,7 +125,10 @@ impl Broker {
         let mut retried_race = false;
         loop {
             let (sent, started) = (now_unix(), Instant::now());
-            match provider.refresh_with_retry(&refresh_token, deadline).await {
+            match provider
+                .refresh_with_retry(&refresh_token, narrowed.as_deref(), deadline)
+                .await
+            {
                 Ok(refreshed) => {
                     let lifetime = (refreshed.expires_at_unix - sent).max(0);
                     lock(&self.inner.lifetimes).insert(key.provider.clone(), lifetime);
@@ -129,22 +142,31 @@ impl Broker {
                         lifetime_secs: lifetime,
                         shared: false,
                     };
-                    let Some(rotated) = refreshed.refresh_token else {
-                        return Ok((token, Some(version)));
+                    let durable = match refreshed.refresh_token {
+                        None => Ok(Some(version)),
+                        Some(rotated) => {
+                            let rotated = Zeroizing::new(rotated.expose().to_owned());
+                            match self
+                                .inner
+                                .rotations
+                                .make_durable(key, rotated, version, lease)
+                                .await
+                            {
+                                Ok(Durable::Stored(stored)) => Ok(Some(stored)),
+                                Ok(Durable::Journaled | Durable::Superseded) => Ok(None),
+                                Err(e) => Err(TokenError::Unavailable(format!(
+                                    "{e}; retry when set-service is back"
+                                ))),
+                            }
+                        }
                     };
-                    let rotated = Zeroizing::new(rotated.expose().to_owned());
-                    return match self
-                        .inner
-                        .rotations
-                        .make_durable(key, rotated, version, lease)
-                        .await
-                    {
-                        Ok(Durable::Stored(stored)) => Ok((token, Some(stored))),
-                        Ok(Durable::Journaled | Durable::Superseded) => Ok((token, None)),
-                        Err(e) => Err(TokenError::Unavailable(format!(
-                            "{e}; retry when set-service is back"
-                        ))),
-                    };
+                    // Only now (the rotation is durable) may a token that is
+                    // broader than asked be refused.
+                    let version = durable?;
+                    if let Some(asked) = &cache_key.scopes {
+                        check_narrowed(key, asked, &token)?;
+                    }
+                    return Ok((token, version));
                 }
                 Err(ProviderError::GrantDead { error, .. }) => {
                     // A newer stored token means another refresher won a race
@@ -155,11 +177,21 @@ impl Broker {
                         (version, refresh_token, retried_race) = (now_version, now_token, true);
                         continue;
                     }
+                    if narrowed.is_some() {
+                        // Some providers answer invalid_grant for a scope the
+                        // grant lacks: only a full refresh may say the grant
+                        // is dead ([`super::scoped`] asks one).
+                        return Err(TokenError::NarrowedRefreshRejected(error));
+                    }
                     tracing::warn!(account = %key.account, provider = %key.provider, error = %error, "the provider rejected the refresh grant; reauthorization required");
                     self.record_reauthorization_required(key, &error).await;
                     let ttl = Duration::from_secs(self.inner.config.negative_ttl_secs);
-                    lock(&self.inner.cache).insert(
-                        key.clone(),
+                    let mut cache = lock(&self.inner.cache);
+                    // Tokens of the dead grant, whatever their scopes, are
+                    // not served again.
+                    cache.retain(|k, _| k.account != *key);
+                    cache.insert(
+                        CacheKey::full(key),
                         Cached::Dead {
                             version,
                             reason: error.clone(),
@@ -175,7 +207,20 @@ impl Broker {
                         key.provider
                     )));
                 }
-                Err(ProviderError::Misconfigured(reason)) => {
+                Err(ProviderError::ScopeRefused(reason)) if narrowed.is_some() => {
+                    tracing::info!(account = %key.account, provider = %key.provider, %reason, "the provider refused the narrowed scopes");
+                    return Err(TokenError::PermissionDenied(format!(
+                        "scopes {}: beyond what account {} granted at {} (the provider refused them)",
+                        cache_key
+                            .scopes
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                        key.account,
+                        key.provider
+                    )));
+                }
+                Err(ProviderError::Misconfigured(reason) | ProviderError::ScopeRefused(reason)) => {
                     tracing::error!(account = %key.account, provider = %key.provider, %reason, "the provider rejected tokenvault's client configuration");
                     return Err(TokenError::Internal(format!(
                         "provider {} rejected tokenvault's client configuration; see get-service logs",
@@ -269,5 +314,53 @@ impl Broker {
         let text = std::str::from_utf8(&opened)
             .map_err(|_| TokenError::Internal("the stored refresh token is not UTF-8".into()))?;
         Ok((version, Zeroizing::new(text.to_owned())))
+    }
+}
+
+/// Refuses a narrowed token that carries more than was `asked` (a provider
+/// that ignored the narrowed `scope`): it is not served, nor cached.
+fn check_narrowed(
+    key: &AccountKey,
+    asked: &ScopeSet,
+    token: &AccessToken,
+) -> Result<(), TokenError> {
+    let carried = ScopeSet::of_token(&token.scopes);
+    if carried.is_subset(asked) {
+        return Ok(());
+    }
+    tracing::warn!(account = %key.account, provider = %key.provider, asked = %asked, carried = %carried,
+        "the provider answered a narrowed refresh with more scopes than asked; set narrow_scopes = false for it");
+    Err(TokenError::ScopesUnavailable(format!(
+        "provider {} answered with scopes {carried} when asked for {asked}: it does not narrow \
+         scopes on refresh, so no narrowed token can be had (ask without scopes)",
+        key.provider
+    )))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn token(scopes: &[&str]) -> AccessToken {
+        AccessToken {
+            token: Zeroizing::new("at".into()),
+            token_type: "Bearer".into(),
+            expires_at_unix: 0,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            lifetime_secs: 60,
+            shared: false,
+        }
+    }
+
+    #[test]
+    fn a_narrowed_token_with_more_scopes_than_asked_is_refused() {
+        let key = AccountKey::new("acme:1", "google");
+        let asked = ScopeSet::parse(&["email", "openid"]).unwrap();
+        assert!(check_narrowed(&key, &asked, &token(&["openid", "email"])).is_ok());
+        assert!(check_narrowed(&key, &asked, &token(&["email"])).is_ok());
+        let e = check_narrowed(&key, &asked, &token(&["openid", "email", "profile"])).unwrap_err();
+        assert!(matches!(e, TokenError::ScopesUnavailable(_)), "{e:?}");
+        assert!(e.to_string().contains("does not narrow"), "{e}");
     }
 }

@@ -17,9 +17,11 @@
 //!      `access_denied` → `GrantDead`;
 //!    - `temporarily_unavailable`, `server_error`, `slow_down` → `Transient`;
 //!    - `invalid_client`, `unauthorized_client`, `unsupported_grant_type`,
-//!      `invalid_scope`, `invalid_request`, `incorrect_client_credentials`
-//!      → `Misconfigured` (these are the same for every account: declaring
-//!      grants dead for them would wrongly ask every user to reconnect);
+//!      `invalid_request`, `incorrect_client_credentials` → `Misconfigured`
+//!      (these are the same for every account: declaring grants dead for them
+//!      would wrongly ask every user to reconnect);
+//!    - `invalid_scope` → `ScopeRefused` (a scope beyond the grant, or a
+//!      wrong `scopes` setting; the caller knows which it asked for);
 //!    - `unsupported_token_type` → `Unsupported`;
 //!    - anything else → `InvalidResponse`.
 //! 4. No OAuth error body: 401, 403, 404, 405 → `Misconfigured`; other
@@ -254,7 +256,10 @@ pub(crate) fn classify_oauth_error(
         "unauthorized_client" | "unsupported_grant_type" => {
             misconfigured("the client may not use the refresh_token grant")
         }
-        "invalid_scope" => misconfigured("check the provider's scopes setting"),
+        "invalid_scope" => ProviderError::ScopeRefused(format!(
+            "the provider answered invalid_scope (HTTP {}){detail}",
+            status.as_u16()
+        )),
         "invalid_request" => misconfigured("the provider refused the request as malformed"),
         "unsupported_token_type" => ProviderError::Unsupported(format!(
             "the provider does not revoke this token type ({code}){detail}"
@@ -375,7 +380,6 @@ mod tests {
             "invalid_client",
             "unauthorized_client",
             "unsupported_grant_type",
-            "invalid_scope",
             "invalid_request",
         ] {
             let e = classify(400, None, &format!(r#"{{"error":"{code}"}}"#));
@@ -394,6 +398,13 @@ mod tests {
         }
         let e = classify(400, None, r#"{"error":"unsupported_token_type"}"#);
         assert!(matches!(e, ProviderError::Unsupported(_)), "{e:?}");
+        let e = classify(
+            400,
+            None,
+            r#"{"error":"invalid_scope","error_description":"refresh token missing requested scope"}"#,
+        );
+        assert!(matches!(e, ProviderError::ScopeRefused(_)), "{e:?}");
+        assert!(e.to_string().contains("missing requested scope"), "{e}");
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub struct Provider {
     pub(crate) client_secret: Secret,
     pub(crate) client_auth: ClientAuth,
     scopes: Vec<String>,
+    narrow_scopes: bool,
     pub(crate) timeout: Duration,
     default_lifetime: Duration,
     metrics: RefreshMetrics,
@@ -65,6 +66,7 @@ impl fmt::Debug for Provider {
             .field("name", &self.name)
             .field("endpoints", &self.endpoints)
             .field("scopes", &self.scopes)
+            .field("narrow_scopes", &self.narrow_scopes)
             .field("timeout", &self.timeout)
             .field("default_lifetime", &self.default_lifetime)
             .finish_non_exhaustive()
@@ -129,6 +131,7 @@ impl Provider {
             client_secret: config.client_secret,
             client_auth: config.client_auth,
             scopes: config.scopes,
+            narrow_scopes: config.narrow_scopes,
             timeout: checked.timeout,
             default_lifetime: checked.default_lifetime,
             metrics: RefreshMetrics::default(),
@@ -156,27 +159,37 @@ impl Provider {
         self.timeout
     }
 
+    /// Whether a refresh may ask for fewer scopes than the grant holds
+    /// (`narrow_scopes`).
+    pub fn narrows_scopes(&self) -> bool {
+        self.narrow_scopes
+    }
+
     /// The lifetime assumed when a response has no `expires_in`.
     pub fn default_lifetime(&self) -> Duration {
         self.default_lifetime
     }
 
-    /// One refresh-grant attempt (RFC 6749 section 6) within `timeout_secs`.
-    /// No retries: see [`Provider::refresh_with_retry`].
+    /// One refresh-grant attempt (RFC 6749 section 6) within `timeout_secs`,
+    /// asking for the configured `scopes`. No retries: see
+    /// [`Provider::refresh_with_retry`].
     pub async fn refresh(&self, refresh_token: &str) -> Result<Refreshed, ProviderError> {
-        self.refresh_within(refresh_token, self.timeout).await
+        self.refresh_within(refresh_token, None, self.timeout).await
     }
 
-    /// One attempt within `limit`.
+    /// One attempt within `limit`, asking for `narrowed` scopes instead of
+    /// the configured ones if given.
     pub(crate) async fn refresh_within(
         &self,
         refresh_token: &str,
+        narrowed: Option<&[String]>,
         limit: Duration,
     ) -> Result<Refreshed, ProviderError> {
         let transport = Transport::new(&self.http, &self.name, Exchange::Refresh);
         let started = std::time::Instant::now();
+        let scopes = narrowed.unwrap_or(&self.scopes);
         let result = self
-            .exchange(refresh_token, limit, &transport)
+            .exchange(refresh_token, scopes, limit, &transport)
             .await
             .map_err(|e| e.scrub(refresh_token));
         self.metrics.record(&self.name, &result, started.elapsed());
@@ -192,6 +205,7 @@ impl Provider {
     async fn exchange(
         &self,
         refresh_token: &str,
+        scopes: &[String],
         limit: Duration,
         transport: &Transport<'_>,
     ) -> Result<Refreshed, ProviderError> {
@@ -200,15 +214,23 @@ impl Provider {
         let request = self
             .oauth
             .exchange_refresh_token(&token.0)
-            .add_scopes(self.scopes.iter().cloned().map(Scope::new));
+            .add_scopes(scopes.iter().cloned().map(Scope::new));
         let response = match tokio::time::timeout(limit, request.request_async(transport)).await {
             Err(_) => return Err(timed_out(limit)),
             Ok(result) => result.map_err(from_oauth)?,
         };
-        Ok(self.refreshed(response, refresh_token, sent_at))
+        Ok(self.refreshed(response, scopes, refresh_token, sent_at))
     }
 
-    fn refreshed(&self, mut response: TokenBody, sent: &str, sent_at: i64) -> Refreshed {
+    /// `asked`: the scopes sent, which a response that names none has
+    /// (RFC 6749 section 5.1).
+    fn refreshed(
+        &self,
+        mut response: TokenBody,
+        asked: &[String],
+        sent: &str,
+        sent_at: i64,
+    ) -> Refreshed {
         let lifetime = response
             .expires_in
             .map_or(self.default_lifetime, Duration::from_secs);
@@ -216,7 +238,7 @@ impl Provider {
             Some(scopes) if !scopes.is_empty() => {
                 scopes.into_iter().map(|s| s.to_string()).collect()
             }
-            _ => self.scopes.clone(),
+            _ => asked.to_vec(),
         };
         let refresh_token = response
             .refresh_token

@@ -25,6 +25,7 @@ use crate::checks::{check_client, check_endpoint, check_issuer, check_scopes, ch
 /// client_secret = "..."
 /// client_auth = "client_secret_post"       # default: client_secret_basic
 /// scopes = ["openid", "email"]             # default: none (keep the grant's)
+/// narrow_scopes = true                     # default: false
 /// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +61,12 @@ pub struct ProviderConfig {
     /// Scopes to request on refresh; empty keeps the grant's scopes.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Whether this provider honours a narrowed `scope` on the refresh grant
+    /// (RFC 6749 section 6: a subset of the grant's scopes, the refresh token
+    /// keeping all of them), so that a worker may ask for fewer scopes than
+    /// the account granted. Off: such a request is refused.
+    #[serde(default)]
+    pub narrow_scopes: bool,
 }
 
 fn default_lifetime_secs() -> u64 {

@@ -13,7 +13,8 @@ use std::time::Duration;
 /// |---|---|---|
 /// | `GrantDead` | the provider says this refresh token / grant is no longer valid | reauthorization required; do not retry |
 /// | `Transient` | timeout, connection error, HTTP 5xx / 429 / 408, `temporarily_unavailable`, `server_error` | retry later, after `retry_after` if given |
-/// | `Misconfigured` | our config is wrong: bad settings, `invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_request`, HTTP 401/403/404/405 without an OAuth error, a redirect | fix the config; do not retry |
+/// | `Misconfigured` | our config is wrong: bad settings, `invalid_client`, `unauthorized_client`, `unsupported_grant_type`, `invalid_request`, HTTP 401/403/404/405 without an OAuth error, a redirect | fix the config; do not retry |
+/// | `ScopeRefused` | `invalid_scope`: a scope asked for is beyond the grant (or the `scopes` setting is wrong) | ask for fewer scopes; do not retry |
 /// | `Unsupported` | the provider cannot do this (no revocation endpoint, `unsupported_token_type`) | give up on this operation |
 /// | `InvalidResponse` | an answer we cannot use (200 without `access_token`, malformed JSON, an unknown error code) | do not retry at once |
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +40,10 @@ pub enum ProviderError {
     /// Our configuration is wrong, or the provider refuses our client.
     #[error("provider misconfigured: {0}")]
     Misconfigured(String),
+    /// The provider refused the scopes asked for (`invalid_scope`): beyond
+    /// what the grant holds, or not a scope it knows.
+    #[error("the provider refused the requested scope: {0}")]
+    ScopeRefused(String),
     /// The provider does not support the operation.
     #[error("not supported by the provider: {0}")]
     Unsupported(String),
@@ -63,12 +68,13 @@ fn retry_hint(retry_after: &Option<Duration>) -> String {
 
 impl ProviderError {
     /// A short label for logs and metrics: `grant_dead`, `transient`,
-    /// `misconfigured`, `unsupported` or `invalid_response`.
+    /// `misconfigured`, `scope_refused`, `unsupported` or `invalid_response`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::GrantDead { .. } => "grant_dead",
             Self::Transient { .. } => "transient",
             Self::Misconfigured(_) => "misconfigured",
+            Self::ScopeRefused(_) => "scope_refused",
             Self::Unsupported(_) => "unsupported",
             Self::InvalidResponse(_) => "invalid_response",
         }
@@ -119,6 +125,7 @@ impl ProviderError {
                 retry_after,
             },
             Self::Misconfigured(s) => Self::Misconfigured(clean(s)),
+            Self::ScopeRefused(s) => Self::ScopeRefused(clean(s)),
             Self::Unsupported(s) => Self::Unsupported(clean(s)),
             Self::InvalidResponse(s) => Self::InvalidResponse(clean(s)),
         }

@@ -31,11 +31,17 @@ impl Provider {
     /// and all of the step), or the provider's `Retry-After` if longer. Each
     /// attempt is limited to `timeout_secs` and to the time left. If the next
     /// wait would reach past the deadline, the last `Transient` error is
-    /// returned at once. `GrantDead`, `Misconfigured`, `Unsupported` and
-    /// `InvalidResponse` are returned at once, never retried.
+    /// returned at once. `GrantDead`, `Misconfigured`, `ScopeRefused`,
+    /// `Unsupported` and `InvalidResponse` are returned at once, never
+    /// retried.
+    ///
+    /// `narrowed`: the scopes to ask for instead of the configured ones (a
+    /// subset of the grant's, for a provider that
+    /// [narrows scopes](Provider::narrows_scopes)).
     pub async fn refresh_with_retry(
         &self,
         refresh_token: &str,
+        narrowed: Option<&[String]>,
         deadline: Instant,
     ) -> Result<Refreshed, ProviderError> {
         let mut attempt: u32 = 0;
@@ -48,7 +54,7 @@ impl Provider {
                 });
             }
             let error = match self
-                .refresh_within(refresh_token, left.min(self.timeout()))
+                .refresh_within(refresh_token, narrowed, left.min(self.timeout()))
                 .await
             {
                 Err(error @ ProviderError::Transient { .. }) => error,
@@ -156,7 +162,7 @@ mod tests {
     fn futures_are_send(p: &Provider) {
         fn send<T: Send>(_: T) {}
         send(p.refresh("x"));
-        send(p.refresh_with_retry("x", Instant::now()));
+        send(p.refresh_with_retry("x", None, Instant::now()));
         send(p.revoke("x"));
         send(Provider::new(
             serde_json::from_value(serde_json::Value::Null).unwrap(),
@@ -191,7 +197,11 @@ mod tests {
         let provider = Provider::new(config, http).await.unwrap();
         let started = Instant::now();
         let err = provider
-            .refresh_with_retry("refresh-token-value", started + Duration::from_millis(700))
+            .refresh_with_retry(
+                "refresh-token-value",
+                None,
+                started + Duration::from_millis(700),
+            )
             .await
             .unwrap_err();
         let elapsed = started.elapsed();

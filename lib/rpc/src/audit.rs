@@ -30,16 +30,28 @@ pub fn record(
     provider: &str,
     outcome: Result<(), (&str, &dyn Display)>,
 ) {
+    record_with_policy(rpc, peer, (account, provider), None, outcome);
+}
+
+/// [`record`] for a call an account policy governs: `policy` says what
+/// decided it (e.g. `rule:billing`, `none`, `open`).
+pub fn record_with_policy(
+    rpc: &str,
+    peer: Option<&PeerInfo>,
+    (account, provider): (&str, &str),
+    policy: Option<&str>,
+    outcome: Result<(), (&str, &dyn Display)>,
+) {
     let caller = peer.map(|p| p.id.to_string()).unwrap_or_default();
     let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
     let account: String = account.chars().take(MAX_LOGGED_ID).collect();
     let provider: String = provider.chars().take(MAX_LOGGED_ID).collect();
     match outcome {
         Ok(()) => {
-            tracing::info!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, outcome = "ok");
+            tracing::info!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, policy, outcome = "ok");
         }
         Err((label, error)) => {
-            tracing::warn!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, outcome = label, error = %error);
+            tracing::warn!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, policy, outcome = label, error = %error);
         }
     }
 }
@@ -57,15 +69,31 @@ pub fn respond<T, E>(
 where
     E: Display + Into<tonic::Status>,
 {
+    respond_with_policy(rpc, peer, (account, provider), None, result, label)
+}
+
+/// [`respond`] for a call an account policy governs (see
+/// [`record_with_policy`]).
+pub fn respond_with_policy<T, E>(
+    rpc: &str,
+    peer: Option<&PeerInfo>,
+    account_provider: (&str, &str),
+    policy: Option<&str>,
+    result: Result<T, E>,
+    label: fn(&E) -> &'static str,
+) -> Result<tonic::Response<T>, tonic::Status>
+where
+    E: Display + Into<tonic::Status>,
+{
     match result {
         Ok(v) => {
-            record(rpc, peer, account, provider, Ok(()));
+            record_with_policy(rpc, peer, account_provider, policy, Ok(()));
             let mut response = tonic::Response::new(v);
             mark_audited(response.metadata_mut());
             Ok(response)
         }
         Err(e) => {
-            record(rpc, peer, account, provider, Err((label(&e), &e)));
+            record_with_policy(rpc, peer, account_provider, policy, Err((label(&e), &e)));
             let mut status: tonic::Status = e.into();
             mark_audited(status.metadata_mut());
             Err(status)

@@ -46,11 +46,11 @@ const MAX_ERROR: usize = 1024;
 
 const INSERT: Sql = Sql {
     postgres: "INSERT INTO audit_events \
-               (at, service, caller, peer, action, account, provider, outcome, error) \
-               VALUES ($1::timestamptz, $2, $3, $4, $5, $6, $7, $8, $9)",
+               (at, service, caller, peer, action, account, provider, outcome, error, policy) \
+               VALUES ($1::timestamptz, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     sqlite: "INSERT INTO audit_events \
-             (at, service, caller, peer, action, account, provider, outcome, error) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             (at, service, caller, peer, action, account, provider, outcome, error, policy) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 };
 
 /// One audit event as a table row.
@@ -74,6 +74,8 @@ pub struct AuditRow {
     pub outcome: String,
     /// The error message, on failure.
     pub error: Option<String>,
+    /// Which account-policy rule decided the call, where one governs it.
+    pub policy: Option<String>,
 }
 
 impl Visit for AuditRow {
@@ -98,6 +100,7 @@ impl AuditRow {
             "provider" => self.provider = cut(256),
             "outcome" => self.outcome = cut(64),
             "error" => self.error = Some(cut(MAX_ERROR)),
+            "policy" => self.policy = Some(cut(128)),
             _ => {}
         }
     }
@@ -297,6 +300,7 @@ async fn insert(db: &Db, rows: &[AuditRow]) -> Result<()> {
                 .bind(&row.provider)
                 .bind(&row.outcome)
                 .bind(row.error.as_deref())
+                .bind(row.policy.as_deref())
                 .execute(&mut *tx)
                 .await?;
         }

@@ -17,7 +17,7 @@
 //! This module reads the key file only through the config builder it is
 //! given, and never logs file contents.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -44,11 +44,9 @@ fn stamp(path: &Path) -> Stamp {
     Some((meta.len(), meta.modified().ok()?, meta.ino()))
 }
 
-fn stamps(files: &TlsFiles) -> Vec<Stamp> {
-    let mut all = vec![stamp(&files.cert), stamp(&files.key), stamp(&files.ca)];
-    if let Some(crl) = &files.crl {
-        all.push(stamp(crl));
-    }
+fn paths(files: &TlsFiles) -> Vec<PathBuf> {
+    let mut all = vec![files.cert.clone(), files.key.clone(), files.ca.clone()];
+    all.extend(files.crl.clone());
     all
 }
 
@@ -110,9 +108,30 @@ where
     T: Send + Sync + 'static,
     B: Fn(&TlsFiles) -> Result<Arc<T>, TlsError> + Send + 'static,
 {
+    watch_paths(paths(&files), move |forced| match build(&files) {
+        Ok(config) => {
+            tx.send_replace(config);
+            tracing::info!(target: TLS_TARGET, config = what, forced, "reloaded TLS certificate, key, CA bundle and CRL");
+        }
+        Err(e) => {
+            tracing::error!(target: TLS_TARGET, config = what, error = %e, "TLS files changed but do not load; keeping the previous config");
+        }
+    })
+}
+
+/// Calls `changed(forced)` whenever one of `paths` changes (its size,
+/// modification time or inode, polled every [`RELOAD_POLL`]; a link is
+/// followed), and on SIGHUP (`forced` true). Files are often replaced one
+/// after another, so a change is acted on 200 ms after it is seen. For any
+/// file a service re-reads while it runs (certificates, policy rules).
+pub fn watch_paths<F>(paths: Vec<PathBuf>, mut changed: F) -> Reloader
+where
+    F: FnMut(bool) + Send + 'static,
+{
+    let stamps = move || paths.iter().map(|p| stamp(p)).collect::<Vec<_>>();
     AbortOnDropHandle::new(tokio::spawn(async move {
         let mut hangup = signal(SignalKind::hangup()).ok();
-        let mut last = stamps(&files);
+        let mut last = stamps();
         let mut tick = tokio::time::interval(RELOAD_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -125,23 +144,13 @@ where
                     }
                 } => true,
             };
-            let now = stamps(&files);
-            if !forced && now == last {
+            if !forced && stamps() == last {
                 continue;
             }
-            // Files are often replaced one after another: let a write settle.
+            // Let a write settle.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let now = stamps(&files);
-            match build(&files) {
-                Ok(config) => {
-                    tx.send_replace(config);
-                    tracing::info!(target: TLS_TARGET, config = what, forced, "reloaded TLS certificate, key, CA bundle and CRL");
-                }
-                Err(e) => {
-                    tracing::error!(target: TLS_TARGET, config = what, error = %e, "TLS files changed but do not load; keeping the previous config");
-                }
-            }
-            last = now;
+            last = stamps();
+            changed(forced);
         }
     }))
 }

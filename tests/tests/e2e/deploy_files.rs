@@ -120,6 +120,16 @@ fn example_configs_load_with_the_real_loaders() {
     );
     let shutdown = &c.get.service.shutdown;
     assert!(shutdown.grace_secs > shutdown.drain_secs);
+    // The example account policy loads with get-service's own parser,
+    // against the example's providers.
+    let providers: Vec<&str> = get.keys().copied().collect();
+    let policy = tokenvault_get_service::policy::Policy::parse(
+        &read("examples/get-service-policy.toml"),
+        &c.get.service.trust_domain,
+        &providers,
+    )
+    .unwrap();
+    assert_eq!(policy.rule_count(), 3);
 }
 
 #[test]

@@ -362,6 +362,16 @@ async fn worker_cli_prints_a_token_and_exits_with_distinct_codes() {
 
     let (_, out, _) = run("token --account kim --provider oidc").await;
     assert_eq!(out.trim(), token);
+    // --scope: all of the grant's scopes is the same token; fewer, from a
+    // provider not configured to narrow them, cannot be had.
+    let (code, out, err) = run(
+        "token --account kim --provider oidc --scope email --scope openid --scope offline_access",
+    )
+    .await;
+    assert_eq!((code, out.trim()), (0, token.as_str()), "{err}");
+    let (code, _, err) = run("token --account kim --provider oidc --scope email").await;
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("not configured to narrow scopes"), "{err}");
     let (_, out, _) = run("status --account kim --provider oidc").await;
     assert!(out.starts_with("ACCOUNT_STATUS_ACTIVE"), "{out}");
     let (code, _, err) = run("token --account nobody --provider oidc").await;

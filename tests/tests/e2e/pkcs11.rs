@@ -22,7 +22,8 @@ use tokenvault_tests::kryoptic::{PrivateKeyFacts, SoftToken, USER_PIN, run_test_
 use tokenvault_tests::oidc::OidcServer;
 use tokenvault_tests::pki::TRUST_DOMAIN;
 use tokenvault_tests::services::{
-    get_service_config, grpc_channel, oidc_provider_config, set_service_config,
+    get_service_config, get_service_start_error, grpc_channel, oidc_provider_config,
+    set_service_config,
 };
 use tokenvault_tests::{
     Backend, TestPki, TestStore, assert_not_logged, captured_logs, init_tracing, start_get_service,
@@ -269,14 +270,7 @@ async fn wrong_pin_or_missing_key_is_a_clear_startup_error() {
     let mut wrong_pin = token.config(KEY_LABEL);
     wrong_pin.pin_file = Some(token.write_file("wrong.pin", "0000\n", 0o600).unwrap());
     config.pkcs11 = Some(wrong_pin);
-    let listeners = tokenvault_runtime::settings::Listeners {
-        main: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        metrics: None,
-    };
-    let e = tokenvault_get_service::run(listeners, config, std::future::pending())
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = get_service_start_error(config).await.unwrap();
     assert!(
         e.starts_with("pkcs11: PIN: the token refused the PIN"),
         "{e}"

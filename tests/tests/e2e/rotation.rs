@@ -286,6 +286,7 @@ async fn certificates_and_the_ca_rotate_under_a_continuous_stream_with_zero_fail
                         account: acct,
                         provider: "oidc".into(),
                         min_ttl_seconds: 5,
+                        ..Default::default()
                     });
                     request.set_timeout(Duration::from_secs(10));
                     GetServiceClient::new(channel)

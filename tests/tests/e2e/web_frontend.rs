@@ -254,35 +254,43 @@ async fn a_signed_link_files_the_token_under_the_applications_account_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_link_signed_in_python_connects_the_applications_account() {
+async fn a_link_signed_in_python_connects_the_applications_account_in_its_tenant() {
     let mut f = System::start(Options::default()).await.unwrap();
     let secret_file = f.pki.scratch().join("link-secret");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/sign_link.py");
     let web_url = f.web_url.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .arg(script)
-            .arg("--secret-file")
-            .arg(secret_file)
-            .args([
-                "--base-url",
-                &web_url,
-                "--account",
-                "py-user-1",
-                "--provider",
-                "oidc",
-            ])
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let link = url::Url::parse(String::from_utf8(output.stdout).unwrap().trim()).unwrap();
+    let sign = |extra: &'static [&'static str]| {
+        let (script, secret_file, web_url) = (script.clone(), secret_file.clone(), web_url.clone());
+        async move {
+            let output = tokio::task::spawn_blocking(move || {
+                std::process::Command::new("python3")
+                    .arg(script)
+                    .arg("--secret-file")
+                    .arg(secret_file)
+                    .args([
+                        "--base-url",
+                        &web_url,
+                        "--tenant",
+                        "acme",
+                        "--account",
+                        "py-user-1",
+                    ])
+                    .args(["--provider", "oidc"])
+                    .args(extra)
+                    .output()
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            url::Url::parse(String::from_utf8(output.stdout).unwrap().trim()).unwrap()
+        }
+    };
+    let link = sign(&[]).await;
     assert_eq!(link.path(), "/connect/oidc");
     let mut browser = f.browser().unwrap();
     let page = browser
@@ -297,13 +305,43 @@ async fn a_link_signed_in_python_connects_the_applications_account() {
         .unwrap();
     assert_eq!(
         page.field("account").as_deref(),
-        Some("py-user-1"),
+        Some("acme:py-user-1"),
         "{:?}",
         page.error_code()
     );
-    f.remember_connected("py-user-1");
-    let access = f.token("py-user-1", 30).await.unwrap();
+    f.remember_connected("acme:py-user-1");
+    let access = f.token("acme:py-user-1", 30).await.unwrap();
     assert_eq!(f.oidc.userinfo(&access).await.unwrap()["sub"], "mia");
+
+    // The tenant's disconnect link, opened in another browser: confirmed,
+    // then done.
+    let link = sign(&["--disconnect"]).await;
+    let mut other = f.browser().unwrap();
+    let confirm = other
+        .get(&format!("/disconnect?{}", link.query().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        confirm.field("account").as_deref(),
+        Some("acme:py-user-1"),
+        "{:?}",
+        confirm.error_code()
+    );
+    let form: Vec<(String, String)> = link.query_pairs().into_owned().collect();
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let done = other.post_form("/disconnect", &form).await.unwrap();
+    assert_eq!(
+        done.kind().as_deref(),
+        Some("disconnected"),
+        "{:?}",
+        done.error_code()
+    );
+    // The cached token stops once get-service revalidates (every second here).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while f.token("acme:py-user-1", 0).await != Err(Code::NotFound) {
+        assert!(tokio::time::Instant::now() < deadline, "still served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     f.stop().await.unwrap();
 }
 

@@ -1,0 +1,325 @@
+//! Who may read which account: get-service's account policy.
+//!
+//! The RPC allow-lists (`[allow]`) say which identities may call
+//! `GetAccessToken` and `GetAccountStatus` at all; the policy says, per
+//! caller, which accounts at which providers they may read, and at most
+//! which scopes. It lives in its own TOML file (`policy.file`), re-read when
+//! it changes and on SIGHUP ([`watch`]):
+//!
+//! ```toml
+//! [[rules]]
+//! name = "billing"                 # named in audit events and refusals
+//! callers = ["worker/billing"]     # see patterns: exact ids or `worker/*`
+//! accounts = ["acme:*"]            # `*`, a prefix ending in `*`, or exact
+//! providers = ["google"]           # configured names, or ["*"]
+//! scopes = ["openid", "email"]     # optional ceiling
+//! ```
+//!
+//! - The first rule that matches the caller, the account and the provider
+//!   decides; once any rule is configured, a call no rule matches is
+//!   refused (PERMISSION_DENIED).
+//! - With no rule file every caller the allow-list admits reads every
+//!   account, as before policies existed, and get-service warns at start. A
+//!   file without rules is refused (it would open everything by mistake).
+//! - A ceiling caps the scopes of the token the caller gets: asking beyond
+//!   it is refused; asking for nothing gets the grant's scopes within it.
+//!
+//! Holds no token and no secret.
+
+mod patterns;
+pub mod watch;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tokenvault_tls::SpiffeId;
+
+pub use patterns::{AccountPattern, CallerPattern};
+
+use crate::account::AccountKey;
+use crate::scopes::ScopeSet;
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Its name, unique in the file.
+    pub name: String,
+    callers: Vec<CallerPattern>,
+    accounts: Vec<AccountPattern>,
+    /// `None`: every provider.
+    providers: Option<Vec<String>>,
+    /// The most scopes a token for these callers may carry; `None`: as many
+    /// as the grant has.
+    pub ceiling: Option<ScopeSet>,
+}
+
+impl Rule {
+    fn matches(&self, caller: &SpiffeId, key: &AccountKey) -> bool {
+        self.callers.iter().any(|c| c.matches(caller))
+            && self.accounts.iter().any(|a| a.matches(&key.account))
+            && self
+                .providers
+                .as_ref()
+                .is_none_or(|ps| ps.contains(&key.provider))
+    }
+}
+
+/// What the policy says of one call.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// No rules are configured: allowed.
+    Open,
+    /// This rule allows it.
+    Allowed(Arc<Rule>),
+    /// Rules are configured and none allows it.
+    NoRule,
+}
+
+impl Decision {
+    /// What audit events record: `open`, `rule:<name>` or `none`.
+    pub fn label(&self) -> String {
+        match self {
+            Decision::Open => "open".to_owned(),
+            Decision::Allowed(rule) => format!("rule:{}", rule.name),
+            Decision::NoRule => "none".to_owned(),
+        }
+    }
+}
+
+/// A set of rules, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    rules: Vec<Arc<Rule>>,
+}
+
+/// The rule file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    rules: Vec<RuleText>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleText {
+    name: String,
+    callers: Vec<String>,
+    accounts: Vec<String>,
+    providers: Vec<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+impl Policy {
+    /// Parses a rule file. Caller patterns without `spiffe://` are in
+    /// `trust_domain`; `providers` are the configured provider names, which
+    /// rules must name (or `*`). The error names the rule and the setting.
+    pub fn parse(text: &str, trust_domain: &str, providers: &[&str]) -> Result<Self, String> {
+        let file: RuleFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut rules: Vec<Arc<Rule>> = Vec::with_capacity(file.rules.len());
+        for (i, text) in file.rules.into_iter().enumerate() {
+            let name = text.name.clone();
+            let rule = text
+                .check(trust_domain, providers)
+                .map_err(|e| format!("rules[{i}] ({name:?}): {e}"))?;
+            if rules.iter().any(|r| r.name == rule.name) {
+                return Err(format!(
+                    "rules[{i}]: the name {:?} is used twice",
+                    rule.name
+                ));
+            }
+            rules.push(Arc::new(rule));
+        }
+        Ok(Self { rules })
+    }
+
+    /// How many rules there are.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules (every admitted caller reads everything).
+    pub fn is_open(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// What the policy says of `caller` reading `key`.
+    pub fn decide(&self, caller: &SpiffeId, key: &AccountKey) -> Decision {
+        if self.is_open() {
+            return Decision::Open;
+        }
+        match self.rules.iter().find(|r| r.matches(caller, key)) {
+            Some(rule) => Decision::Allowed(Arc::clone(rule)),
+            None => Decision::NoRule,
+        }
+    }
+}
+
+impl RuleText {
+    fn check(self, trust_domain: &str, providers: &[&str]) -> Result<Rule, String> {
+        check_name(&self.name)?;
+        let nonempty = |what: &str, len: usize| {
+            if len == 0 {
+                Err(format!("{what}: name at least one (or \"*\")"))
+            } else {
+                Ok(())
+            }
+        };
+        nonempty("callers", self.callers.len())?;
+        nonempty("accounts", self.accounts.len())?;
+        nonempty("providers", self.providers.len())?;
+        let callers = self
+            .callers
+            .iter()
+            .map(|c| CallerPattern::parse(c, trust_domain))
+            .collect::<Result<Vec<_>, _>>()?;
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|a| AccountPattern::parse(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let any_provider = self.providers.iter().any(|p| p == "*");
+        if !any_provider
+            && let Some(unknown) = self
+                .providers
+                .iter()
+                .find(|p| !providers.contains(&p.as_str()))
+        {
+            return Err(format!(
+                "providers: {unknown:?} is not a configured provider (configured: {})",
+                providers.join(", ")
+            ));
+        }
+        let ceiling = match self.scopes {
+            None => None,
+            Some(scopes) if scopes.is_empty() => {
+                return Err(
+                    "scopes: an empty ceiling would allow no token; leave scopes out for no ceiling"
+                        .into(),
+                );
+            }
+            Some(scopes) => Some(ScopeSet::parse(&scopes)?),
+        };
+        Ok(Rule {
+            name: self.name,
+            callers,
+            accounts,
+            providers: (!any_provider).then_some(self.providers),
+            ceiling,
+        })
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name: {name:?} must be 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'"
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const TD: &str = "tokenvault.local";
+    const PROVIDERS: &[&str] = &["google", "github"];
+    const RULES: &str = r#"
+[[rules]]
+name = "billing"
+callers = ["worker/billing"]
+accounts = ["acme:*"]
+providers = ["google"]
+scopes = ["openid", "email"]
+
+[[rules]]
+name = "crm"
+callers = ["worker/crm"]
+accounts = ["globex:*"]
+providers = ["*"]
+"#;
+
+    fn caller(name: &str) -> SpiffeId {
+        format!("spiffe://{TD}/worker/{name}").parse().unwrap()
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_and_none_means_no() {
+        let policy = Policy::parse(RULES, TD, PROVIDERS).unwrap();
+        let decide = |who: &str, account: &str, provider: &str| {
+            policy
+                .decide(&caller(who), &AccountKey::new(account, provider))
+                .label()
+        };
+        assert_eq!(decide("billing", "acme:1", "google"), "rule:billing");
+        assert_eq!(decide("billing", "acme:1", "github"), "none");
+        assert_eq!(decide("billing", "globex:1", "google"), "none");
+        assert_eq!(decide("crm", "globex:1", "github"), "rule:crm");
+        assert_eq!(decide("crm", "acme:1", "google"), "none");
+        assert_eq!(decide("ops", "acme:1", "google"), "none");
+        let decision = policy.decide(&caller("billing"), &AccountKey::new("acme:1", "google"));
+        let ceiling = match decision {
+            Decision::Allowed(rule) => rule.ceiling.clone(),
+            _ => None,
+        };
+        assert_eq!(ceiling.unwrap().to_string(), "email openid");
+    }
+
+    #[test]
+    fn no_rules_is_open() {
+        for text in ["", "rules = []"] {
+            let policy = Policy::parse(text, TD, PROVIDERS).unwrap();
+            assert!(policy.is_open());
+            assert_eq!(
+                policy
+                    .decide(&caller("x"), &AccountKey::new("a", "google"))
+                    .label(),
+                "open"
+            );
+        }
+    }
+
+    #[test]
+    fn mistakes_name_the_rule_and_setting() {
+        let cases = [
+            (
+                RULES.replace("\"google\"]", "\"gogle\"]"),
+                "\"gogle\" is not a configured provider",
+            ),
+            (RULES.replace("\"crm\"\n", "\"billing\"\n"), "used twice"),
+            (
+                RULES.replace("[\"worker/crm\"]", "[]"),
+                "callers: name at least one",
+            ),
+            (
+                RULES.replace("[\"worker/crm\"]", "[\"worker\"]"),
+                "worker/*",
+            ),
+            (
+                RULES.replace("scopes = [\"openid\", \"email\"]", "scopes = []"),
+                "empty ceiling",
+            ),
+            (
+                RULES.replace("accounts = [\"acme:*\"]", "accounts = [\"a*c\"]"),
+                "account \"a*c\"",
+            ),
+            (
+                RULES.replace("name = \"crm\"", "name = \"crm\"\ncolour = 1"),
+                "unknown field",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = Policy::parse(&text, TD, PROVIDERS).unwrap_err();
+            assert!(e.contains(want), "want {want:?} in {e}");
+        }
+    }
+}
