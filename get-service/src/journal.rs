@@ -5,9 +5,9 @@
 //! Each entry is one file, `<account hash>.json`, holding the account, the
 //! provider, the stored version the token replaces and the token **sealed
 //! with the public key** (the same JWE set-service would store), never the
-//! plaintext. A file is written to a temporary name, fsync'd, renamed into
-//! place and the directory fsync'd, so an entry is either whole or absent
-//! after a crash. A newer rotation of the same account replaces its entry;
+//! plaintext. A file is written whole or not at all
+//! ([`replace_file`]: temporary file, fsync, rename, fsync of the directory),
+//! also across a crash. A newer rotation of the same account replaces its entry;
 //! an entry is removed once set-service has stored the token or refused it
 //! as superseded. get-service replays the entries at start and keeps
 //! retrying them until set-service answers.
@@ -15,13 +15,13 @@
 //! The directory and its files are owner-only (0700/0600). Nothing here logs
 //! a token, sealed or not.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokenvault_runtime::files::replace_file;
 
 use crate::account::AccountKey;
 
@@ -115,20 +115,8 @@ impl Journal {
     /// Writes `entry` durably (replacing the account's earlier entry).
     pub fn write(&self, entry: &JournalEntry) -> Result<(), JournalError> {
         let path = self.path_of(&entry.key());
-        let tmp = path.with_extension("tmp");
         let body = serde_json::to_vec(entry).map_err(|e| fail(&path, e))?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| fail(&tmp, e))?;
-        file.write_all(&body)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| fail(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| fail(&path, e))?;
-        self.sync_dir()
+        replace_file(&path, &body, 0o600).map_err(|e| fail(&path, e))
     }
 
     /// Removes the account's entry, if it still is `entry` (a newer rotation
@@ -168,7 +156,7 @@ impl Journal {
     }
 
     fn sync_dir(&self) -> Result<(), JournalError> {
-        File::open(&self.dir)
+        fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| fail(&self.dir, e))
     }

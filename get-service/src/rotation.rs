@@ -48,9 +48,8 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
 struct Pending {
     /// The new refresh token, used for the next refresh until it is stored.
     token: Zeroizing<String>,
-    /// The stored version it must replace.
-    expected_version: i64,
-    /// It sealed, and journaled if there is a journal.
+    /// It sealed, with the stored version it must replace, and journaled if
+    /// there is a journal.
     entry: JournalEntry,
     /// Whether a background loop is storing it.
     flushing: bool,
@@ -62,7 +61,7 @@ struct Pending {
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending")
-            .field("expected_version", &self.expected_version)
+            .field("expected_version", &self.entry.expected_version)
             .field("flushing", &self.flushing)
             .finish_non_exhaustive()
     }
@@ -188,7 +187,7 @@ impl Rotations {
     ) -> Result<Durable, NotDurable> {
         let expected_version = lock(&self.pending)
             .get(key)
-            .map_or(stored_version, |p| p.expected_version);
+            .map_or(stored_version, |p| p.entry.expected_version);
         let sealed = self
             .sealer
             .seal(&key.account, &key.provider, token.as_bytes())
@@ -255,7 +254,6 @@ impl Rotations {
                 key.clone(),
                 Pending {
                     token,
-                    expected_version: entry.expected_version,
                     entry,
                     flushing: true,
                     _lease: lease,
@@ -382,7 +380,7 @@ impl Rotations {
         let stale = {
             let map = lock(&self.pending);
             match map.get(key) {
-                Some(p) if Some(p.expected_version) == newest_stored => {
+                Some(p) if Some(p.entry.expected_version) == newest_stored => {
                     return Some(p.token.clone());
                 }
                 Some(p) => p.token.clone(),

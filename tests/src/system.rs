@@ -343,13 +343,12 @@ impl System {
     }
 }
 
-/// Writes a rule file (mode 0644) at `path` by rename, so that a reader sees
+/// Writes a rule file (mode 0644) at `path` whole, so that get-service reads
 /// the old file or the new one.
 fn write_policy(path: &std::path::Path, rules: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let next = path.with_extension("toml.next");
-    std::fs::write(&next, rules)?;
-    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o644))?;
-    std::fs::rename(&next, path)?;
-    Ok(())
+    Ok(tokenvault_runtime::files::replace_file(
+        path,
+        rules.as_bytes(),
+        0o644,
+    )?)
 }

@@ -8,11 +8,11 @@
 //! forget.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tokenvault_runtime::files::replace_file;
 use tokio::sync::Mutex;
 
 use crate::grants::GrantError;
@@ -212,36 +212,14 @@ fn load(path: &Path) -> Result<Persisted, String> {
     Ok(persisted)
 }
 
-/// Writes `persisted` to `path` atomically: a 0600 temporary file in the
-/// same directory, flushed, then renamed over `path`.
+/// Writes `persisted` to `path` whole or not at all, mode 0600.
 fn save(path: &Path, persisted: &Persisted) -> Result<(), String> {
     let mut persisted = persisted.clone();
     persisted.version = STATE_VERSION;
     persisted.note = "tokenvault demo authorization server (DEVELOPMENT ONLY): demo grants, \
                       token fingerprints (SHA-256) only"
         .to_owned();
-    let json = serde_json::to_vec_pretty(&persisted).map_err(|e| e.to_string())?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let fail = |what: &str, e: std::io::Error| format!("{what}: {e}");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".demo-auth-state.")
-        .tempfile_in(dir)
-        .map_err(|e| fail("cannot create a temporary file", e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| fail("cannot set mode 0600", e))?;
-    }
-    tmp.write_all(&json)
-        .and_then(|()| tmp.write_all(b"\n"))
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| fail("cannot write", e))?;
-    tmp.persist(path)
-        .map_err(|e| fail("cannot rename into place", e.error))?;
-    Ok(())
+    let mut json = serde_json::to_vec_pretty(&persisted).map_err(|e| e.to_string())?;
+    json.push(b'\n');
+    replace_file(path, &json, 0o600).map_err(|e| format!("cannot write: {e}"))
 }

@@ -17,12 +17,11 @@
 //! user's file does); they are written with mode 0600.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use tokenvault_runtime::files::replace_file;
 use toml::{Table, Value};
 
 use crate::state::{State, read_secret};
@@ -315,16 +314,6 @@ fn write_private(path: &Path, table: &Table) -> anyhow::Result<()> {
         "# Written by tokenvault-quickstart on every start; edit the --config file instead.\n{}",
         toml::to_string(table)?
     );
-    let tmp = path.with_extension("toml.tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    Ok(())
+    replace_file(path, text.as_bytes(), 0o600)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

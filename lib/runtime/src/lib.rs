@@ -5,7 +5,8 @@
 //!   [`ServiceSettings`](settings::ServiceSettings), the settings every
 //!   service has (listeners, trust domain, TLS files, health, audit).
 //! - [`secret`]: [`Secret`](secret::Secret) strings and the one owner-only
-//!   reader of secret files.
+//!   reader of secret files; [`files`]: the one writer of files that must be
+//!   whole or absent.
 //! - [`logging`]: text log lines and JSON audit lines on stdout.
 //! - [`signal`]: the shutdown signal (Ctrl-C, SIGTERM).
 //! - [`health`]: the gRPC health status driven by periodic checks.
@@ -18,6 +19,7 @@
 //! never logs them.
 #![forbid(unsafe_code)]
 
+pub mod files;
 pub mod health;
 pub mod logging;
 pub mod metrics;
