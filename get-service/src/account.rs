@@ -33,18 +33,58 @@ impl fmt::Display for AccountKey {
 
 /// One async lock per account, held by a refresh, by each store of a
 /// rotated token and by a revocation of that account, so that they never
-/// interleave.
+/// interleave. An account's entry exists only while someone holds or waits
+/// for its lock: the last guard to go removes it.
 #[derive(Debug, Default, Clone)]
 pub struct AccountLocks(Arc<Mutex<HashMap<AccountKey, Arc<tokio::sync::Mutex<()>>>>>);
 
+/// An account's lock, held; released (and the entry freed if nobody else
+/// wants it) when dropped.
+#[derive(Debug)]
+pub struct AccountGuard {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    locks: AccountLocks,
+    key: AccountKey,
+}
+
 impl AccountLocks {
     /// Waits for `key`'s lock.
-    pub async fn lock(&self, key: &AccountKey) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn lock(&self, key: &AccountKey) -> AccountGuard {
         let lock = {
             let mut map = lock(&self.0);
             map.entry(key.clone()).or_default().clone()
         };
-        lock.lock_owned().await
+        AccountGuard {
+            guard: Some(lock.lock_owned().await),
+            locks: self.clone(),
+            key: key.clone(),
+        }
+    }
+
+    /// How many accounts have a lock entry (held or waited for).
+    pub fn entries(&self) -> usize {
+        lock(&self.0).len()
+    }
+
+    /// Frees the entries nobody holds or waits for (left by a waiter that
+    /// gave up).
+    pub fn sweep(&self) {
+        lock(&self.0).retain(|_, entry| Arc::strong_count(entry) > 1);
+    }
+}
+
+impl Drop for AccountGuard {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = lock(&self.locks.0);
+        // Only the map's own reference left: nobody holds or waits for it
+        // (a new waiter clones the Arc under this same map lock).
+        if map
+            .get(&self.key)
+            .is_some_and(|entry| Arc::strong_count(entry) == 1)
+        {
+            map.remove(&self.key);
+        }
     }
 }
 

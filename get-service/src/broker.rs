@@ -37,6 +37,13 @@
 //! caller waited for a refresh) by provider; a remembered dead grant is
 //! neither.
 //!
+//! Per-account state lives only while it serves: [`Broker::sweep`] (run
+//! every `sweep_secs`) drops expired tokens and dead grants no longer
+//! remembered, a flight leaves when it lands, and an account's lock entry
+//! leaves with its last holder ([`AccountLocks`]). A cached token shares its
+//! type and scope list with every other token that has the same
+//! ([`crate::token`]).
+//!
 //! This module holds plaintext refresh tokens only inside one refresh, and
 //! access tokens in the cache, all in `Zeroizing` buffers.
 
@@ -49,6 +56,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tokenvault_oauth::{Provider, ProviderLabel};
 use tokenvault_opener::PrivateKeyRing;
 use tokenvault_runtime::metrics::{Registry, registered};
@@ -63,7 +71,7 @@ use crate::error::TokenError;
 use crate::replicas::Replicas;
 use crate::rotation::Rotations;
 use crate::scopes::ScopeSet;
-use crate::token::AccessToken;
+use crate::token::{AccessToken, Interner};
 
 pub use scoped::Want;
 
@@ -121,14 +129,31 @@ pub(crate) struct Inner {
     /// The lifetime of the last token each provider issued, in seconds.
     lifetimes: Mutex<HashMap<String, i64>>,
     metrics: CacheMetrics,
+    /// Shared token types and scope lists of cached tokens.
+    interner: Interner,
 }
 
-/// Access-token cache hits and misses by provider (a configured name).
-/// Cheap to clone; the default reports nowhere.
+/// Access-token cache hits and misses by provider (a configured name), and
+/// the per-account state held, as of the last sweep. Cheap to clone; the
+/// default reports nowhere.
 #[derive(Debug, Clone, Default)]
 pub struct CacheMetrics {
     hits: Family<ProviderLabel, Counter>,
     misses: Family<ProviderLabel, Counter>,
+    entries: Gauge,
+    locks: Gauge,
+    flights: Gauge,
+}
+
+/// The per-account state a broker holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Cached tokens and remembered dead grants.
+    pub cached: usize,
+    /// Refreshes in flight.
+    pub flights: usize,
+    /// Accounts with a lock entry.
+    pub locks: usize,
 }
 
 impl CacheMetrics {
@@ -146,6 +171,24 @@ impl CacheMetrics {
                 "access_token_cache_misses",
                 "GetAccessToken calls that waited for a refresh, by provider",
                 Family::default(),
+            ),
+            entries: registered(
+                registry,
+                "access_token_cache_entries",
+                "Cached access tokens and remembered dead grants, as of the last sweep",
+                Gauge::default(),
+            ),
+            locks: registered(
+                registry,
+                "account_lock_entries",
+                "Accounts whose lock is held or waited for, as of the last sweep",
+                Gauge::default(),
+            ),
+            flights: registered(
+                registry,
+                "refreshes_in_flight",
+                "Refreshes running, as of the last sweep",
+                Gauge::default(),
             ),
         }
     }
@@ -194,6 +237,7 @@ impl Broker {
                 tracker: TaskTracker::new(),
                 lifetimes: Mutex::new(HashMap::new()),
                 metrics,
+                interner: Interner::default(),
             }),
         }
     }
@@ -374,7 +418,7 @@ impl Broker {
             let _account = broker.inner.locks.lock(&key.account).await;
             // A refresh queued behind the one that found the grant dead
             // does not ask the provider again.
-            let (outcome, finish) = if let Some(reason) = broker.dead_reason(&key.account) {
+            let (mut outcome, finish) = if let Some(reason) = broker.dead_reason(&key.account) {
                 (Err(TokenError::ReauthorizationRequired(reason)), None)
             } else {
                 // Its own task, so that a panic still answers the waiters.
@@ -395,7 +439,8 @@ impl Broker {
             };
             {
                 let mut cache = lock(&broker.inner.cache);
-                if let Ok(token) = &outcome {
+                if let Ok(token) = &mut outcome {
+                    *token = broker.inner.interner.intern(Arc::clone(token));
                     cache.insert(
                         key.clone(),
                         Cached::Token {
@@ -451,6 +496,45 @@ impl Broker {
         }
     }
 
+    /// Drops expired tokens and dead grants no longer remembered, and lock
+    /// entries nobody wants; returns (and reports as gauges) what is left.
+    pub fn sweep(&self) -> Footprint {
+        let (now, instant) = (now_unix(), Instant::now());
+        let cached = {
+            let mut cache = lock(&self.inner.cache);
+            cache.retain(|_, entry| match entry {
+                Cached::Token { token, .. } => token.remaining_secs(now) > 0,
+                Cached::Dead { until, .. } => *until > instant,
+            });
+            let keep = cache.len() * 2;
+            cache.shrink_to(keep);
+            cache.len()
+        };
+        let flights = lock(&self.inner.flights).len();
+        self.inner.locks.sweep();
+        self.inner.interner.sweep();
+        let footprint = Footprint {
+            cached,
+            flights,
+            locks: self.inner.locks.entries(),
+        };
+        let gauge = |g: &Gauge, n: usize| g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        gauge(&self.inner.metrics.entries, footprint.cached);
+        gauge(&self.inner.metrics.flights, footprint.flights);
+        gauge(&self.inner.metrics.locks, footprint.locks);
+        footprint
+    }
+
+    /// Sweeps every `every` until dropped.
+    pub async fn sweep_every(self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sweep();
+        }
+    }
+
     /// At a stop, once no new calls arrive: waits until `deadline` for the
     /// refreshes in flight (and the rotations they make durable). Returns
     /// whether all finished.
@@ -466,4 +550,28 @@ fn too_long(min_ttl_secs: u32, provider: &str, lifetime: i64) -> TokenError {
     TokenError::InvalidArgument(format!(
         "min_ttl_seconds {min_ttl_secs} is longer than a fresh token from provider {provider} lives ({lifetime} s)"
     ))
+}
+
+#[cfg(test)]
+mod layout {
+    //! What one cached account costs, pinned so that a change to the cache's
+    //! types shows up here (64-bit targets).
+    use std::mem::size_of;
+
+    use super::{AccessToken, CacheKey, Cached};
+
+    /// One map slot: the key (account id and provider, each a `String`;
+    /// the narrowed scopes, `None` for the grant's own) and the entry (the
+    /// shared token and when it was last checked). hashbrown adds one control
+    /// byte per slot and keeps at most 7/8 of the slots full.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_cached_account_is_a_128_byte_slot_and_a_96_byte_token_on_the_heap() {
+        let sizes = (
+            size_of::<CacheKey>(),
+            size_of::<Cached>(),
+            size_of::<AccessToken>() + 16,
+        );
+        assert_eq!(sizes, (80, 48, 96));
+    }
 }

@@ -158,6 +158,9 @@ pub struct CacheConfig {
     /// this long; then the store is read once more, so that a disconnect
     /// stops tokens within this many seconds.
     pub revalidate_secs: u64,
+    /// Every this many seconds, expired tokens and dead grants no longer
+    /// remembered leave the cache (and the cache gauges are updated).
+    pub sweep_secs: u64,
 }
 
 impl Default for CacheConfig {
@@ -167,6 +170,7 @@ impl Default for CacheConfig {
             negative_ttl_secs: 300,
             refresh_deadline_secs: 10,
             revalidate_secs: 5,
+            sweep_secs: 30,
         }
     }
 }

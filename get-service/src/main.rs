@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::load(&args.config, |k| std::env::var(k).ok())?;
     if let Some(command) = args.command {
-        init_logging();
+        let _logs = init_logging();
         return key_command(command, &config).await;
     }
     let audit = AuditLogging::install(config.service.audit.database_url.as_deref(), "get-service")

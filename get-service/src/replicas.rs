@@ -168,9 +168,9 @@ impl Replicas {
         tracing::debug!(account = %key.account, provider = %key.provider, "serving an access token another replica shared");
         Ok(Some(AccessToken {
             token: Zeroizing::new(text),
-            token_type: share.token_type,
+            token_type: share.token_type.into(),
             expires_at_unix: share.expires_at_unix,
-            scopes: share.scopes,
+            scopes: share.scopes.into(),
             lifetime_secs: share.lifetime_secs,
             shared: true,
         }))
@@ -202,8 +202,8 @@ impl Replicas {
             sealed_access_token: sealed,
             expires_at_unix: token.expires_at_unix,
             lifetime_seconds: token.lifetime_secs,
-            token_type: token.token_type.clone(),
-            scopes: token.scopes.clone(),
+            token_type: token.token_type.to_string(),
+            scopes: token.scopes.to_vec(),
         };
         match self.set.share_access_token(request).await {
             Ok(true) => {}

@@ -348,12 +348,11 @@ async fn reseal_one(rotation: Arc<KeyJob>, row: SealedRow) -> Result<Done, Strin
         tracing::debug!(%account, %provider, version, %kid, "sealed under a key get-service does not hold");
         return Ok(Done::Failed);
     }
-    let opener = Arc::clone(&rotation);
-    let (a, p) = (account.clone(), provider.clone());
-    // One RSA decryption (or a PKCS#11 call): off the async workers.
-    let opened = tokio::task::spawn_blocking(move || opener.ring.open(&sealed_token, &a, &p))
-        .await
-        .map_err(|e| format!("an opening task stopped: {e}"))?;
+    // One RSA decryption (or a PKCS#11 call), off the async workers.
+    let opened = rotation
+        .ring
+        .open_async(&sealed_token, &account, &provider)
+        .await;
     let plaintext: Zeroizing<Vec<u8>> = match opened {
         Ok(plaintext) => plaintext,
         Err(error) => {

@@ -144,8 +144,13 @@ pub async fn run(
         config.cache.clone(),
         cache_metrics,
     );
-    // Stops when dropped, also on an early return.
+    // Stop when dropped, also on an early return.
     let _sweeper = AbortOnDropHandle::new(tokio::spawn(sweeper.run()));
+    let _cache_sweeper = AbortOnDropHandle::new(tokio::spawn(
+        broker
+            .clone()
+            .sweep_every(Duration::from_secs(config.cache.sweep_secs.max(1))),
+    ));
 
     // NOT_SERVING while the store does not answer or the keys do not open
     // what get-service seals.

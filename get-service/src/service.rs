@@ -112,9 +112,9 @@ impl GetServiceImpl {
             .await
             .map(|token| GetAccessTokenResponse {
                 access_token: token.token.to_string(),
-                token_type: token.token_type.clone(),
+                token_type: token.token_type.to_string(),
                 expires_at_unix: token.expires_at_unix,
-                scopes: token.scopes.clone(),
+                scopes: token.scopes.to_vec(),
             });
         (label, result)
     }

@@ -1,7 +1,14 @@
 //! An access token as get-service caches and returns it. The token text is
 //! held in a `Zeroizing` buffer and never printed by `Debug`.
+//!
+//! What a cached token costs beyond its own text: the token type and the
+//! scope list are shared by every token that has the same ones
+//! ([`Interner`]), so a cache of many accounts at one provider holds one
+//! copy of each.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use zeroize::Zeroizing;
 
@@ -10,11 +17,11 @@ pub struct AccessToken {
     /// The token itself.
     pub token: Zeroizing<String>,
     /// Usually `Bearer`.
-    pub token_type: String,
+    pub token_type: Arc<str>,
     /// When it stops being valid, in seconds since the Unix epoch.
     pub expires_at_unix: i64,
     /// The scopes it was granted.
-    pub scopes: Vec<String>,
+    pub scopes: Arc<[String]>,
     /// Its whole lifetime when it was obtained, in seconds.
     pub lifetime_secs: i64,
     /// Whether another get-service replica obtained it (and shared it).
@@ -39,4 +46,50 @@ impl AccessToken {
     pub fn remaining_secs(&self, now_unix: i64) -> i64 {
         self.expires_at_unix - now_unix
     }
+}
+
+/// One shared copy of each token type and scope list in use; entries no
+/// token uses any more leave at [`sweep`](Self::sweep).
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    token_types: Mutex<HashSet<Arc<str>>>,
+    scope_lists: Mutex<HashSet<Arc<[String]>>>,
+}
+
+impl Interner {
+    /// `token` with its type and scopes replaced by the shared copies, if
+    /// nothing else holds it yet (else unchanged).
+    pub(crate) fn intern(&self, mut token: Arc<AccessToken>) -> Arc<AccessToken> {
+        if let Some(t) = Arc::get_mut(&mut token) {
+            t.token_type = shared(&self.token_types, &t.token_type);
+            t.scopes = shared(&self.scope_lists, &t.scopes);
+        }
+        token
+    }
+
+    /// Forgets the copies only the interner still holds.
+    pub(crate) fn sweep(&self) {
+        retain_used(&self.token_types);
+        retain_used(&self.scope_lists);
+    }
+}
+
+fn shared<T: ?Sized + Eq + std::hash::Hash>(
+    set: &Mutex<HashSet<Arc<T>>>,
+    value: &Arc<T>,
+) -> Arc<T> {
+    let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
+    match set.get(value) {
+        Some(existing) => Arc::clone(existing),
+        None => {
+            set.insert(Arc::clone(value));
+            Arc::clone(value)
+        }
+    }
+}
+
+fn retain_used<T: ?Sized + Eq + std::hash::Hash>(set: &Mutex<HashSet<Arc<T>>>) {
+    set.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|v| Arc::strong_count(v) > 1);
 }

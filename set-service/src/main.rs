@@ -45,7 +45,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(Command::Migrate { owner_url }) = &args.command {
-        init_logging();
+        let _logs = init_logging();
         tokenvault_store::migrate(owner_url)
             .await
             .context("migrate: the schema migrations failed")?;

@@ -1,86 +1,313 @@
-//! Benchmarks of get-service, each against a baseline measured in the same run.
+//! get-service's hot path, cold opens and memory, each against a baseline in
+//! the same run (issue #14's table; ingest is `store_throughput`):
 //!
-//! - Hot path: cached `GetAccessToken` over mutual TLS with 1, 16 and 64
-//!   concurrent callers (one connection each), against a bare tonic service
-//!   on the same mTLS stack that returns a fixed 200-byte token.
-//! - Cold path: opening sealed tokens (`PrivateKeyRing::open`: parse, context
-//!   check, RSA-OAEP-256 unwrap, AES-256-GCM) against raw RSA-4096 OAEP-SHA256
-//!   decryptions with aws-lc-rs, one core.
+//! 1. Cached `GetAccessToken` over mTLS from a light raw tonic client (no
+//!    `WorkerClient`), 1 and 64 callers over 1 connection (K=1) or one each
+//!    (K=C), against a bare tonic service on the same accept loop and TLS
+//!    settings returning a fixed 200-byte token. Server CPU per call is the
+//!    CPU time of the server's threads (runtime `srv`, `tokenvault-*`) over
+//!    the calls, read from `/proc/self/task`; clients run on their own
+//!    runtime (`cli`).
+//! 2. Cold opens: `PrivateKeyRing::open_async` from 64 tasks against raw
+//!    aws-lc-rs RSA-4096 OAEP decryptions on every core.
+//! 3. Cached calls (64 callers) alone, then while a burst of 64 tasks keeps
+//!    opening sealed tokens on the server's runtime.
+//! 4. Resident memory of the process per cached account at 10k and 100k
+//!    accounts, each refreshed once through get-service from a local token
+//!    endpoint (tokens sealed and stored by a child process, so that their
+//!    bytes are not in this one's heap).
 //!
-//! Run with `cargo bench -p tokenvault-tests --bench get_service`.
+//! Run with `cargo bench -p tokenvault-tests --bench get_service [-- hot cold
+//! memory]` (no part named: all). Needs the PostgreSQL of the test suite.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod hot_path;
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rsa::{
     OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
 };
 use base64::Engine;
-use hot_path::{clients, drive};
+use hot_path::bare_server;
 use tokenvault_opener::PrivateKeyRing;
-use tokenvault_tests::system::{Options, System};
+use tokenvault_proto::v1::GetAccessTokenRequest;
+use tokenvault_proto::v1::get_service_client::GetServiceClient;
+use tokenvault_seal::PublicKeySet;
+use tokenvault_tests::pki::TRUST_DOMAIN;
+use tokenvault_tests::services::{
+    RunningService, get_service_config, set_service_config, start_get_service, start_set_service,
+};
+use tokenvault_tests::{TestPki, TestStore};
+use tokenvault_tls::{IdentityPattern, Role};
+use tonic::transport::Channel;
 
-const LEVELS: [usize; 3] = [1, 16, 64];
-const CALLS_PER_LEVEL: usize = 20_000;
+const HOT_CALLS: usize = 20_000;
 const COLD_OPS: usize = 600;
+const ACCOUNT_STEPS: [usize; 2] = [10_000, 100_000];
+const PROVIDER: &str = "fast";
+/// The access tokens the local token endpoint issues: 43 bytes, like a
+/// base64url-encoded 256-bit token.
+const ACCESS_TOKEN_LEN: usize = 43;
 
-async fn hot_path(system: &mut System) {
-    // The baseline server, on the same mTLS accept loop, without get-service.
-    let bare_address = hot_path::bare_server(system).await;
-    system.connect("bench").await.unwrap();
-    system.token("bench", 0).await.unwrap();
-    let get_address = system.get.address();
-    println!(
-        "Hot path: cached GetAccessToken over mTLS vs a bare tonic mTLS service (fixed 200-byte token)"
-    );
-    println!("{CALLS_PER_LEVEL} calls per level, one connection per caller\n");
-    println!(
-        "{:>7} | {:>9} {:>8} {:>8} | {:>9} {:>8} {:>8} | {:>5}",
-        "callers", "get rps", "p50 ms", "p99 ms", "bare rps", "p50 ms", "p99 ms", "ratio"
-    );
-    for n in LEVELS {
-        let get_clients = clients(system, &get_address, "bench", n);
-        let bare_clients = clients(system, &bare_address, "bench", n);
-        // Warm every connection.
-        for c in get_clients.iter().chain(&bare_clients) {
-            c.access_token("bench", "oidc", Duration::from_secs(1))
-                .await
-                .unwrap();
+struct Rig {
+    pki: TestPki,
+    store: TestStore,
+    _set: RunningService,
+    get: RunningService,
+    bare: String,
+}
+
+/// A token endpoint that answers every refresh at once, with a new
+/// 43-byte token valid for an hour and the same scopes.
+async fn token_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let issued = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let issued = issued.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_request| {
+                    let n = issued.fetch_add(1, Ordering::Relaxed);
+                    let token = format!("{n:0>width$}", width = ACCESS_TOKEN_LEN);
+                    let body = format!(
+                        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600,"scope":"openid offline_access"}}"#
+                    );
+                    let response = http::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                        .unwrap();
+                    std::future::ready(Ok::<_, Infallible>(response))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
         }
-        let get = drive(&get_clients, CALLS_PER_LEVEL, "bench", &[]).await;
-        let bare = drive(&bare_clients, CALLS_PER_LEVEL, "bench", &[]).await;
+    });
+    url
+}
+
+async fn start_rig() -> Rig {
+    let pki = TestPki::new().unwrap();
+    let store = TestStore::postgres().await;
+    let set = start_set_service(set_service_config(&pki, &store.writer_url).unwrap())
+        .await
+        .unwrap();
+    let provider = toml::from_str(&format!(
+        r#"
+name = "{PROVIDER}"
+token_endpoint = "{}"
+client_id = "bench"
+client_secret = "bench-secret"
+client_auth = "client_secret_basic"
+timeout_secs = 10
+"#,
+        token_endpoint().await
+    ))
+    .unwrap();
+    let mut config =
+        get_service_config(&pki, &store.reader_url, &set.address(), vec![provider]).unwrap();
+    config.cache.revalidate_secs = 3600;
+    let get = start_get_service(config).await.unwrap();
+    let bare = bare_server(&pki).await;
+    // The account of the hot path.
+    let keys = PublicKeySet::load_dir(&pki.public_keys_dir()).unwrap();
+    let sealed = keys.seal("hot", PROVIDER, b"a-refresh-token").unwrap();
+    tokenvault_store::TokenWriter::connect(&store.writer_url)
+        .await
+        .unwrap()
+        .store("hot", PROVIDER, &sealed, &pki.kid)
+        .await
+        .unwrap();
+    Rig {
+        pki,
+        store,
+        _set: set,
+        get,
+        bare,
+    }
+}
+
+/// CPU seconds used so far by the server's threads.
+fn server_cpu() -> f64 {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        if !(name.starts_with("srv") || name.starts_with("tokenvault-")) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name.
+        ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    }
+    ticks as f64 / 100.0 // USER_HZ
+}
+
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+fn channels(rig: &Rig, address: &str, k: usize) -> Vec<GetServiceClient<Channel>> {
+    let files = rig.pki.issue(Role::Worker, Some("bench")).unwrap();
+    let config = tokenvault_tls::client_config(
+        &files,
+        TRUST_DOMAIN,
+        IdentityPattern::Role(Role::GetService),
+    )
+    .unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(config);
+    (0..k)
+        .map(|_| GetServiceClient::new(tokenvault_tls::channel(address, rx.clone()).unwrap()))
+        .collect()
+}
+
+fn request(account: &str) -> GetAccessTokenRequest {
+    GetAccessTokenRequest {
+        account: account.to_owned(),
+        provider: PROVIDER.to_owned(),
+        min_ttl_seconds: 1,
+        scopes: vec![],
+    }
+}
+
+struct Figures {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu_us: f64,
+    /// Calls that got an error (a stalled server's connection timing out).
+    failed: usize,
+}
+
+impl Figures {
+    fn columns(&self) -> String {
+        let failed = match self.failed {
+            0 => String::new(),
+            n => format!(" ({n} calls failed)"),
+        };
+        format!(
+            "{:>8.0} {:>7.3} {:>7.3} {:>6.1}{failed}",
+            self.rps,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.cpu_us
+        )
+    }
+}
+
+/// `calls` cached calls for `account` from `callers` tasks over `clients`.
+async fn drive(
+    clients: &[GetServiceClient<Channel>],
+    callers: usize,
+    calls: usize,
+    account: &str,
+) -> Figures {
+    for c in clients {
+        // A stalled server may fail this too; the run below counts failures.
+        let _ = c.clone().get_access_token(request(account)).await;
+    }
+    let per_caller = calls / callers;
+    let (cpu, start) = (server_cpu(), Instant::now());
+    let tasks: Vec<_> = (0..callers)
+        .map(|i| {
+            let (mut client, account) = (clients[i % clients.len()].clone(), request(account));
+            tokio::spawn(async move {
+                let (mut lat, mut failed) = (Vec::with_capacity(per_caller), 0);
+                for _ in 0..per_caller {
+                    let t = Instant::now();
+                    match client.get_access_token(account.clone()).await {
+                        Ok(token) => {
+                            assert!(!token.into_inner().access_token.is_empty());
+                            lat.push(t.elapsed());
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (lat, failed)
+            })
+        })
+        .collect();
+    let (mut all, mut failed) = (Vec::new(), 0);
+    for t in tasks {
+        let (lat, f) = t.await.unwrap();
+        all.extend(lat);
+        failed += f;
+    }
+    let (elapsed, cpu) = (start.elapsed(), server_cpu() - cpu);
+    all.sort();
+    let at = |q: f64| {
+        let i = ((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1));
+        all.get(i).copied().unwrap_or_default()
+    };
+    Figures {
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.5),
+        p99: at(0.99),
+        cpu_us: cpu * 1e6 / all.len().max(1) as f64,
+        failed,
+    }
+}
+
+async fn hot_path(rig: &Rig) {
+    println!("1. Cached GetAccessToken over mTLS, raw tonic client, vs a bare tonic mTLS service");
+    println!("   ({HOT_CALLS} calls per row; cpu = server CPU µs per call)\n");
+    println!(
+        "{:>7} {:>4} | {:>8} {:>7} {:>7} {:>6} | {:>8} {:>7} {:>7} {:>6} | {:>5}",
+        "callers",
+        "K",
+        "get rps",
+        "p50 ms",
+        "p99 ms",
+        "cpu",
+        "bare rps",
+        "p50 ms",
+        "p99 ms",
+        "cpu",
+        "ratio"
+    );
+    for (callers, k) in [(1, 1), (64, 1), (64, 64)] {
+        let get = drive(
+            &channels(rig, &rig.get.address(), k),
+            callers,
+            HOT_CALLS,
+            "hot",
+        )
+        .await;
+        let bare = drive(&channels(rig, &rig.bare, k), callers, HOT_CALLS, "hot").await;
         println!(
-            "{n:>7} | {} | {} | {:>5.2}",
+            "{callers:>7} {k:>4} | {} | {} | {:>5.2}",
             get.columns(),
             bare.columns(),
             get.rps / bare.rps
         );
     }
-    println!(
-        "refreshes at the authorization server during the run: {}",
-        system.refreshes().await.unwrap()
-    );
 }
 
-fn cold_path(system: &System) {
-    let ring = PrivateKeyRing::load_dir(&system.pki.private_keys_dir()).unwrap();
-    let sealed = system
-        .keys
-        .seal(
-            "bench",
-            "oidc",
-            b"a-refresh-token-of-typical-length-0123456789abcdef",
-        )
-        .unwrap();
-
-    // The same key, raw, for the baseline.
+/// Raw RSA-4096 OAEP-SHA256 decryptions per second on every core.
+fn raw_decrypts_per_sec(rig: &Rig) -> f64 {
     let pem = std::fs::read_to_string(
-        system
-            .pki
+        rig.pki
             .private_keys_dir()
-            .join(format!("{}.pem", system.pki.kid)),
+            .join(format!("{}.pem", rig.pki.kid)),
     )
     .unwrap();
     let der = base64::engine::general_purpose::STANDARD
@@ -97,33 +324,220 @@ fn cold_path(system: &System) {
         .encrypt(&OAEP_SHA256_MGF1SHA256, &[7u8; 32], &mut ciphertext, None)
         .unwrap()
         .to_vec();
-    let oaep = OaepPrivateDecryptingKey::new(private).unwrap();
-    let mut out = vec![0u8; oaep.min_output_size()];
+    let oaep = Arc::new(OaepPrivateDecryptingKey::new(private).unwrap());
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let start = Instant::now();
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            let (oaep, ciphertext) = (oaep.clone(), ciphertext.clone());
+            std::thread::spawn(move || {
+                let mut out = vec![0u8; oaep.min_output_size()];
+                for _ in 0..COLD_OPS / cores {
+                    oaep.decrypt(&OAEP_SHA256_MGF1SHA256, &ciphertext, &mut out, None)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    (COLD_OPS / cores * cores) as f64 / start.elapsed().as_secs_f64()
+}
 
+/// Keeps 64 tasks on `server` opening sealed tokens until `stop`; returns
+/// how many opened.
+fn open_burst(
+    rig: &Rig,
+    server: &tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+    limit: usize,
+) -> tokio::task::JoinHandle<usize> {
+    let ring = Arc::new(PrivateKeyRing::load_dir(&rig.pki.private_keys_dir()).unwrap());
+    let keys = PublicKeySet::load_dir(&rig.pki.public_keys_dir()).unwrap();
+    let sealed = Arc::new(keys.seal("cold", PROVIDER, b"refresh-token").unwrap());
+    let opened = Arc::new(AtomicU64::new(0));
+    server.spawn(async move {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (ring, sealed, stop, opened) =
+                    (ring.clone(), sealed.clone(), stop.clone(), opened.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed)
+                        && opened.fetch_add(1, Ordering::Relaxed) < limit as u64
+                    {
+                        ring.open_async(&sealed, "cold", PROVIDER).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        (opened.load(Ordering::Relaxed) as usize).min(limit)
+    })
+}
+
+async fn cold_opens(rig: &Rig, server: &tokio::runtime::Handle) {
+    let raw = raw_decrypts_per_sec(rig);
     let start = Instant::now();
-    for _ in 0..COLD_OPS {
-        let _ = oaep
-            .decrypt(&OAEP_SHA256_MGF1SHA256, &ciphertext, &mut out, None)
-            .unwrap();
-    }
-    let raw = COLD_OPS as f64 / start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    for _ in 0..COLD_OPS {
-        let _ = ring.open(&sealed, "bench", "oidc").unwrap();
-    }
-    let opens = COLD_OPS as f64 / start.elapsed().as_secs_f64();
-    println!("\nCold path, one core, {COLD_OPS} operations each:");
-    println!("  raw RSA-4096 OAEP-SHA256 decrypt (aws-lc-rs): {raw:>7.0}/s");
+    let done = open_burst(rig, server, Arc::new(AtomicBool::new(false)), COLD_OPS)
+        .await
+        .unwrap();
+    let opens = done as f64 / start.elapsed().as_secs_f64();
+    println!("\n2. Cold opens, {COLD_OPS} each, every core");
+    println!("   raw RSA-4096 OAEP-SHA256 decrypts (aws-lc-rs): {raw:>6.0}/s");
     println!(
-        "  PrivateKeyRing::open (JWE, RSA-OAEP-256 + A256GCM): {opens:>7.0}/s  ratio {:.2}",
+        "   PrivateKeyRing::open_async from 64 tasks:      {opens:>6.0}/s  ratio {:.2}",
         opens / raw
+    );
+
+    let clients = channels(rig, &rig.get.address(), 64);
+    let alone = drive(&clients, 64, HOT_CALLS, "hot").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let burst = open_burst(rig, server, stop.clone(), usize::MAX);
+    let during = drive(&clients, 64, HOT_CALLS, "hot").await;
+    stop.store(true, Ordering::Relaxed);
+    let opened = burst.await.unwrap();
+    println!("\n3. Cached calls (64 callers, K=64) alone and during a burst of opens");
+    println!(
+        "{:>8} | {:>8} {:>7} {:>7} {:>6}",
+        "", "rps", "p50 ms", "p99 ms", "cpu"
+    );
+    println!("{:>8} | {}", "alone", alone.columns());
+    println!("{:>8} | {}", "burst", during.columns());
+    println!(
+        "   rps {:.2}x, p99 {:.2}x of alone; {opened} opens during the burst",
+        during.rps / alone.rps,
+        during.p99.as_secs_f64() / alone.p99.as_secs_f64()
     );
 }
 
-#[tokio::main]
-async fn main() {
-    let mut system = System::start(Options::default()).await.unwrap();
-    cold_path(&system);
-    hot_path(&mut system).await;
-    system.stop().await.unwrap();
+/// Seals and stores `count` accounts (`mem-<i>`) from a child process.
+fn seed(rig: &Rig, count: usize) {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--seed",
+            &rig.store.writer_url,
+            &rig.pki.public_keys_dir().display().to_string(),
+            &rig.pki.kid,
+            &count.to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The child: stores `count` sealed tokens with 16 writers.
+async fn seed_child(args: &[String]) {
+    let (url, keys_dir, kid, count) = (&args[0], &args[1], &args[2], args[3].parse().unwrap());
+    let keys = Arc::new(PublicKeySet::load_dir(std::path::Path::new(keys_dir)).unwrap());
+    let writer = Arc::new(tokenvault_store::TokenWriter::connect(url).await.unwrap());
+    let tasks: Vec<_> = (0..16usize)
+        .map(|w| {
+            let (keys, writer, kid) = (keys.clone(), writer.clone(), kid.clone());
+            tokio::spawn(async move {
+                for i in (w..count).step_by(16) {
+                    let account = format!("mem-{i}");
+                    let sealed = keys.seal(&account, PROVIDER, b"a-refresh-token").unwrap();
+                    writer
+                        .store(&account, PROVIDER, &sealed, &kid)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn memory(rig: &Rig) {
+    seed(rig, *ACCOUNT_STEPS.last().unwrap());
+    let clients = channels(rig, &rig.get.address(), 64);
+    clients[0]
+        .clone()
+        .get_access_token(request("mem-0"))
+        .await
+        .unwrap();
+    let before = resident_bytes();
+    println!("\n4. Resident memory per cached account (access tokens of {ACCESS_TOKEN_LEN} bytes)");
+    let mut cached = 1;
+    for step in ACCOUNT_STEPS {
+        let start = Instant::now();
+        let next = Arc::new(AtomicU64::new(cached as u64));
+        let tasks: Vec<_> = (0..64)
+            .map(|c| {
+                let (mut client, next) = (clients[c].clone(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        if i >= step {
+                            break;
+                        }
+                        client
+                            .get_access_token(request(&format!("mem-{i}")))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let refreshes = step - cached;
+        cached = step;
+        let grown = resident_bytes().saturating_sub(before);
+        println!(
+            "   {step:>6} accounts: RSS +{:>6.1} MiB, {:>5.0} B per account ({refreshes} cold calls at {:.0}/s)",
+            grown as f64 / 1048576.0,
+            grown as f64 / (step - 1) as f64,
+            refreshes as f64 / start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--seed") {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(seed_child(&args[at + 1..]));
+        return;
+    }
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .thread_name("srv")
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .thread_name("cli")
+        .enable_all()
+        .build()
+        .unwrap();
+    let rig = server.block_on(start_rig());
+    // `cargo bench ... -- hot cold memory` runs only those parts (e.g. under
+    // perf); no argument runs all.
+    let wanted: Vec<&str> = ["hot", "cold", "memory"]
+        .into_iter()
+        .filter(|part| args.iter().any(|a| a == part))
+        .collect();
+    let run = |part: &str| wanted.is_empty() || wanted.contains(&part);
+    client.block_on(async {
+        if run("hot") {
+            hot_path(&rig).await;
+        }
+        if run("cold") {
+            cold_opens(&rig, server.handle()).await;
+        }
+        if run("memory") {
+            memory(&rig).await;
+        }
+    });
+    let Rig { get, .. } = rig;
+    server.block_on(async { get.stop().await.unwrap() });
 }

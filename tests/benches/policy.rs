@@ -60,7 +60,7 @@ async fn main() {
         "server", "rps", "p50 ms", "p99 ms", "ratio"
     );
     let open = system(None).await;
-    let bare_address = bare_server(&open).await;
+    let bare_address = bare_server(&open.pki).await;
     let bare = clients(&open, &bare_address, "bench", CALLERS);
     let open_clients = clients(&open, &open.get.address(), "bench", CALLERS);
     let governed = system(Some(many_rules())).await;

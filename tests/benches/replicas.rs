@@ -48,6 +48,7 @@ async fn start(replicas: usize) -> (ProcSystem, Vec<String>, WorkerClient) {
             negative_ttl_secs: 300,
             refresh_deadline_secs: 30,
             revalidate_secs: 5,
+            ..CacheConfig::default()
         },
         ..ProcOptions::default()
     })

@@ -62,6 +62,7 @@ impl Default for Options {
                 negative_ttl_secs: 300,
                 refresh_deadline_secs: 4,
                 revalidate_secs: 1,
+                sweep_secs: 1,
             },
             provider_timeout_secs: 1,
             web_providers: vec![

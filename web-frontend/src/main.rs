@@ -53,7 +53,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
+    let _logs = init_logging();
     let args = Args::parse();
     let config = Config::load(&args.config, |k| std::env::var(k).ok())?;
     match args.command.unwrap_or(Command::Serve) {

@@ -63,7 +63,7 @@ impl std::fmt::Debug for Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
+    let _logs = init_logging();
     let args = Args::parse();
     let config = Config {
         client_id: args.client_id,

@@ -136,9 +136,9 @@ impl Broker {
                     tracing::info!(account = %key.account, provider = %key.provider, elapsed_ms, "refreshed an access token");
                     let token = AccessToken {
                         token: Zeroizing::new(refreshed.access_token.expose().to_owned()),
-                        token_type: refreshed.token_type,
+                        token_type: refreshed.token_type.into(),
                         expires_at_unix: refreshed.expires_at_unix,
-                        scopes: refreshed.scopes,
+                        scopes: refreshed.scopes.into(),
                         lifetime_secs: lifetime,
                         shared: false,
                     };
@@ -347,7 +347,11 @@ mod tests {
             token: Zeroizing::new("at".into()),
             token_type: "Bearer".into(),
             expires_at_unix: 0,
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            scopes: scopes
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<_>>()
+                .into(),
             lifetime_secs: 60,
             shared: false,
         }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey};
@@ -19,6 +20,7 @@ use tokenvault_seal::{KEY_BITS, kid_from_spki_der, pem_files};
 use zeroize::Zeroizing;
 
 use crate::pkcs11::{Pkcs11Config, Pkcs11Error, Pkcs11Key};
+use crate::pool::DecryptPool;
 
 /// The largest private key file read, in bytes.
 const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
@@ -58,12 +60,15 @@ fn err(path: &Path, reason: impl Into<String>) -> KeyLoadError {
 /// key is held.
 pub struct PrivateKeyRing {
     pub(crate) keys: BTreeMap<String, RingKey>,
+    /// Where in-process keys decrypt for async callers.
+    pub(crate) pool: DecryptPool,
 }
 
 /// One private key: in this process, or in a PKCS#11 token.
 pub(crate) enum RingKey {
-    /// Loaded from a key file into aws-lc-rs.
-    InProcess(OaepPrivateDecryptingKey),
+    /// Loaded from a key file into aws-lc-rs (shared with the thread that
+    /// decrypts with it).
+    InProcess(Arc<OaepPrivateDecryptingKey>),
     /// Held by a PKCS#11 token; only its handle is here.
     Pkcs11(Pkcs11Key),
 }
@@ -147,9 +152,12 @@ impl PrivateKeyRing {
                     format!("the key's id is {kid}; the file must be named {kid}.pem"),
                 ));
             }
-            keys.insert(kid, RingKey::InProcess(key));
+            keys.insert(kid, RingKey::InProcess(Arc::new(key)));
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            pool: DecryptPool::default(),
+        })
     }
 
     /// Whether a key with this id is loaded.

@@ -10,6 +10,8 @@
 //!   after checking that its header names the account and provider it was
 //!   read for: RSA-OAEP-256 key unwrap (aws-lc-rs's constant-time
 //!   implementation, or `C_Decrypt` inside the token), then AES-256-GCM.
+//!   [`PrivateKeyRing::open_async`] does it off the async workers, on
+//!   [`pool`]'s threads (one per core, at a lower priority).
 //!
 //! This crate holds the private keys (in aws-lc-rs, loaded from buffers wiped
 //! on drop), the PKCS#11 PIN, and plaintext refresh tokens, which it returns
@@ -22,6 +24,7 @@
 mod keyring;
 mod open;
 pub mod pkcs11;
+pub mod pool;
 
 pub use keyring::{KeyLoadError, PrivateKeyRing, RingLoadError};
 pub use open::OpenError;

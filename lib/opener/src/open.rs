@@ -5,6 +5,8 @@
 //! Holds the content-encryption key and the plaintext only in buffers wiped
 //! on drop; the plaintext is returned to the caller in one.
 
+use std::sync::Arc;
+
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand;
 use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey};
@@ -69,8 +71,8 @@ impl PrivateKeyRing {
     ///
     /// Blocks the calling thread for one RSA-4096 decryption, in process or
     /// in the PKCS#11 token (waiting for a free session if all are busy);
-    /// from async code, [`open_async`](Self::open_async) runs the PKCS#11
-    /// call on the blocking thread pool instead.
+    /// from async code, use [`open_async`](Self::open_async), which runs it
+    /// on other threads.
     pub fn open(
         &self,
         token: &str,
@@ -91,8 +93,10 @@ impl PrivateKeyRing {
     }
 
     /// [`open`](Self::open) for async callers: the same checks and result,
-    /// but a PKCS#11 key's `C_Decrypt` runs on tokio's blocking thread pool,
-    /// so a slow token does not stall the runtime's workers.
+    /// but the decryption never runs on the caller's thread: an in-process
+    /// key decrypts on the ring's private-key threads (one per core, at a
+    /// lower priority: [`crate::pool`]), a PKCS#11 key's `C_Decrypt` on
+    /// tokio's blocking thread pool (it mostly waits for the token).
     pub async fn open_async(
         &self,
         token: &str,
@@ -120,16 +124,25 @@ impl PrivateKeyRing {
         expected_provider: &str,
     ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
         let (sealed, key) = self.locate(token_use, token, expected_account, expected_provider)?;
-        let cek = match key {
-            RingKey::InProcess(key) => unwrap_cek(key, sealed.encrypted_key())?,
+        match key {
+            RingKey::InProcess(key) => {
+                let key = Arc::clone(key);
+                self.pool
+                    .run(move || {
+                        let cek = unwrap_cek(&key, sealed.encrypted_key())?;
+                        decrypt_content(&sealed, &cek)
+                    })
+                    .await
+            }
             RingKey::Pkcs11(key) => {
                 let (key, encrypted_key) = (key.clone(), sealed.encrypted_key().to_vec());
-                tokio::task::spawn_blocking(move || unwrap_cek_pkcs11(&key, &encrypted_key))
-                    .await
-                    .map_err(|_| OpenError::Internal)??
+                let cek =
+                    tokio::task::spawn_blocking(move || unwrap_cek_pkcs11(&key, &encrypted_key))
+                        .await
+                        .map_err(|_| OpenError::Internal)??;
+                decrypt_content(&sealed, &cek)
             }
-        };
-        decrypt_content(&sealed, &cek)
+        }
     }
 
     /// Parses `token`, checks it was sealed for this account and provider

@@ -11,14 +11,25 @@
 //! - optionally, an extra layer that also receives only audit events (the
 //!   append-only audit table in `tokenvault-store`).
 //!
+//! Lines go through [`crate::log_buffer`]: appended in memory on the
+//! request path, written out in batches by one thread, all of them by the
+//! time the [`LogFlusher`] returned by [`init_logging_with`] is dropped.
+//!
+//! Levels the filter turns off cost nothing: every layer has a per-layer
+//! filter, and none answers "always" for a callsite it does not record, so
+//! a `trace` span in a dependency (h2, hyper) is ruled out once, at its
+//! callsite, rather than built for nobody on every request.
+//!
 //! Nothing here adds content to events: what is logged is what callers pass,
 //! and no caller passes a token or a key.
 
 use tracing::Subscriber;
+
+use crate::log_buffer::{LogFlusher, buffered};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Identity, SubscriberExt};
 use tracing_subscriber::registry::Registry;
 use tracing_subscriber::{Layer, fmt};
 
@@ -60,30 +71,49 @@ where
         .with_span_list(false)
         .with_writer(writer)
         .with_filter(audit_events());
+    // No sink is a layer that records nothing, not `None`: an absent
+    // `Option` layer answers every callsite with "always", which would
+    // make every disabled span in every dependency cost a registry entry.
+    let sink = audit_sink.unwrap_or_else(|| Box::new(Identity::new()));
     Registry::default()
-        .with(audit_sink.map(|sink| sink.with_filter(audit_events())))
+        .with(sink.with_filter(audit_events()))
         .with(text)
         .with(json)
 }
 
 /// Installs the log subscriber on stdout without an audit sink (see
-/// [`init_logging_with`]).
-pub fn init_logging() {
-    init_logging_with(None);
+/// [`init_logging_with`]). Keep the returned flusher until the process
+/// ends.
+#[must_use = "dropping the flusher at once writes the rest of the log synchronously"]
+pub fn init_logging() -> LogFlusher {
+    init_logging_with(None)
 }
 
 /// Installs the log subscriber on stdout, filtered by [`ENV_LOG`] (default
 /// `info`), with an optional audit sink. Colours only on a terminal: log files
-/// and journald get plain text. A second call does nothing.
-pub fn init_logging_with(audit_sink: Option<AuditSink>) {
+/// and journald get plain text. Lines are buffered ([`crate::log_buffer`]);
+/// the returned flusher writes what is left when dropped, so keep it until
+/// the process ends. A second call installs nothing (its flusher has
+/// nothing to write).
+#[must_use = "dropping the flusher at once writes the rest of the log synchronously"]
+pub fn init_logging_with(audit_sink: Option<AuditSink>) -> LogFlusher {
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let _ = tracing::subscriber::set_global_default(subscriber(
-        filter,
-        std::io::stdout,
-        ansi,
-        audit_sink,
-    ));
+    let (writer, flusher) = buffered(stdout_output());
+    let _ = tracing::subscriber::set_global_default(subscriber(filter, writer, ansi, audit_sink));
+    flusher
+}
+
+/// Standard output without the standard library's line buffering (which
+/// would make one `write(2)` per line): a duplicate of file descriptor 1,
+/// written in whole batches. Falls back to `Stdout` if it cannot be
+/// duplicated.
+fn stdout_output() -> Box<dyn std::io::Write + Send> {
+    use std::os::fd::AsFd;
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stdout()),
+    }
 }
 
 #[cfg(test)]

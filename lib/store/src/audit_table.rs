@@ -27,6 +27,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
+use tokenvault_runtime::log_buffer::LogFlusher;
 use tokenvault_runtime::logging::{AuditSink, init_logging_with};
 
 use crate::db::{self, Db, Sql, Target, on_db};
@@ -197,6 +198,8 @@ pub fn audit_table(
 #[derive(Debug)]
 pub struct AuditLogging {
     writer: Option<AuditTableWriter>,
+    /// Writes the rest of the log lines when dropped (after [`drain`](Self::drain)).
+    _flusher: LogFlusher,
 }
 
 /// How long a stopping service waits for audit rows still queued for the table.
@@ -213,8 +216,11 @@ impl AuditLogging {
                 (Some(Box::new(layer)), Some(writer))
             }
         };
-        init_logging_with(sink);
-        Ok(Self { writer })
+        let flusher = init_logging_with(sink);
+        Ok(Self {
+            writer,
+            _flusher: flusher,
+        })
     }
 
     /// Waits for queued rows (at most [`AUDIT_DRAIN`]).

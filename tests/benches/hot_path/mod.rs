@@ -2,6 +2,8 @@
 //! same mTLS accept loop (the baseline), worker clients, and a driver that
 //! makes a fixed number of cached `GetAccessToken` calls and reports
 //! throughput and latency.
+// Each bench binary compiles this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use tokenvault_proto::v1::{
     GetAccessTokenRequest, GetAccessTokenResponse, GetAccountStatusRequest,
     GetAccountStatusResponse,
 };
+use tokenvault_tests::TestPki;
 use tokenvault_tests::pki::TRUST_DOMAIN;
 use tokenvault_tests::system::System;
 use tokenvault_tls::{Role, incoming, server_config};
@@ -42,10 +45,10 @@ impl GetService for Bare {
     }
 }
 
-/// Starts the baseline server on `system`'s PKI; returns its address.
-pub async fn bare_server(system: &System) -> String {
+/// Starts the baseline server on `pki`; returns its address.
+pub async fn bare_server(pki: &TestPki) -> String {
     let bare_tls = server_config(
-        &system.pki.issue(Role::GetService, Some("bare")).unwrap(),
+        &pki.issue(Role::GetService, Some("bare")).unwrap(),
         TRUST_DOMAIN,
     )
     .unwrap();

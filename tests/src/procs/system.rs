@@ -72,6 +72,7 @@ impl Default for ProcOptions {
                 negative_ttl_secs: 300,
                 refresh_deadline_secs: 10,
                 revalidate_secs: 1,
+                sweep_secs: 1,
             },
             provider_timeout_secs: 5,
             get_shutdown: (0, 10),
@@ -214,7 +215,7 @@ impl ProcSystem {
              [store]\nurl = {url}\n\
              [set_service]\naddress = \"127.0.0.1:{set_port}\"\n\
              [cache]\nrefresh_ahead_secs = {ahead}\nnegative_ttl_secs = {negative}\n\
-             refresh_deadline_secs = {deadline}\nrevalidate_secs = {revalidate}\n\
+             refresh_deadline_secs = {deadline}\nrevalidate_secs = {revalidate}\nsweep_secs = {sweep}\n\
              [revocation]\ninterval_secs = 1\n\
              [[providers]]\nname = {provider}\nissuer = {issuer}\nclient_id = {id}\n\
              client_secret = {secret}\nclient_auth = \"client_secret_basic\"\n\
@@ -230,6 +231,7 @@ impl ProcSystem {
             negative = cache.negative_ttl_secs,
             deadline = cache.refresh_deadline_secs,
             revalidate = cache.revalidate_secs,
+            sweep = cache.sweep_secs,
             provider = toml_string(PROVIDER),
             issuer = toml_string(oidc.issuer()),
             id = toml_string(CLIENT_ID),

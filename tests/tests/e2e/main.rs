@@ -7,6 +7,7 @@ mod browser;
 mod crate_boundaries;
 mod demo_auth;
 mod deploy_files;
+mod footprint;
 mod get_service;
 mod grpc_discovery;
 mod jose_interop;

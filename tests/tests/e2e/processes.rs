@@ -6,11 +6,14 @@
 //! disconnecting gives NOT_FOUND and revokes the grant at the provider; a
 //! rotated refresh token survives a SIGKILL of get-service; and a bounded
 //! stream of requests survives SIGKILL and restart of set-service,
-//! get-service and PostgreSQL, losing no token.
+//! get-service and PostgreSQL, losing no token; a graceful stop right
+//! after a burst of calls loses no audit line.
 //!
 //! The binaries come from `scripts/build-release` (a nextest setup script
 //! for `processes::` tests); the harness is `tokenvault_tests::procs`.
 #![allow(clippy::print_stdout)]
+
+mod graceful_stop;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -380,6 +383,7 @@ async fn kill_and_restart_each_part_during_a_bounded_request_stream() {
             negative_ttl_secs: 300,
             refresh_deadline_secs: 8,
             revalidate_secs: 1,
+            sweep_secs: 1,
         },
         provider_timeout_secs: 5,
         ..ProcOptions::default()

@@ -49,6 +49,7 @@ fn options_with_ttl(ttl: u64) -> ProcOptions {
             negative_ttl_secs: 300,
             refresh_deadline_secs: 10,
             revalidate_secs: 1,
+            sweep_secs: 1,
         },
         ..ProcOptions::default()
     }

@@ -224,3 +224,148 @@ impl Drop for DropDb {
         common::drop_pg_database_blocking(std::mem::take(&mut self.0));
     }
 }
+
+/// Rows each ingest below stores: two versions per account, so half of the inserts prune the
+/// account's earlier token.
+const INGEST_ROWS: usize = 20_000;
+/// Concurrent writers (the writer's pool has 16 connections).
+const INGEST_TASKS: usize = 16;
+
+/// Stores `rows` sealed tokens through `writer` from [`INGEST_TASKS`] tasks, two versions per
+/// account, stopping early at `deadline`. Returns the rows stored and the time taken.
+async fn ingest(
+    writer: &TokenWriter,
+    label: &str,
+    rows: usize,
+    deadline: Option<Instant>,
+) -> (usize, Duration) {
+    // Shaped like a compact JWE of a few hundred bytes; not a token.
+    let filler = "e".repeat(700);
+    let per_task = rows / INGEST_TASKS;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..INGEST_TASKS {
+        let (writer, label, filler) = (writer.clone(), label.to_owned(), filler.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_task {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return i;
+                }
+                let account = format!("ingest-{label}-{task}-{}", i / 2);
+                let sealed = format!("{filler}.{label}.{task}.{i}");
+                let out = writer
+                    .store(&account, "oidc", &sealed, "kid-1")
+                    .await
+                    .unwrap();
+                assert!(!out.already_stored);
+            }
+            per_task
+        }));
+    }
+    let mut stored = 0;
+    for task in tasks {
+        stored += task.await.unwrap();
+    }
+    (stored, start.elapsed())
+}
+
+/// Accounts (so sealed tokens left unpruned) after [`ingest`] of `rows`.
+fn ingested_accounts(rows: usize) -> i64 {
+    (INGEST_TASKS * (rows / INGEST_TASKS).div_ceil(2)) as i64
+}
+
+/// A fresh database whose tables autovacuum never visits, so nothing analyses them.
+async fn store_without_autovacuum() -> TestStore {
+    let store = TestStore::new(Backend::Postgres).await;
+    for table in ["token_events", "token_status"] {
+        store
+            .exec_as_owner(&format!(
+                "ALTER TABLE {table} SET (autovacuum_enabled = false)"
+            ))
+            .await
+            .unwrap();
+    }
+    store
+}
+
+/// (column statistics rows, pg_class.reltuples, analyse and vacuum counts) of token_events.
+async fn planner_statistics(store: &TestStore) -> (i64, f32, i64) {
+    let mut conn = PgConnection::connect(&store.owner_url).await.unwrap();
+    let row: (i64, f32, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pg_stats \
+                  WHERE schemaname = 'public' AND tablename = 'token_events'), \
+                (SELECT reltuples FROM pg_class WHERE oid = 'public.token_events'::regclass), \
+                (SELECT analyze_count + autoanalyze_count + vacuum_count + autovacuum_count \
+                   FROM pg_stat_user_tables WHERE relid = 'public.token_events'::regclass)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    row
+}
+
+/// Issue #14: ingest into a fresh database that has no planner statistics (autovacuum off, never
+/// analysed) must not collapse. The token_events triggers' plans are made while the table is
+/// nearly empty and kept by each pooled session; they must stay per (account, provider) as the
+/// table grows. The bound is generous (within 2x of the same ingest into an analysed database),
+/// and the unanalysed run is cut off once it cannot meet it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_without_statistics_within_2x_of_analysed() {
+    // Analysed: a first batch, ANALYZE, then the measured ingest.
+    let analysed = store_without_autovacuum().await;
+    let writer = TokenWriter::connect(&analysed.writer_url).await.unwrap();
+    let (batch, _) = ingest(&writer, "batch", 2_000, None).await;
+    for table in ["token_events", "token_status"] {
+        analysed
+            .exec_as_owner(&format!("ANALYZE {table}"))
+            .await
+            .unwrap();
+    }
+    let (stats_rows, _, _) = planner_statistics(&analysed).await;
+    assert!(stats_rows > 0, "ANALYZE left no statistics");
+    let (stored, took) = ingest(&writer, "analysed", INGEST_ROWS, None).await;
+    assert_eq!(stored, INGEST_ROWS);
+    let analysed_rate = stored as f64 / took.as_secs_f64();
+    writer.close().await;
+    let admin = tokenvault_store::StoreAdmin::connect(&analysed.owner_url)
+        .await
+        .unwrap();
+    let counts = admin.count_rows().await.unwrap();
+    admin.close().await;
+    assert_eq!(counts.token_events, (batch + INGEST_ROWS) as i64);
+    assert_eq!(
+        counts.sealed_tokens,
+        ingested_accounts(batch) + ingested_accounts(INGEST_ROWS)
+    );
+    drop(analysed);
+
+    // Unanalysed: a fresh database, the same ingest, stopped once it has taken twice as long.
+    let fresh = store_without_autovacuum().await;
+    assert_eq!(planner_statistics(&fresh).await, (0, -1.0, 0));
+    let writer = TokenWriter::connect(&fresh.writer_url).await.unwrap();
+    let deadline = Instant::now() + took * 2 + Duration::from_secs(1);
+    let (stored, took) = ingest(&writer, "fresh", INGEST_ROWS, Some(deadline)).await;
+    let fresh_rate = stored as f64 / took.as_secs_f64();
+    writer.close().await;
+    eprintln!(
+        "ingest of {INGEST_ROWS} rows, {INGEST_TASKS} writers: analysed {analysed_rate:.0}/s, \
+         fresh without statistics {fresh_rate:.0}/s ({stored} rows in {took:?}), \
+         ratio {:.2}",
+        fresh_rate / analysed_rate
+    );
+    assert!(
+        fresh_rate * 2.0 >= analysed_rate,
+        "ingest without statistics: {fresh_rate:.0}/s ({stored} rows in {took:?}), \
+         more than 2x slower than analysed: {analysed_rate:.0}/s"
+    );
+    // Still without statistics after the ingest: the rate above was measured without them.
+    assert_eq!(planner_statistics(&fresh).await, (0, -1.0, 0));
+    let admin = tokenvault_store::StoreAdmin::connect(&fresh.owner_url)
+        .await
+        .unwrap();
+    let counts = admin.count_rows().await.unwrap();
+    admin.close().await;
+    assert_eq!(counts.token_events, INGEST_ROWS as i64);
+    assert_eq!(counts.sealed_tokens, ingested_accounts(INGEST_ROWS));
+}
