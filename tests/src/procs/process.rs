@@ -133,6 +133,14 @@ impl ServiceProcess {
             .unwrap_or_default()
     }
 
+    /// [`logs`](Self::logs) once lines it logged before this call have
+    /// reached the file: services write their log in batches every
+    /// `tokenvault_runtime::log_buffer::FLUSH_EVERY`.
+    pub async fn logs_settled(&self) -> String {
+        tokio::time::sleep(tokenvault_runtime::log_buffer::FLUSH_EVERY * 4).await;
+        self.logs()
+    }
+
     /// How many times it was started.
     pub fn starts(&self) -> u32 {
         self.starts

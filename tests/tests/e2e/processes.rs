@@ -76,7 +76,7 @@ async fn web_connect_then_python_worker_gets_a_token_userinfo_accepts() {
     assert_eq!(f.oidc.counters().await.unwrap().refresh_grants, 1);
 
     // get-service's audit names each caller.
-    let log = f.get.logs();
+    let log = f.get.logs_settled().await;
     assert!(
         log.contains("spiffe://tokenvault.test/worker/python"),
         "{log}"
@@ -148,7 +148,8 @@ async fn disconnect_gives_not_found_and_revokes_at_the_provider() {
     assert!(reason.contains("revoked"), "{reason}");
     assert!(
         f.get
-            .logs()
+            .logs_settled()
+            .await
             .contains("disconnected account's grant revoked"),
         "get-service logged the revocation"
     );
@@ -192,7 +193,7 @@ async fn python_client_with_web_frontend_certificate_is_refused() {
 
     // Nothing reached the provider; get-service logged both denials.
     assert_eq!(f.oidc.counters().await.unwrap().refresh_grants, 0);
-    let log = f.get.logs();
+    let log = f.get.logs_settled().await;
     let denials = log
         .lines()
         .filter(|l| {
@@ -520,7 +521,7 @@ async fn kill_and_restart_each_part_during_a_bounded_request_stream() {
     let tally = std::mem::take(&mut *tally.lock().unwrap());
     let totals = tally.totals();
     let total: u64 = totals.values().sum();
-    let log = f.get.logs();
+    let log = f.get.logs_settled().await;
     let kept = count_lines(&log, "the rotated refresh token is journaled");
     let late = count_lines(&log, "stored a rotated refresh token after retrying");
     let failed_stores = count_lines(&log, "storing a rotated refresh token failed");

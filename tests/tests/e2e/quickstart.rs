@@ -304,11 +304,23 @@ async fn quickstart_serves_the_flow_end_to_end_and_reuses_its_state() {
     );
     assert!(rows.contains(&stored), "{rows:?}");
     assert!(rows.iter().all(|r| r.0 == "set-service"), "{rows:?}");
-    let get_log = std::fs::read_to_string(dir.path().join("state/logs/get-service.log")).unwrap();
+    // Log lines reach the file within get-service's flush interval (50 ms).
+    let get_log_path = dir.path().join("state/logs/get-service.log");
+    let audited = |log: &str| {
+        log.lines().any(|l| {
+            l.starts_with('{')
+                && l.contains(r#""rpc":"GetAccessToken""#)
+                && l.contains(r#""outcome":"ok""#)
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !audited(&std::fs::read_to_string(&get_log_path).unwrap())
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(
-        get_log.lines().any(|l| l.starts_with('{')
-            && l.contains(r#""rpc":"GetAccessToken""#)
-            && l.contains(r#""outcome":"ok""#)),
+        audited(&std::fs::read_to_string(&get_log_path).unwrap()),
         "no GetAccessToken audit line in get-service's log"
     );
 
