@@ -6,21 +6,28 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-/// One account at one provider.
+/// One account at one provider. One of these is kept per cached account, so
+/// it is small: the provider name is shared with the broker's provider table
+/// where the key is made on the hot path ([`AccountKey::with_provider`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccountKey {
     /// The application's account id.
-    pub account: String,
+    pub account: Box<str>,
     /// The provider name.
-    pub provider: String,
+    pub provider: Arc<str>,
 }
 
 impl AccountKey {
     /// The key of `account` at `provider`.
-    pub fn new(account: impl Into<String>, provider: impl Into<String>) -> Self {
+    pub fn new(account: &str, provider: &str) -> Self {
+        Self::with_provider(account, Arc::from(provider))
+    }
+
+    /// The key of `account` at `provider`, sharing `provider`'s text.
+    pub fn with_provider(account: &str, provider: Arc<str>) -> Self {
         Self {
-            account: account.into(),
-            provider: provider.into(),
+            account: Box::from(account),
+            provider,
         }
     }
 }

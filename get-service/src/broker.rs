@@ -88,7 +88,7 @@ type Flight = watch::Receiver<Option<Outcome>>;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
     account: AccountKey,
-    scopes: Option<ScopeSet>,
+    scopes: Option<Arc<ScopeSet>>,
 }
 
 impl CacheKey {
@@ -107,18 +107,23 @@ enum Cached {
         token: Arc<AccessToken>,
         checked: Instant,
     },
-    /// The grant was dead at this stored version, until `until`.
-    Dead {
-        version: i64,
-        reason: String,
-        until: Instant,
-    },
+    /// The grant was dead (boxed: rare, and the map's slots stay small).
+    Dead(Box<DeadGrant>),
+}
+
+/// A grant the provider refused at this stored version, remembered until
+/// `until`.
+struct DeadGrant {
+    version: i64,
+    reason: String,
+    until: Instant,
 }
 
 pub(crate) struct Inner {
     reader: TokenReader,
     keys: Arc<PrivateKeyRing>,
-    providers: HashMap<String, Arc<Provider>>,
+    /// By name; each key made on the hot path shares its name's text.
+    providers: HashMap<Arc<str>, Arc<Provider>>,
     rotations: Rotations,
     replicas: Option<Replicas>,
     locks: AccountLocks,
@@ -143,6 +148,7 @@ pub struct CacheMetrics {
     entries: Gauge,
     locks: Gauge,
     flights: Gauge,
+    shared: Gauge,
 }
 
 /// The per-account state a broker holds.
@@ -154,6 +160,9 @@ pub struct Footprint {
     pub flights: usize,
     /// Accounts with a lock entry.
     pub locks: usize,
+    /// Distinct token types and scope lists, each held once for every
+    /// cached token that has it.
+    pub shared: usize,
 }
 
 impl CacheMetrics {
@@ -188,6 +197,12 @@ impl CacheMetrics {
                 registry,
                 "refreshes_in_flight",
                 "Refreshes running, as of the last sweep",
+                Gauge::default(),
+            ),
+            shared: registered(
+                registry,
+                "access_token_shared_values",
+                "Distinct token types and scope lists held once for all cached tokens, as of the last sweep",
                 Gauge::default(),
             ),
         }
@@ -227,7 +242,10 @@ impl Broker {
             inner: Arc::new(Inner {
                 reader,
                 keys,
-                providers,
+                providers: providers
+                    .into_iter()
+                    .map(|(name, provider)| (Arc::from(name), provider))
+                    .collect(),
                 locks: rotations.locks().clone(),
                 rotations,
                 replicas,
@@ -247,9 +265,12 @@ impl Broker {
         &self.inner.reader
     }
 
-    /// Whether `provider` is configured.
-    pub fn knows_provider(&self, provider: &str) -> bool {
-        self.inner.providers.contains_key(provider)
+    /// The configured provider's name, shared (`None`: not configured).
+    pub fn provider_name(&self, provider: &str) -> Option<Arc<str>> {
+        self.inner
+            .providers
+            .get_key_value(provider)
+            .map(|(name, _)| Arc::clone(name))
     }
 
     /// How many rotated refresh tokens are still unstored.
@@ -268,7 +289,7 @@ impl Broker {
     async fn token_for(&self, key: CacheKey, min_ttl_secs: u32) -> Outcome {
         let provider = key.account.provider.clone();
         let min_ttl = i64::from(min_ttl_secs).max(1);
-        let known_lifetime = lock(&self.inner.lifetimes).get(&provider).copied();
+        let known_lifetime = lock(&self.inner.lifetimes).get(&*provider).copied();
         if let Some(lifetime) = known_lifetime.filter(|l| min_ttl > *l) {
             return Err(too_long(min_ttl_secs, &provider, lifetime));
         }
@@ -310,11 +331,9 @@ impl Broker {
         let (hit, dead_at) = {
             let cache = lock(&self.inner.cache);
             let dead = match cache.get(&full) {
-                Some(Cached::Dead {
-                    version,
-                    reason,
-                    until,
-                }) if *until > Instant::now() => Some((*version, reason.clone())),
+                Some(Cached::Dead(dead)) if dead.until > Instant::now() => {
+                    Some((dead.version, dead.reason.clone()))
+                }
                 _ => None,
             };
             match cache.get(key) {
@@ -418,7 +437,7 @@ impl Broker {
             let _account = broker.inner.locks.lock(&key.account).await;
             // A refresh queued behind the one that found the grant dead
             // does not ask the provider again.
-            let (mut outcome, finish) = if let Some(reason) = broker.dead_reason(&key.account) {
+            let (outcome, finish) = if let Some(reason) = broker.dead_reason(&key.account) {
                 (Err(TokenError::ReauthorizationRequired(reason)), None)
             } else {
                 // Its own task, so that a panic still answers the waiters.
@@ -427,7 +446,9 @@ impl Broker {
                     tokio::spawn(async move { broker.refresh(&key, min_expires_at).await })
                 };
                 match refresh.await {
-                    Ok(Ok((token, finish))) => (Ok(Arc::new(token)), finish),
+                    Ok(Ok((token, finish))) => {
+                        (Ok(Arc::new(broker.inner.interner.intern(token))), finish)
+                    }
                     Ok(Err(e)) => (Err(e), None),
                     Err(_) => (
                         Err(TokenError::Internal(
@@ -439,8 +460,7 @@ impl Broker {
             };
             {
                 let mut cache = lock(&broker.inner.cache);
-                if let Ok(token) = &mut outcome {
-                    *token = broker.inner.interner.intern(Arc::clone(token));
+                if let Ok(token) = &outcome {
                     cache.insert(
                         key.clone(),
                         Cached::Token {
@@ -489,9 +509,7 @@ impl Broker {
     /// Why the account's grant is dead, while that is remembered.
     fn dead_reason(&self, account: &AccountKey) -> Option<String> {
         match lock(&self.inner.cache).get(&CacheKey::full(account)) {
-            Some(Cached::Dead { reason, until, .. }) if *until > Instant::now() => {
-                Some(reason.clone())
-            }
+            Some(Cached::Dead(dead)) if dead.until > Instant::now() => Some(dead.reason.clone()),
             _ => None,
         }
     }
@@ -504,7 +522,7 @@ impl Broker {
             let mut cache = lock(&self.inner.cache);
             cache.retain(|_, entry| match entry {
                 Cached::Token { token, .. } => token.remaining_secs(now) > 0,
-                Cached::Dead { until, .. } => *until > instant,
+                Cached::Dead(dead) => dead.until > instant,
             });
             let keep = cache.len() * 2;
             cache.shrink_to(keep);
@@ -512,16 +530,17 @@ impl Broker {
         };
         let flights = lock(&self.inner.flights).len();
         self.inner.locks.sweep();
-        self.inner.interner.sweep();
         let footprint = Footprint {
             cached,
             flights,
             locks: self.inner.locks.entries(),
+            shared: self.inner.interner.sweep(),
         };
         let gauge = |g: &Gauge, n: usize| g.set(i64::try_from(n).unwrap_or(i64::MAX));
         gauge(&self.inner.metrics.entries, footprint.cached);
         gauge(&self.inner.metrics.flights, footprint.flights);
         gauge(&self.inner.metrics.locks, footprint.locks);
+        gauge(&self.inner.metrics.shared, footprint.shared);
         footprint
     }
 
@@ -560,18 +579,20 @@ mod layout {
 
     use super::{AccessToken, CacheKey, Cached};
 
-    /// One map slot: the key (account id and provider, each a `String`;
-    /// the narrowed scopes, `None` for the grant's own) and the entry (the
-    /// shared token and when it was last checked). hashbrown adds one control
-    /// byte per slot and keeps at most 7/8 of the slots full.
+    /// One map slot: the key (the account id, boxed; the provider name,
+    /// shared by every key at that provider; the narrowed scopes, `None`
+    /// for the grant's own) and the entry (the shared token and when it was
+    /// last checked; a dead grant is boxed). hashbrown adds one control byte
+    /// per slot and keeps at most 7/8 of the slots full. The token is one
+    /// heap block; its text is another, and its type and scopes are shared.
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn a_cached_account_is_a_128_byte_slot_and_a_96_byte_token_on_the_heap() {
+    fn a_cached_account_is_a_64_byte_slot_and_a_96_byte_token_on_the_heap() {
         let sizes = (
             size_of::<CacheKey>(),
             size_of::<Cached>(),
             size_of::<AccessToken>() + 16,
         );
-        assert_eq!(sizes, (80, 48, 96));
+        assert_eq!(sizes, (40, 24, 96));
     }
 }

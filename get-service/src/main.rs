@@ -19,6 +19,9 @@ use tokenvault_runtime::settings::Listeners;
 use tokenvault_runtime::signal::shutdown_signal;
 use tokenvault_store::audit_table::AuditLogging;
 
+#[global_allocator]
+static ALLOCATOR: tokenvault_get_service::Allocator = mimalloc::MiMalloc;
+
 /// tokenvault get-service: short-lived access tokens for workers.
 #[derive(Debug, Parser)]
 #[command(name = "get-service", version)]

@@ -60,7 +60,7 @@ impl Rule {
             && self
                 .providers
                 .as_ref()
-                .is_none_or(|ps| ps.contains(&key.provider))
+                .is_none_or(|ps| ps.iter().any(|p| **p == *key.provider))
     }
 }
 

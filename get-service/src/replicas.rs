@@ -196,8 +196,8 @@ impl Replicas {
             }
         };
         let request = ShareAccessTokenRequest {
-            account: key.account.clone(),
-            provider: key.provider.clone(),
+            account: key.account.to_string(),
+            provider: key.provider.to_string(),
             token_version,
             sealed_access_token: sealed,
             expires_at_unix: token.expires_at_unix,

@@ -314,7 +314,7 @@ impl RevocationSweeper {
         let mut again = Vec::new();
         for (key, token) in self.rotations.take_orphans() {
             let _guard = self.locks.lock(&key).await;
-            let (account, provider) = (key.account.as_str(), key.provider.as_str());
+            let (account, provider) = (&*key.account, &*key.provider);
             match self.reader.latest(account, provider).await {
                 Ok(Latest::Disconnected) => match self.revoke(account, provider, &token).await {
                     Some(_) => {

@@ -196,8 +196,8 @@ impl Rotations {
                 NotDurable(format!("cannot seal it: {e}"))
             })?;
         let entry = JournalEntry {
-            account: key.account.clone(),
-            provider: key.provider.clone(),
+            account: key.account.to_string(),
+            provider: key.provider.to_string(),
             expected_version,
             sealed_token: sealed,
         };

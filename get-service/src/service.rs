@@ -40,12 +40,12 @@ impl GetServiceImpl {
         tokenvault_proto::ids::check_account(account)
             .and_then(|()| tokenvault_proto::ids::check_provider(provider))
             .map_err(|m| TokenError::InvalidArgument(m.into()))?;
-        if !self.broker.knows_provider(provider) {
+        let Some(provider) = self.broker.provider_name(provider) else {
             return Err(TokenError::InvalidArgument(format!(
                 "provider: {provider:?} is not a configured provider"
             )));
-        }
-        Ok(AccountKey::new(account, provider))
+        };
+        Ok(AccountKey::with_provider(account, provider))
     }
 
     /// The policy's decision on `peer` reading `key`; refused unless it

@@ -57,20 +57,17 @@ pub(crate) struct Interner {
 }
 
 impl Interner {
-    /// `token` with its type and scopes replaced by the shared copies, if
-    /// nothing else holds it yet (else unchanged).
-    pub(crate) fn intern(&self, mut token: Arc<AccessToken>) -> Arc<AccessToken> {
-        if let Some(t) = Arc::get_mut(&mut token) {
-            t.token_type = shared(&self.token_types, &t.token_type);
-            t.scopes = shared(&self.scope_lists, &t.scopes);
-        }
+    /// `token` with its type and scopes replaced by the shared copies.
+    pub(crate) fn intern(&self, mut token: AccessToken) -> AccessToken {
+        token.token_type = shared(&self.token_types, &token.token_type);
+        token.scopes = shared(&self.scope_lists, &token.scopes);
         token
     }
 
-    /// Forgets the copies only the interner still holds.
-    pub(crate) fn sweep(&self) {
-        retain_used(&self.token_types);
-        retain_used(&self.scope_lists);
+    /// Forgets the copies only the interner still holds; returns how many
+    /// are left.
+    pub(crate) fn sweep(&self) -> usize {
+        retain_used(&self.token_types) + retain_used(&self.scope_lists)
     }
 }
 
@@ -88,8 +85,8 @@ fn shared<T: ?Sized + Eq + std::hash::Hash>(
     }
 }
 
-fn retain_used<T: ?Sized + Eq + std::hash::Hash>(set: &Mutex<HashSet<Arc<T>>>) {
-    set.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|v| Arc::strong_count(v) > 1);
+fn retain_used<T: ?Sized + Eq + std::hash::Hash>(set: &Mutex<HashSet<Arc<T>>>) -> usize {
+    let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
+    set.retain(|v| Arc::strong_count(v) > 1);
+    set.len()
 }

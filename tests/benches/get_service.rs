@@ -1,5 +1,6 @@
-//! get-service's hot path, cold opens and memory, each against a baseline in
-//! the same run (issue #14's table; ingest is `store_throughput`):
+//! get-service's hot path and cold opens, each against a baseline in the
+//! same run (issue #14's table; memory per account is `get_service_memory`,
+//! ingest is `store_throughput`):
 //!
 //! 1. Cached `GetAccessToken` over mTLS from a light raw tonic client (no
 //!    `WorkerClient`), 1 and 64 callers over 1 connection (K=1) or one each
@@ -12,18 +13,14 @@
 //!    aws-lc-rs RSA-4096 OAEP decryptions on every core.
 //! 3. Cached calls (64 callers) alone, then while a burst of 64 tasks keeps
 //!    opening sealed tokens on the server's runtime.
-//! 4. Resident memory of the process per cached account at 10k and 100k
-//!    accounts, each refreshed once through get-service from a local token
-//!    endpoint (tokens sealed and stored by a child process, so that their
-//!    bytes are not in this one's heap).
 //!
-//! Run with `cargo bench -p tokenvault-tests --bench get_service [-- hot cold
-//! memory]` (no part named: all). Needs the PostgreSQL of the test suite.
+//! Run with `cargo bench -p tokenvault-tests --bench get_service [-- hot
+//! cold]` (no part named: both). Needs the PostgreSQL of the test suite.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod hot_path;
+mod rig;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,107 +29,18 @@ use aws_lc_rs::rsa::{
     OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
 };
 use base64::Engine;
-use hot_path::bare_server;
+use rig::{PROVIDER, Rig, channels, request, runtimes, start_rig};
 use tokenvault_opener::PrivateKeyRing;
-use tokenvault_proto::v1::GetAccessTokenRequest;
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_seal::PublicKeySet;
-use tokenvault_tests::pki::TRUST_DOMAIN;
-use tokenvault_tests::services::{
-    RunningService, get_service_config, set_service_config, start_get_service, start_set_service,
-};
-use tokenvault_tests::{TestPki, TestStore};
-use tokenvault_tls::{IdentityPattern, Role};
 use tonic::transport::Channel;
+
+/// get-service's binary's allocator (the baseline runs on it too).
+#[global_allocator]
+static ALLOCATOR: tokenvault_get_service::Allocator = mimalloc::MiMalloc;
 
 const HOT_CALLS: usize = 20_000;
 const COLD_OPS: usize = 600;
-const ACCOUNT_STEPS: [usize; 2] = [10_000, 100_000];
-const PROVIDER: &str = "fast";
-/// The access tokens the local token endpoint issues: 43 bytes, like a
-/// base64url-encoded 256-bit token.
-const ACCESS_TOKEN_LEN: usize = 43;
-
-struct Rig {
-    pki: TestPki,
-    store: TestStore,
-    _set: RunningService,
-    get: RunningService,
-    bare: String,
-}
-
-/// A token endpoint that answers every refresh at once, with a new
-/// 43-byte token valid for an hour and the same scopes.
-async fn token_endpoint() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/token", listener.local_addr().unwrap());
-    let issued = Arc::new(AtomicU64::new(0));
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let issued = issued.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_request| {
-                    let n = issued.fetch_add(1, Ordering::Relaxed);
-                    let token = format!("{n:0>width$}", width = ACCESS_TOKEN_LEN);
-                    let body = format!(
-                        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600,"scope":"openid offline_access"}}"#
-                    );
-                    let response = http::Response::builder()
-                        .header("content-type", "application/json")
-                        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                        .unwrap();
-                    std::future::ready(Ok::<_, Infallible>(response))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                    .await;
-            });
-        }
-    });
-    url
-}
-
-async fn start_rig() -> Rig {
-    let pki = TestPki::new().unwrap();
-    let store = TestStore::postgres().await;
-    let set = start_set_service(set_service_config(&pki, &store.writer_url).unwrap())
-        .await
-        .unwrap();
-    let provider = toml::from_str(&format!(
-        r#"
-name = "{PROVIDER}"
-token_endpoint = "{}"
-client_id = "bench"
-client_secret = "bench-secret"
-client_auth = "client_secret_basic"
-timeout_secs = 10
-"#,
-        token_endpoint().await
-    ))
-    .unwrap();
-    let mut config =
-        get_service_config(&pki, &store.reader_url, &set.address(), vec![provider]).unwrap();
-    config.cache.revalidate_secs = 3600;
-    let get = start_get_service(config).await.unwrap();
-    let bare = bare_server(&pki).await;
-    // The account of the hot path.
-    let keys = PublicKeySet::load_dir(&pki.public_keys_dir()).unwrap();
-    let sealed = keys.seal("hot", PROVIDER, b"a-refresh-token").unwrap();
-    tokenvault_store::TokenWriter::connect(&store.writer_url)
-        .await
-        .unwrap()
-        .store("hot", PROVIDER, &sealed, &pki.kid)
-        .await
-        .unwrap();
-    Rig {
-        pki,
-        store,
-        _set: set,
-        get,
-        bare,
-    }
-}
 
 /// CPU seconds used so far by the server's threads.
 fn server_cpu() -> f64 {
@@ -153,40 +61,6 @@ fn server_cpu() -> f64 {
         ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     }
     ticks as f64 / 100.0 // USER_HZ
-}
-
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
-fn channels(rig: &Rig, address: &str, k: usize) -> Vec<GetServiceClient<Channel>> {
-    let files = rig.pki.issue(Role::Worker, Some("bench")).unwrap();
-    let config = tokenvault_tls::client_config(
-        &files,
-        TRUST_DOMAIN,
-        IdentityPattern::Role(Role::GetService),
-    )
-    .unwrap();
-    let (_tx, rx) = tokio::sync::watch::channel(config);
-    (0..k)
-        .map(|_| GetServiceClient::new(tokenvault_tls::channel(address, rx.clone()).unwrap()))
-        .collect()
-}
-
-fn request(account: &str) -> GetAccessTokenRequest {
-    GetAccessTokenRequest {
-        account: account.to_owned(),
-        provider: PROVIDER.to_owned(),
-        min_ttl_seconds: 1,
-        scopes: vec![],
-    }
 }
 
 struct Figures {
@@ -413,116 +287,13 @@ async fn cold_opens(rig: &Rig, server: &tokio::runtime::Handle) {
     );
 }
 
-/// Seals and stores `count` accounts (`mem-<i>`) from a child process.
-fn seed(rig: &Rig, count: usize) {
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--seed",
-            &rig.store.writer_url,
-            &rig.pki.public_keys_dir().display().to_string(),
-            &rig.pki.kid,
-            &count.to_string(),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// The child: stores `count` sealed tokens with 16 writers.
-async fn seed_child(args: &[String]) {
-    let (url, keys_dir, kid, count) = (&args[0], &args[1], &args[2], args[3].parse().unwrap());
-    let keys = Arc::new(PublicKeySet::load_dir(std::path::Path::new(keys_dir)).unwrap());
-    let writer = Arc::new(tokenvault_store::TokenWriter::connect(url).await.unwrap());
-    let tasks: Vec<_> = (0..16usize)
-        .map(|w| {
-            let (keys, writer, kid) = (keys.clone(), writer.clone(), kid.clone());
-            tokio::spawn(async move {
-                for i in (w..count).step_by(16) {
-                    let account = format!("mem-{i}");
-                    let sealed = keys.seal(&account, PROVIDER, b"a-refresh-token").unwrap();
-                    writer
-                        .store(&account, PROVIDER, &sealed, &kid)
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-}
-
-async fn memory(rig: &Rig) {
-    seed(rig, *ACCOUNT_STEPS.last().unwrap());
-    let clients = channels(rig, &rig.get.address(), 64);
-    clients[0]
-        .clone()
-        .get_access_token(request("mem-0"))
-        .await
-        .unwrap();
-    let before = resident_bytes();
-    println!("\n4. Resident memory per cached account (access tokens of {ACCESS_TOKEN_LEN} bytes)");
-    let mut cached = 1;
-    for step in ACCOUNT_STEPS {
-        let start = Instant::now();
-        let next = Arc::new(AtomicU64::new(cached as u64));
-        let tasks: Vec<_> = (0..64)
-            .map(|c| {
-                let (mut client, next) = (clients[c].clone(), next.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                        if i >= step {
-                            break;
-                        }
-                        client
-                            .get_access_token(request(&format!("mem-{i}")))
-                            .await
-                            .unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let refreshes = step - cached;
-        cached = step;
-        let grown = resident_bytes().saturating_sub(before);
-        println!(
-            "   {step:>6} accounts: RSS +{:>6.1} MiB, {:>5.0} B per account ({refreshes} cold calls at {:.0}/s)",
-            grown as f64 / 1048576.0,
-            grown as f64 / (step - 1) as f64,
-            refreshes as f64 / start.elapsed().as_secs_f64()
-        );
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|a| a == "--seed") {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(seed_child(&args[at + 1..]));
-        return;
-    }
-    let cores = std::thread::available_parallelism().unwrap().get();
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .thread_name("srv")
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .thread_name("cli")
-        .enable_all()
-        .build()
-        .unwrap();
+    let (server, client) = runtimes();
     let rig = server.block_on(start_rig());
-    // `cargo bench ... -- hot cold memory` runs only those parts (e.g. under
-    // perf); no argument runs all.
-    let wanted: Vec<&str> = ["hot", "cold", "memory"]
+    // `cargo bench ... -- hot cold` runs only those parts (e.g. under perf);
+    // no argument runs both.
+    let wanted: Vec<&str> = ["hot", "cold"]
         .into_iter()
         .filter(|part| args.iter().any(|a| a == part))
         .collect();
@@ -533,9 +304,6 @@ fn main() {
         }
         if run("cold") {
             cold_opens(&rig, server.handle()).await;
-        }
-        if run("memory") {
-            memory(&rig).await;
         }
     });
     let Rig { get, .. } = rig;

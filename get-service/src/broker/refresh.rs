@@ -18,7 +18,7 @@ use tokenvault_store::coordination::Lease;
 use tokenvault_tls::now_unix;
 use zeroize::Zeroizing;
 
-use super::{Broker, CacheKey, Cached, INTEGRITY_TARGET};
+use super::{Broker, CacheKey, Cached, DeadGrant, INTEGRITY_TARGET};
 use crate::account::{AccountKey, lock};
 use crate::error::TokenError;
 use crate::replicas::{Replicas, Turn};
@@ -97,11 +97,11 @@ impl Broker {
         lease: &mut Option<Lease>,
     ) -> Result<(AccessToken, Option<i64>), TokenError> {
         let key = &cache_key.account;
-        let narrowed = cache_key.scopes.as_ref().map(ScopeSet::to_vec);
+        let narrowed = cache_key.scopes.as_deref().map(ScopeSet::to_vec);
         let provider = self
             .inner
             .providers
-            .get(&key.provider)
+            .get(&*key.provider)
             .cloned()
             .ok_or_else(|| {
                 TokenError::InvalidArgument(format!(
@@ -131,7 +131,7 @@ impl Broker {
             {
                 Ok(refreshed) => {
                     let lifetime = (refreshed.expires_at_unix - sent).max(0);
-                    lock(&self.inner.lifetimes).insert(key.provider.clone(), lifetime);
+                    lock(&self.inner.lifetimes).insert(key.provider.to_string(), lifetime);
                     let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
                     tracing::info!(account = %key.account, provider = %key.provider, elapsed_ms, "refreshed an access token");
                     let token = AccessToken {
@@ -192,11 +192,11 @@ impl Broker {
                     cache.retain(|k, _| k.account != *key);
                     cache.insert(
                         CacheKey::full(key),
-                        Cached::Dead {
+                        Cached::Dead(Box::new(DeadGrant {
                             version,
                             reason: error.clone(),
                             until: Instant::now() + ttl,
-                        },
+                        })),
                     );
                     return Err(TokenError::ReauthorizationRequired(error));
                 }

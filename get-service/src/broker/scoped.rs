@@ -61,7 +61,7 @@ impl Broker {
         let narrows = self
             .inner
             .providers
-            .get(&key.provider)
+            .get(&*key.provider)
             .is_some_and(|p| p.narrows_scopes());
         // What the grant holds: from its unexpired cached token, or (where
         // the provider cannot narrow, so that only the full token can serve)
@@ -106,7 +106,7 @@ impl Broker {
         }
         let narrowed = CacheKey {
             account: key.clone(),
-            scopes: Some(asked.clone()),
+            scopes: Some(std::sync::Arc::new(asked.clone())),
         };
         match self.token_for(narrowed, min_ttl_secs).await {
             Err(TokenError::NarrowedRefreshRejected(error)) => {

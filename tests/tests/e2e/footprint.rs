@@ -1,8 +1,9 @@
 //! Per-account state in get-service is freed when idle: after many accounts
 //! refresh at once, the cache, the refreshes in flight and the account locks
-//! grow with them, and once their tokens expire the periodic sweep brings
-//! every one back to zero (read from get-service's `/metrics` gauges, as an
-//! operator would).
+//! grow with them, while the tokens' type and scope list are held once for
+//! all of them; once the tokens expire the periodic sweep brings every one
+//! back to zero (read from get-service's `/metrics` gauges, as an operator
+//! would).
 
 use std::time::{Duration, Instant};
 
@@ -21,20 +22,22 @@ async fn gauge(url: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in {text}"))
 }
 
-/// The three gauges, once the next sweep (every second) has run.
-async fn footprint(url: &str) -> [f64; 3] {
+/// The four gauges, once the next sweep (every second) has run.
+async fn footprint(url: &str) -> [f64; 4] {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     [
         gauge(url, "access_token_cache_entries").await,
         gauge(url, "refreshes_in_flight").await,
         gauge(url, "account_lock_entries").await,
+        gauge(url, "access_token_shared_values").await,
     ]
 }
 
 /// 40 accounts refresh concurrently (each a decrypt, a provider call and a
 /// stored rotation under its account lock); tokens live 8 s. While cached,
-/// the cache holds 40 entries; after expiry every gauge is 0 again, and the
-/// accounts still refresh afterwards.
+/// the cache holds 40 entries sharing one token type and one scope list;
+/// after expiry every gauge is 0 again, and the accounts still refresh
+/// afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_flights_and_locks_shrink_back_to_nothing_once_tokens_expire() {
     let mut f = System::start(Options {
@@ -70,11 +73,11 @@ async fn cache_flights_and_locks_shrink_back_to_nothing_once_tokens_expire() {
         refreshed.elapsed() < Duration::from_secs(TTL_SECS),
         "too slow to see the cache full"
     );
-    assert_eq!(cached, [ACCOUNTS as f64, 0.0, 0.0]);
+    assert_eq!(cached, [ACCOUNTS as f64, 0.0, 0.0, 2.0]);
 
     // Every token has expired, and a sweep has run since.
     tokio::time::sleep(Duration::from_secs(TTL_SECS).saturating_sub(refreshed.elapsed())).await;
-    assert_eq!(footprint(&url).await, [0.0, 0.0, 0.0]);
+    assert_eq!(footprint(&url).await, [0.0, 0.0, 0.0, 0.0]);
 
     // Nothing an account needs was lost with its entries.
     let again = worker
