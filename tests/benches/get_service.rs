@@ -8,7 +8,8 @@
 //!    settings returning a fixed 200-byte token. Server CPU per call is the
 //!    CPU time of the server's threads (runtime `srv`, `tokenvault-*`) over
 //!    the calls, read from `/proc/self/task`; clients run on their own
-//!    runtime (`cli`).
+//!    runtime (`cli`). get-service logs as its binary does (one JSON audit
+//!    line per call), to `/dev/null`.
 //! 2. Cold opens: `PrivateKeyRing::open_async` from 64 tasks against raw
 //!    aws-lc-rs RSA-4096 OAEP decryptions on every core.
 //! 3. Cached calls (64 callers) alone, then while a burst of 64 tasks keeps
@@ -287,8 +288,26 @@ async fn cold_opens(rig: &Rig, server: &tokio::runtime::Handle) {
     );
 }
 
+/// get-service's log stack as its binary installs it (text lines at `info`,
+/// one JSON audit line per call, buffered and written by the
+/// `tokenvault-log` thread, whose CPU counts as the server's), writing to
+/// `/dev/null`. The bare baseline logs nothing.
+fn production_logging() -> tokenvault_runtime::log_buffer::LogFlusher {
+    let null = std::fs::File::create("/dev/null").unwrap();
+    let (writer, flusher) = tokenvault_runtime::log_buffer::buffered(Box::new(null));
+    let subscriber = tokenvault_runtime::logging::subscriber(
+        tracing_subscriber::EnvFilter::new("info"),
+        writer,
+        false,
+        None,
+    );
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    flusher
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let _logs = production_logging();
     let (server, client) = runtimes();
     let rig = server.block_on(start_rig());
     // `cargo bench ... -- hot cold` runs only those parts (e.g. under perf);

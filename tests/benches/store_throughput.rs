@@ -178,15 +178,7 @@ enum Stats {
 /// benchmark's back); with [`Stats::Analysed`], [`FIRST_BATCH`] rows inserted as the writer and
 /// then `ANALYZE`d.
 async fn ingest_store(stats: Stats, sealed_token: &str, kid: &str) -> TestStore {
-    let store = TestStore::postgres().await;
-    for table in ["token_events", "token_status"] {
-        store
-            .exec_as_owner(&format!(
-                "ALTER TABLE {table} SET (autovacuum_enabled = false)"
-            ))
-            .await
-            .unwrap();
-    }
+    let store = TestStore::postgres_never_analysed().await;
     if stats == Stats::Analysed {
         let pool = PgPoolOptions::new()
             .max_connections(WRITER_POOL)
@@ -206,12 +198,7 @@ async fn ingest_store(stats: Stats, sealed_token: &str, kid: &str) -> TestStore 
                 .unwrap();
         }
         pool.close().await;
-        for table in ["token_events", "token_status"] {
-            store
-                .exec_as_owner(&format!("ANALYZE {table}"))
-                .await
-                .unwrap();
-        }
+        store.analyse().await;
     }
     store
 }

@@ -150,6 +150,35 @@ impl TestStore {
         store
     }
 
+    /// The token tables, whose planner statistics the ingest tests and
+    /// benchmarks control.
+    pub const TOKEN_TABLES: [&str; 2] = ["token_events", "token_status"];
+
+    /// A fresh PostgreSQL database whose token tables autovacuum never
+    /// visits, so nothing analyses them unless [`analyse`](Self::analyse)
+    /// is called.
+    pub async fn postgres_never_analysed() -> Self {
+        let store = Self::postgres().await;
+        for table in Self::TOKEN_TABLES {
+            store
+                .exec_as_owner(&format!(
+                    "ALTER TABLE {table} SET (autovacuum_enabled = false)"
+                ))
+                .await
+                .unwrap();
+        }
+        store
+    }
+
+    /// `ANALYZE`s the token tables, as the owner.
+    pub async fn analyse(&self) {
+        for table in Self::TOKEN_TABLES {
+            self.exec_as_owner(&format!("ANALYZE {table}"))
+                .await
+                .unwrap();
+        }
+    }
+
     /// Runs one SQL statement with owner rights (SQLite: a plain read-write connection).
     pub async fn exec_as_owner(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match self.backend {

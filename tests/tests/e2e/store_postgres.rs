@@ -274,20 +274,6 @@ fn ingested_accounts(rows: usize) -> i64 {
     (INGEST_TASKS * (rows / INGEST_TASKS).div_ceil(2)) as i64
 }
 
-/// A fresh database whose tables autovacuum never visits, so nothing analyses them.
-async fn store_without_autovacuum() -> TestStore {
-    let store = TestStore::new(Backend::Postgres).await;
-    for table in ["token_events", "token_status"] {
-        store
-            .exec_as_owner(&format!(
-                "ALTER TABLE {table} SET (autovacuum_enabled = false)"
-            ))
-            .await
-            .unwrap();
-    }
-    store
-}
-
 /// (column statistics rows, pg_class.reltuples, analyse and vacuum counts) of token_events.
 async fn planner_statistics(store: &TestStore) -> (i64, f32, i64) {
     let mut conn = PgConnection::connect(&store.owner_url).await.unwrap();
@@ -313,15 +299,10 @@ async fn planner_statistics(store: &TestStore) -> (i64, f32, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_without_statistics_within_2x_of_analysed() {
     // Analysed: a first batch, ANALYZE, then the measured ingest.
-    let analysed = store_without_autovacuum().await;
+    let analysed = TestStore::postgres_never_analysed().await;
     let writer = TokenWriter::connect(&analysed.writer_url).await.unwrap();
     let (batch, _) = ingest(&writer, "batch", 2_000, None).await;
-    for table in ["token_events", "token_status"] {
-        analysed
-            .exec_as_owner(&format!("ANALYZE {table}"))
-            .await
-            .unwrap();
-    }
+    analysed.analyse().await;
     let (stats_rows, _, _) = planner_statistics(&analysed).await;
     assert!(stats_rows > 0, "ANALYZE left no statistics");
     let (stored, took) = ingest(&writer, "analysed", INGEST_ROWS, None).await;
@@ -341,7 +322,7 @@ async fn ingest_without_statistics_within_2x_of_analysed() {
     drop(analysed);
 
     // Unanalysed: a fresh database, the same ingest, stopped once it has taken twice as long.
-    let fresh = store_without_autovacuum().await;
+    let fresh = TestStore::postgres_never_analysed().await;
     assert_eq!(planner_statistics(&fresh).await, (0, -1.0, 0));
     let writer = TokenWriter::connect(&fresh.writer_url).await.unwrap();
     let deadline = Instant::now() + took * 2 + Duration::from_secs(1);
