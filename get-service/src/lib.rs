@@ -56,3 +56,6 @@ pub use server::{RPCS, allow_list, run};
 /// arenas: 100k cached accounts kept 2.4x their live heap resident there,
 /// 1.2x on mimalloc (`get_service_memory` bench).
 pub type Allocator = mimalloc::MiMalloc;
+
+/// The [`Allocator`] itself, for a `#[global_allocator]` static.
+pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;

@@ -20,7 +20,7 @@ use tokenvault_runtime::signal::shutdown_signal;
 use tokenvault_store::audit_table::AuditLogging;
 
 #[global_allocator]
-static ALLOCATOR: tokenvault_get_service::Allocator = mimalloc::MiMalloc;
+static ALLOCATOR: tokenvault_get_service::Allocator = tokenvault_get_service::ALLOCATOR;
 
 /// tokenvault get-service: short-lived access tokens for workers.
 #[derive(Debug, Parser)]

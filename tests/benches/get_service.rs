@@ -38,7 +38,7 @@ use tonic::transport::Channel;
 
 /// get-service's binary's allocator (the baseline runs on it too).
 #[global_allocator]
-static ALLOCATOR: tokenvault_get_service::Allocator = mimalloc::MiMalloc;
+static ALLOCATOR: tokenvault_get_service::Allocator = tokenvault_get_service::ALLOCATOR;
 
 const HOT_CALLS: usize = 20_000;
 const COLD_OPS: usize = 600;

@@ -27,11 +27,11 @@ use std::time::Instant;
 
 use cap::Cap;
 use rig::{ACCESS_TOKEN_LEN, Rig, SEED_ARG, channels, request, resident_bytes, runtimes, seed};
-use tokenvault_get_service::Allocator;
+use tokenvault_get_service::{ALLOCATOR, Allocator};
 
 /// get-service's own allocator, counted.
 #[global_allocator]
-static HEAP: Cap<Allocator> = Cap::new(mimalloc::MiMalloc, usize::MAX);
+static HEAP: Cap<Allocator> = Cap::new(ALLOCATOR, usize::MAX);
 
 const ACCOUNT_STEPS: [usize; 2] = [10_000, 100_000];
 const CALLERS: usize = 64;
