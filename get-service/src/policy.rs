@@ -44,6 +44,8 @@ use crate::scopes::ScopeSet;
 pub struct Rule {
     /// Its name, unique in the file.
     pub name: String,
+    /// `rule:<name>`, what audit events record of it.
+    label: String,
     callers: Vec<CallerPattern>,
     accounts: Vec<AccountPattern>,
     /// `None`: every provider.
@@ -77,11 +79,11 @@ pub enum Decision {
 
 impl Decision {
     /// What audit events record: `open`, `rule:<name>` or `none`.
-    pub fn label(&self) -> String {
+    pub fn label(&self) -> &str {
         match self {
-            Decision::Open => "open".to_owned(),
-            Decision::Allowed(rule) => format!("rule:{}", rule.name),
-            Decision::NoRule => "none".to_owned(),
+            Decision::Open => "open",
+            Decision::Allowed(rule) => &rule.label,
+            Decision::NoRule => "none",
         }
     }
 }
@@ -202,6 +204,7 @@ impl RuleText {
             Some(scopes) => Some(ScopeSet::parse(&scopes)?),
         };
         Ok(Rule {
+            label: format!("rule:{}", self.name),
             name: self.name,
             callers,
             accounts,
@@ -259,6 +262,7 @@ providers = ["*"]
             policy
                 .decide(&caller(who), &AccountKey::new(account, provider))
                 .label()
+                .to_owned()
         };
         assert_eq!(decide("billing", "acme:1", "google"), "rule:billing");
         assert_eq!(decide("billing", "acme:1", "github"), "none");

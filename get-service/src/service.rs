@@ -28,7 +28,7 @@ pub struct GetServiceImpl {
 }
 
 /// What the policy decided of a call (for its audit event), and its result.
-type Governed<T> = (Option<String>, Result<T, TokenError>);
+type Governed<T> = (Option<Decision>, Result<T, TokenError>);
 
 impl GetServiceImpl {
     /// Serves tokens from `broker` to the callers `policy` allows.
@@ -87,15 +87,14 @@ impl GetServiceImpl {
             Err(e) => return (None, Err(e)),
         };
         let (decision, allowed) = self.authorize(peer, &key);
-        let label = Some(decision.label());
         if let Err(e) = allowed {
-            return (label, Err(e));
+            return (Some(decision), Err(e));
         }
         let want = match want(&decision, asked) {
             Ok(want) => want,
             Err(beyond) => {
                 return (
-                    label,
+                    Some(decision),
                     Err(TokenError::PermissionDenied(format!(
                         "caller {} may not have scopes {beyond} of account {} at {}: beyond \
                          what its account policy rule allows",
@@ -116,7 +115,7 @@ impl GetServiceImpl {
                 expires_at_unix: token.expires_at_unix,
                 scopes: token.scopes.to_vec(),
             });
-        (label, result)
+        (Some(decision), result)
     }
 
     async fn account_status(
@@ -129,11 +128,10 @@ impl GetServiceImpl {
             Err(e) => return (None, Err(e)),
         };
         let (decision, allowed) = self.authorize(peer, &key);
-        let label = Some(decision.label());
         if let Err(e) = allowed {
-            return (label, Err(e));
+            return (Some(decision), Err(e));
         }
-        (label, self.status(&key).await)
+        (Some(decision), self.status(&key).await)
     }
 
     async fn status(&self, key: &AccountKey) -> Result<GetAccountStatusResponse, TokenError> {
@@ -189,7 +187,7 @@ impl GetService for GetServiceImpl {
             "GetAccessToken",
             peer.as_ref(),
             (&req.account, &req.provider),
-            policy.as_deref(),
+            policy.as_ref().map(Decision::label),
             result,
             TokenError::outcome,
         )
@@ -206,7 +204,7 @@ impl GetService for GetServiceImpl {
             "GetAccountStatus",
             peer.as_ref(),
             (&req.account, &req.provider),
-            policy.as_deref(),
+            policy.as_ref().map(Decision::label),
             result,
             TokenError::outcome,
         )

@@ -40,7 +40,10 @@ use tonic::transport::Channel;
 #[global_allocator]
 static ALLOCATOR: tokenvault_get_service::Allocator = tokenvault_get_service::ALLOCATOR;
 
-const HOT_CALLS: usize = 20_000;
+const HOT_CALLS: usize = 40_000;
+/// Rounds per row, get-service and bare in turn; a row shows each figure's
+/// median over its rounds (the host is shared and its speed drifts).
+const HOT_ROUNDS: usize = 5;
 const COLD_OPS: usize = 600;
 
 /// CPU seconds used so far by the server's threads.
@@ -74,6 +77,21 @@ struct Figures {
 }
 
 impl Figures {
+    /// Each figure's median over `rounds`, and every failure.
+    fn median(rounds: &[Figures]) -> Figures {
+        fn mid<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        }
+        Figures {
+            rps: mid(rounds.iter().map(|f| f.rps).collect()),
+            p50: mid(rounds.iter().map(|f| f.p50).collect()),
+            p99: mid(rounds.iter().map(|f| f.p99).collect()),
+            cpu_us: mid(rounds.iter().map(|f| f.cpu_us).collect()),
+            failed: rounds.iter().map(|f| f.failed).sum(),
+        }
+    }
+
     fn columns(&self) -> String {
         let failed = match self.failed {
             0 => String::new(),
@@ -144,7 +162,9 @@ async fn drive(
 
 async fn hot_path(rig: &Rig) {
     println!("1. Cached GetAccessToken over mTLS, raw tonic client, vs a bare tonic mTLS service");
-    println!("   ({HOT_CALLS} calls per row; cpu = server CPU µs per call)\n");
+    println!(
+        "   ({HOT_ROUNDS} rounds of {HOT_CALLS} calls per row, medians; cpu = server CPU µs per call)\n"
+    );
     println!(
         "{:>7} {:>4} | {:>8} {:>7} {:>7} {:>6} | {:>8} {:>7} {:>7} {:>6} | {:>5}",
         "callers",
@@ -160,14 +180,16 @@ async fn hot_path(rig: &Rig) {
         "ratio"
     );
     for (callers, k) in [(1, 1), (64, 1), (64, 64)] {
-        let get = drive(
-            &channels(rig, &rig.get.address(), k),
-            callers,
-            HOT_CALLS,
-            "hot",
-        )
-        .await;
-        let bare = drive(&channels(rig, &rig.bare, k), callers, HOT_CALLS, "hot").await;
+        let (get_channels, bare_channels) = (
+            channels(rig, &rig.get.address(), k),
+            channels(rig, &rig.bare, k),
+        );
+        let (mut get, mut bare) = (Vec::new(), Vec::new());
+        for _ in 0..HOT_ROUNDS {
+            get.push(drive(&get_channels, callers, HOT_CALLS, "hot").await);
+            bare.push(drive(&bare_channels, callers, HOT_CALLS, "hot").await);
+        }
+        let (get, bare) = (Figures::median(&get), Figures::median(&bare));
         println!(
             "{callers:>7} {k:>4} | {} | {} | {:>5.2}",
             get.columns(),

@@ -42,16 +42,35 @@ pub fn record_with_policy(
     policy: Option<&str>,
     outcome: Result<(), (&str, &dyn Display)>,
 ) {
-    let caller = peer.map(|p| p.id.to_string()).unwrap_or_default();
-    let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
-    let account: String = account.chars().take(MAX_LOGGED_ID).collect();
-    let provider: String = provider.chars().take(MAX_LOGGED_ID).collect();
+    // Formatted into the line as it is written, never copied first.
+    let caller = OrEmpty(peer.map(|p| &p.id));
+    let addr = OrEmpty(peer.map(|p| p.addr));
+    let (account, provider) = (cut(account), cut(provider));
     match outcome {
         Ok(()) => {
-            tracing::info!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, policy, outcome = "ok");
+            tracing::info!(target: AUDIT_TARGET, caller = %caller, peer = %addr, rpc, account, provider, policy, outcome = "ok");
         }
         Err((label, error)) => {
-            tracing::warn!(target: AUDIT_TARGET, caller, peer = addr, rpc, account, provider, policy, outcome = label, error = %error);
+            tracing::warn!(target: AUDIT_TARGET, caller = %caller, peer = %addr, rpc, account, provider, policy, outcome = label, error = %error);
+        }
+    }
+}
+
+/// The first [`MAX_LOGGED_ID`] characters of `id`.
+fn cut(id: &str) -> &str {
+    id.char_indices()
+        .nth(MAX_LOGGED_ID)
+        .map_or(id, |(end, _)| &id[..end])
+}
+
+/// A value's `Display`, or nothing for `None`.
+struct OrEmpty<T>(Option<T>);
+
+impl<T: Display> Display for OrEmpty<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => Ok(()),
         }
     }
 }

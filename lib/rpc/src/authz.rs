@@ -130,7 +130,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path().to_owned();
+        let path = req.uri().path();
         let rpc = path.trim_start_matches('/');
         let Some(peer) = req.extensions().get::<PeerInfo>().cloned() else {
             let status =
@@ -155,7 +155,7 @@ where
             ));
             return deny(rpc, Some(&peer), "unauthenticated", status);
         }
-        if !self.allow.permits(&path, &peer.id) {
+        if !self.allow.permits(path, &peer.id) {
             let status = tonic::Status::permission_denied(format!(
                 "{} is not allowed to call {rpc}: caller not on the allow-list",
                 peer.id

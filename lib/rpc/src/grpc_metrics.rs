@@ -16,10 +16,10 @@
 //! caller, the RPC and the status. The header itself never leaves the
 //! server.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -27,6 +27,7 @@ use http_body::{Body, Frame, SizeHint};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service};
 
@@ -93,34 +94,79 @@ impl GrpcMetrics {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut known: HashSet<String> = methods.into_iter().map(Into::into).collect();
-        known.extend(DISCOVERY_METHODS.iter().map(|m| (*m).to_owned()));
+        let route = |rpc: String, audited: bool| Arc::new(RpcMetrics::new(self, rpc, audited));
+        let mut known: HashMap<String, Arc<RpcMetrics>> = methods
+            .into_iter()
+            .map(|m| {
+                let rpc = m.into();
+                (rpc.clone(), route(rpc, true))
+            })
+            .collect();
+        for m in DISCOVERY_METHODS {
+            known.insert(m.to_owned(), route(m.to_owned(), false));
+        }
         GrpcMetricsLayer {
-            metrics: self.clone(),
             known: Arc::new(known),
+            other: route(OTHER.to_owned(), false),
+        }
+    }
+}
+
+/// One RPC's series, looked up once per call by its path: its request
+/// counters (each made on its status code's first call, so that only codes
+/// that happened are exported) and its latency histogram.
+#[derive(Debug)]
+struct RpcMetrics {
+    rpc: String,
+    /// The method name its audit events carry; `None` for RPCs that are not
+    /// audited (health, reflection, unknown paths).
+    audited: Option<String>,
+    family: Family<RpcCode, Counter>,
+    by_code: [OnceLock<Counter>; CODES],
+    duration: Histogram,
+}
+
+/// How many gRPC status codes there are (`OK` = 0 to `UNAUTHENTICATED` = 16).
+const CODES: usize = 17;
+
+impl RpcMetrics {
+    fn new(metrics: &GrpcMetrics, rpc: String, audited: bool) -> Self {
+        let duration = metrics
+            .duration
+            .get_or_create(&Rpc { rpc: rpc.clone() })
+            .clone();
+        Self {
+            audited: audited.then(|| rpc.rsplit('/').next().unwrap_or(&rpc).to_owned()),
+            family: metrics.requests.clone(),
+            by_code: std::array::from_fn(|_| OnceLock::new()),
+            duration,
+            rpc,
         }
     }
 
-    fn record(&self, rpc: &str, code: &'static str, started: Instant) {
-        self.requests
-            .get_or_create(&RpcCode {
-                rpc: rpc.to_owned(),
-                code,
+    fn record(&self, code: tonic::Code, started: Instant) {
+        let counter = self.by_code.get(code as usize).map(|slot| {
+            slot.get_or_init(|| {
+                self.family
+                    .get_or_create(&RpcCode {
+                        rpc: self.rpc.clone(),
+                        code: code_name(code),
+                    })
+                    .clone()
             })
-            .inc();
-        self.duration
-            .get_or_create(&Rpc {
-                rpc: rpc.to_owned(),
-            })
-            .observe(started.elapsed().as_secs_f64());
+        });
+        if let Some(counter) = counter {
+            counter.inc();
+        }
+        self.duration.observe(started.elapsed().as_secs_f64());
     }
 }
 
 /// The tower layer made by [`GrpcMetrics::layer`].
 #[derive(Debug, Clone)]
 pub struct GrpcMetricsLayer {
-    metrics: GrpcMetrics,
-    known: Arc<HashSet<String>>,
+    known: Arc<HashMap<String, Arc<RpcMetrics>>>,
+    other: Arc<RpcMetrics>,
 }
 
 impl<S> Layer<S> for GrpcMetricsLayer {
@@ -129,8 +175,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         GrpcMetricsService {
             inner,
-            metrics: self.metrics.clone(),
-            known: Arc::clone(&self.known),
+            layer: self.clone(),
         }
     }
 }
@@ -139,8 +184,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 #[derive(Debug, Clone)]
 pub struct GrpcMetricsService<S> {
     inner: S,
-    metrics: GrpcMetrics,
-    known: Arc<HashSet<String>>,
+    layer: GrpcMetricsLayer,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -163,22 +207,17 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let path = req.uri().path().trim_start_matches('/');
-        let rpc = if self.known.contains(path) {
-            path.to_owned()
-        } else {
-            OTHER.to_owned()
-        };
+        let rpc = Arc::clone(self.layer.known.get(path).unwrap_or(&self.layer.other));
         // The service's own RPCs are audited; health and reflection are not.
-        let audit = (rpc != OTHER && !DISCOVERY_METHODS.contains(&rpc.as_str())).then(|| {
-            let method = rpc.rsplit('/').next().unwrap_or(&rpc).to_owned();
-            (method, req.extensions().get::<PeerInfo>().cloned())
-        });
+        let peer = rpc
+            .audited
+            .is_some()
+            .then(|| req.extensions().get::<PeerInfo>().cloned());
         let mut recorder = Recorder {
-            metrics: self.metrics.clone(),
             rpc,
             started: Instant::now(),
             done: false,
-            audit,
+            audit: peer,
             message: None,
         };
         // Take the service that was driven to readiness; leave a fresh clone.
@@ -188,7 +227,7 @@ where
             let response = match inner.call(req).await {
                 Ok(response) => response,
                 Err(e) => {
-                    recorder.finish("UNKNOWN");
+                    recorder.finish(tonic::Code::Unknown);
                     return Err(e);
                 }
             };
@@ -219,41 +258,43 @@ where
 /// Records one call once: when its status is known, or when dropped.
 #[derive(Debug)]
 struct Recorder {
-    metrics: GrpcMetrics,
-    rpc: String,
+    rpc: Arc<RpcMetrics>,
     started: Instant,
     done: bool,
-    /// The method and caller, while the call still needs its audit event.
-    audit: Option<(String, Option<PeerInfo>)>,
+    /// The caller, while the call still needs its audit event.
+    audit: Option<Option<PeerInfo>>,
     /// A trailers-only answer's `grpc-message`, for that event.
     message: Option<String>,
 }
 
 impl Recorder {
-    fn finish(&mut self, code: &'static str) {
-        if !self.done {
-            self.done = true;
-            self.metrics.record(&self.rpc, code, self.started);
-            if let Some((method, peer)) = self.audit.take() {
-                let label = code.to_ascii_lowercase();
-                let message = self
-                    .message
-                    .take()
-                    .unwrap_or_else(|| "the call ended before a handler answered it".to_owned());
-                let outcome = if code == "OK" {
-                    Ok(())
-                } else {
-                    Err((label.as_str(), &message as &dyn std::fmt::Display))
-                };
-                crate::audit::record(&method, peer.as_ref(), "", "", outcome);
-            }
+    fn finish(&mut self, code: tonic::Code) {
+        if self.done {
+            return;
         }
+        self.done = true;
+        self.rpc.record(code, self.started);
+        let (Some(peer), Some(method)) = (self.audit.take(), self.rpc.audited.as_deref()) else {
+            return;
+        };
+        let name = code_name(code);
+        let label = name.to_ascii_lowercase();
+        let message = self
+            .message
+            .take()
+            .unwrap_or_else(|| "the call ended before a handler answered it".to_owned());
+        let outcome = if code == tonic::Code::Ok {
+            Ok(())
+        } else {
+            Err((label.as_str(), &message as &dyn std::fmt::Display))
+        };
+        crate::audit::record(method, peer.as_ref(), "", "", outcome);
     }
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        self.finish("CANCELLED");
+        self.finish(tonic::Code::Cancelled);
     }
 }
 
@@ -278,11 +319,11 @@ impl<B: Body + Unpin> Body for RecordingBody<B> {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     this.recorder
-                        .finish(status_code(trailers).unwrap_or("UNKNOWN"));
+                        .finish(status_code(trailers).unwrap_or(tonic::Code::Unknown));
                 }
             }
-            Poll::Ready(Some(Err(_))) => this.recorder.finish("INTERNAL"),
-            Poll::Ready(None) => this.recorder.finish("UNKNOWN"),
+            Poll::Ready(Some(Err(_))) => this.recorder.finish(tonic::Code::Internal),
+            Poll::Ready(None) => this.recorder.finish(tonic::Code::Unknown),
             Poll::Pending => {}
         }
         polled
@@ -297,10 +338,10 @@ impl<B: Body + Unpin> Body for RecordingBody<B> {
     }
 }
 
-/// The canonical name of the `grpc-status` in `headers`, if there is one.
-fn status_code(headers: &http::HeaderMap) -> Option<&'static str> {
+/// The `grpc-status` in `headers`, if there is one.
+fn status_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
     let value = headers.get("grpc-status")?;
-    Some(code_name(tonic::Code::from_bytes(value.as_bytes())))
+    Some(tonic::Code::from_bytes(value.as_bytes()))
 }
 
 /// The upper-case name gRPC's documentation uses for `code`.

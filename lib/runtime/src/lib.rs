@@ -7,8 +7,8 @@
 //! - [`secret`]: [`Secret`](secret::Secret) strings and the one owner-only
 //!   reader of secret files; [`files`]: the one writer of files that must be
 //!   whole or absent.
-//! - [`logging`]: text log lines and JSON audit lines on stdout, buffered
-//!   off the request path by [`log_buffer`].
+//! - [`logging`]: text log lines and JSON audit lines ([`audit_line`]) on
+//!   stdout, buffered off the request path by [`log_buffer`].
 //! - [`signal`]: the shutdown signal (Ctrl-C, SIGTERM).
 //! - [`health`]: the gRPC health status driven by periodic checks.
 //! - [`metrics`]: the Prometheus registry, HTTP and certificate metrics, and
@@ -20,6 +20,7 @@
 //! never logs them.
 #![forbid(unsafe_code)]
 
+pub mod audit_line;
 pub mod files;
 pub mod health;
 pub mod log_buffer;

@@ -3,7 +3,7 @@
 //! - operational lines as text, filtered by [`ENV_LOG`] (default `info`);
 //! - audit events (the [`AUDIT_TARGET`] tracing target, written by
 //!   `tokenvault-rpc`'s `audit` and the web-frontend)
-//!   as one JSON object per line, always at `info` and above whatever
+//!   as one JSON object per line ([`crate::audit_line`]), always at `info` and above whatever
 //!   [`ENV_LOG`] says, so that turning logs down never silences the audit
 //!   trail. Each object carries `timestamp`, `level`, `target` and the
 //!   event's fields (`caller`, `peer`, `rpc`, `account`, `provider`,
@@ -25,6 +25,7 @@
 
 use tracing::Subscriber;
 
+use crate::audit_line::AuditLines;
 use crate::log_buffer::{LogFlusher, buffered};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
@@ -64,13 +65,7 @@ where
         .with_writer(writer.clone())
         .with_ansi(ansi)
         .with_filter(filter.and(not_audit));
-    let json = fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_writer(writer)
-        .with_filter(audit_events());
+    let json = AuditLines::new(writer).with_filter(audit_events());
     // No sink is a layer that records nothing, not `None`: an absent
     // `Option` layer answers every callsite with "always", which would
     // make every disabled span in every dependency cost a registry entry.
@@ -118,37 +113,12 @@ fn stdout_output() -> Box<dyn std::io::Write + Send> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .map_err(|_| std::io::ErrorKind::Other)?
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'w self) -> Self::Writer {
-            self.clone()
-        }
-    }
+    use crate::audit_line::tests::Lines;
 
     #[test]
     fn audit_events_are_json_lines_and_survive_a_quiet_filter() {
-        let out = Buffer::default();
+        let out = Lines::default();
         // Even with everything else turned off, audit events are written.
         let sub = subscriber(EnvFilter::new("off"), out.clone(), false, None);
         tracing::subscriber::with_default(sub, || {

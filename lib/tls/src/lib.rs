@@ -35,7 +35,7 @@ pub use identity::{IdentityPattern, MAX_SPIFFE_ID_LEN, Role, SpiffeId, validate_
 pub use pem::{TlsFiles, read_certs};
 pub use revoked::{CertRef, RevokedCerts};
 pub use server::{
-    HANDSHAKE_TIMEOUT, MtlsIncoming, MtlsStream, PeerInfo, ServerTls, incoming, server_config,
+    HANDSHAKE_TIMEOUT, MtlsIncoming, MtlsStream, Peer, PeerInfo, ServerTls, incoming, server_config,
 };
 
 /// The tracing target of handshake outcomes.

@@ -97,9 +97,29 @@ pub fn server_config(files: &TlsFiles, trust_domain: &str) -> Result<ServerTls, 
 }
 
 /// The verified caller of one connection, available to every request on it
-/// through `request.extensions().get::<PeerInfo>()`.
+/// through `request.extensions().get::<PeerInfo>()`: the connection's
+/// [`Peer`], shared, so that a request's layers and handler copy a pointer
+/// rather than the identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerInfo {
+pub struct PeerInfo(Arc<Peer>);
+
+impl std::ops::Deref for PeerInfo {
+    type Target = Peer;
+
+    fn deref(&self) -> &Peer {
+        &self.0
+    }
+}
+
+impl From<Peer> for PeerInfo {
+    fn from(peer: Peer) -> Self {
+        Self(Arc::new(peer))
+    }
+}
+
+/// What the server verified of one connection's client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Peer {
     /// The SPIFFE ID from the client certificate.
     pub id: SpiffeId,
     /// The client's address.
@@ -248,11 +268,11 @@ async fn handshake(
     let cert = CertRef::of_certificate(leaf).map_err(|e| e.to_string())?;
     Ok(MtlsStream {
         inner: stream,
-        peer: PeerInfo {
+        peer: PeerInfo::from(Peer {
             id,
             addr,
             not_after_unix,
             cert,
-        },
+        }),
     })
 }
