@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".tokenvault.v1.ShareAccessTokenRequest",
             ".tokenvault.v1.GetAccessTokenResponse",
         ])
+        // Malformed requests get INVALID_ARGUMENT, as the .proto promises.
+        .codec_path("crate::codec::TokenvaultCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -2,7 +2,8 @@
 //!
 //! Generated from `proto/tokenvault/v1/tokenvault.proto` at build time by
 //! protox and tonic-prost-build; the `.proto` file documents which status code
-//! each failure returns. This crate holds no secrets and no logic; messages that
+//! each failure returns ([`codec`] makes an undecodable request one of
+//! them). This crate holds no secrets and no logic; messages that
 //! carry a token (sealed or not) have a `Debug` that prints its length only.
 
 /// Messages and the `SetService` and `GetService` clients and servers.
@@ -11,6 +12,7 @@ pub mod v1 {
     tonic::include_proto!("tokenvault.v1");
 }
 
+pub mod codec;
 pub mod ids;
 mod redact;
 

@@ -34,7 +34,8 @@ pub use command::{CommandOutput, run_with_timeout};
 pub use postgres::{PgCluster, StoreUrls};
 pub use process::{ServiceProcess, ServiceSpec};
 pub use system::{
-    Database, ProcOptions, ProcSystem, PythonReply, python_stubs, python_worker_script,
+    Database, ProcOptions, ProcSystem, PythonReply, UNDECODABLE, python_raw_call, python_stubs,
+    python_worker_script,
 };
 
 /// The workspace root (the parent of the `tests` crate).

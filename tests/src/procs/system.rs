@@ -769,6 +769,47 @@ pub fn python_worker_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/python_worker.py")
 }
 
+/// Request bodies that are no tokenvault request message: garbage (a varint
+/// that never ends), field 1 (`account` in every request) cut short, and
+/// `account` that is not UTF-8.
+pub const UNDECODABLE: [(&str, &[u8]); 3] = [
+    ("garbage", &[0xff, 0xff, 0xff, 0xff]),
+    ("a field cut short", &[0x0a, 0x10, b'a']),
+    ("an account that is not UTF-8", &[0x0a, 0x02, 0xc3, 0x28]),
+];
+
+/// Sends `body` (raw bytes, not a message) as one call of `method` (a gRPC
+/// path, `/package.Service/Method`) to `address` with grpcio
+/// (`tests/interop/raw_call.py`), as `tls`; returns the status name and
+/// its details.
+pub async fn python_raw_call(
+    address: &str,
+    tls: &TlsFiles,
+    method: &str,
+    body: &[u8],
+) -> anyhow::Result<(String, String)> {
+    let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
+    let mut command = Command::new(python());
+    command
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/raw_call.py"))
+        .arg(address)
+        .arg(&tls.ca)
+        .arg(&tls.cert)
+        .arg(&tls.key)
+        .arg(method)
+        .arg(hex);
+    let out = run_async(command, WORKER_RUN_TIMEOUT)
+        .await?
+        .success("raw_call.py")?;
+    let raw: Value = serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("raw_call.py printed {:?}", out.stdout))?;
+    let text = |name: &str| raw.get(name).and_then(Value::as_str).map(str::to_owned);
+    Ok((
+        text("code").ok_or_else(|| anyhow!("no code in {raw}"))?,
+        text("details").unwrap_or_default(),
+    ))
+}
+
 /// Generates the Python gRPC stubs of `proto/` into `dir` with grpcio-tools.
 pub async fn python_stubs(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokenvault_proto::v1::AccountStatus;
 use tokenvault_tests::Backend;
+use tokenvault_tests::logs::captured_audit_events;
+use tokenvault_tests::procs::{UNDECODABLE, python_raw_call};
 use tokenvault_tests::system::{Options, System};
 use tokenvault_tls::Role;
 use tokenvault_worker::{WorkerClient, WorkerConfig};
@@ -172,6 +174,47 @@ async fn only_workers_may_ask_and_unknown_accounts_are_not_found() {
         err.to_string()
             .contains("spiffe://tokenvault.test/web-frontend")
     );
+    f.stop().await.unwrap();
+}
+
+/// Bytes that are not the request message (garbage, a field cut short, an
+/// account that is not UTF-8), sent by grpcio, get INVALID_ARGUMENT as the
+/// `.proto` promises (tonic's prost codec says INTERNAL), each with its one
+/// audit event; nothing reaches the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_requests_are_invalid_arguments() {
+    let f = System::start(Options::default()).await.unwrap();
+    let worker = f.pki.issue(Role::Worker, Some("raw")).unwrap();
+    let address = f.get.address().replace("127.0.0.1", "localhost");
+    for (rpc, method) in [
+        ("GetAccessToken", "/tokenvault.v1.GetService/GetAccessToken"),
+        (
+            "GetAccountStatus",
+            "/tokenvault.v1.GetService/GetAccountStatus",
+        ),
+    ] {
+        for (what, body) in UNDECODABLE {
+            let (code, details) = python_raw_call(&address, &worker, method, body)
+                .await
+                .unwrap();
+            assert_eq!(code, "INVALID_ARGUMENT", "{rpc}, {what}: {details}");
+            assert!(details.contains("not a well-formed message"), "{details}");
+        }
+        let refused = captured_audit_events()
+            .iter()
+            .filter(|e| {
+                e["rpc"] == rpc
+                    && e["caller"] == "spiffe://tokenvault.test/worker/raw"
+                    && e["outcome"] == "invalid_argument"
+            })
+            .count();
+        assert_eq!(
+            refused,
+            UNDECODABLE.len(),
+            "{rpc}: one audit event per call"
+        );
+    }
+    assert_eq!(f.refreshes().await.unwrap(), 0);
     f.stop().await.unwrap();
 }
 

@@ -9,6 +9,7 @@ use tokenvault_proto::v1::{
 };
 use tokenvault_seal::{PublicKeySet, SealError};
 use tokenvault_store::{Latest, StoreAdmin, TokenReader, TokenStatus, TokenWriter};
+use tokenvault_tests::procs::{UNDECODABLE, python_raw_call};
 use tokenvault_tests::services::set_service_config;
 use tokenvault_tests::{
     Backend, RunningService, TestPki, TestStore, assert_not_logged, grpc_channel, init_tracing,
@@ -328,6 +329,23 @@ async fn malformed_input_writes_nothing(backend: Backend) {
         .unwrap_err();
     assert!(matches!(err, OpenError::DecryptionFailed), "{err:?}");
     assert_no_sealed_parts_logged(&good.sealed_token);
+
+    // Bytes that are no request message at all, from grpcio.
+    let web_files = f.pki.issue(Role::WebFrontend, None).unwrap();
+    let address = f.server.address().replace("127.0.0.1", "localhost");
+    let stored = f.rows().await;
+    for (what, body) in UNDECODABLE {
+        let (code, details) = python_raw_call(
+            &address,
+            &web_files,
+            "/tokenvault.v1.SetService/StoreRefreshToken",
+            body,
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, "INVALID_ARGUMENT", "{what}: {details}");
+        assert_eq!(f.rows().await, stored, "{what}: rows changed");
+    }
 
     // Status and disconnect calls validate too.
     let bad_status = f
