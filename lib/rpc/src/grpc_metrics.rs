@@ -114,7 +114,8 @@ impl GrpcMetrics {
 
 /// One RPC's series, looked up once per call by its path: its request
 /// counters (each made on its status code's first call, so that only codes
-/// that happened are exported) and its latency histogram.
+/// that happened are exported) and its latency histogram (exported from the
+/// start, empty until the first call).
 #[derive(Debug)]
 struct RpcMetrics {
     rpc: String,
