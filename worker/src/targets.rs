@@ -158,10 +158,25 @@ impl Targets {
         }
         // Replicas may have moved: resolve again on the next call.
         self.resolved.lock().await.at = None;
-        Err(WorkerError::Status(last.unwrap_or_else(|| {
-            tonic::Status::deadline_exceeded("no get-service replica answered in time")
-        })))
+        Err(WorkerError::Status(match last {
+            Some(status) => unavailable(status),
+            None => tonic::Status::deadline_exceeded("no get-service replica answered in time"),
+        }))
     }
+}
+
+/// The status of a call that no replica answered: UNAVAILABLE, as the
+/// `.proto` promises for "safe to retry later", also when the last replica
+/// cut the call off (which tonic reports as CANCELLED or UNKNOWN).
+fn unavailable(status: tonic::Status) -> tonic::Status {
+    if status.code() == tonic::Code::Unavailable {
+        return status;
+    }
+    tonic::Status::unavailable(format!(
+        "the call to get-service was cut off ({}: {}); safe to retry",
+        status.code(),
+        status.message()
+    ))
 }
 
 /// Whether a failed call may be made again on another replica: the replica
@@ -175,5 +190,26 @@ fn retry_elsewhere(status: &tonic::Status) -> bool {
         tonic::Code::Unavailable | tonic::Code::Cancelled => true,
         tonic::Code::Unknown => status.message() == "transport error",
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_cut_off_on_every_replica_is_unavailable() {
+        for cut in [
+            tonic::Status::cancelled("operation was canceled"),
+            tonic::Status::unknown("transport error"),
+        ] {
+            assert!(retry_elsewhere(&cut));
+            let status = unavailable(cut);
+            assert_eq!(status.code(), tonic::Code::Unavailable);
+            assert!(status.message().contains("cut off"), "{status:?}");
+        }
+        let refused = tonic::Status::unavailable("Connection refused");
+        assert_eq!(unavailable(refused).message(), "Connection refused");
+        assert!(!retry_elsewhere(&tonic::Status::unknown("something else")));
     }
 }
