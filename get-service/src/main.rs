@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
         let _logs = init_logging();
         return key_command(command, &config).await;
     }
-    let audit = AuditLogging::install(config.service.audit.database_url.as_deref(), "get-service")
+    let audit = AuditLogging::install(&config.service.audit, "get-service")
         .context("audit.database_url")?;
     let listeners = Listeners::bind(&config.service).await?;
     let served = run(listeners, config, shutdown_signal()).await;

@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(&args.config, |k| std::env::var(k).ok())?;
-    let audit = AuditLogging::install(config.service.audit.database_url.as_deref(), "set-service")
+    let audit = AuditLogging::install(&config.service.audit, "set-service")
         .context("audit.database_url")?;
     let listeners = Listeners::bind(&config.service).await?;
     let served = run(listeners, config, shutdown_signal()).await;

@@ -102,3 +102,11 @@ pub fn init_tracing() {
     );
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
+
+/// The `[audit]` settings of a table at `url`, with the defaults otherwise.
+pub fn audit_table_at(url: &str) -> tokenvault_runtime::settings::AuditConfig {
+    tokenvault_runtime::settings::AuditConfig {
+        database_url: Some(url.to_owned()),
+        ..Default::default()
+    }
+}

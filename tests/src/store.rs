@@ -137,6 +137,13 @@ impl TestStore {
             .execute(&mut admin)
             .await
             .unwrap();
+        // As deploy/postgres/setup.sql does.
+        sqlx::query(&format!(
+            "ALTER ROLE {READER} IN DATABASE \"{name}\" SET default_transaction_read_only = on"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
         admin.close().await.unwrap();
         let store = Self {
             backend: Backend::Postgres,

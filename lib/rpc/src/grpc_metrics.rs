@@ -15,6 +15,11 @@
 //! the call was cancelled first) gets its one audit event here, with the
 //! caller, the RPC and the status. The header itself never leaves the
 //! server.
+//!
+//! With an audit table whose `on_overflow` is `block`, the layer first
+//! reserves room for the call's audit event ([`AuditGate::admit`]) and
+//! serves the call with that room reserved; a call that finds none within
+//! the wait is answered UNAVAILABLE and never served.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,6 +36,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service};
 
+use tokenvault_runtime::audit_gate::{self, AuditGate, Reserved};
 use tokenvault_runtime::metrics::{LatencyFamily, latency_family, registered};
 use tokenvault_tls::PeerInfo;
 
@@ -88,8 +94,9 @@ impl GrpcMetrics {
     /// The layer for a server that serves `methods` (`package.Service/Method`,
     /// e.g. `tokenvault.v1.SetService/StoreRefreshToken`) and the
     /// [`DISCOVERY_METHODS`]. Put it before [`crate::AuthzLayer`], so that
-    /// refused calls are counted too.
-    pub fn layer<I, S>(&self, methods: I) -> GrpcMetricsLayer
+    /// refused calls are counted too. `audit` is the audit table's gate, if
+    /// the process writes one.
+    pub fn layer<I, S>(&self, methods: I, audit: Option<AuditGate>) -> GrpcMetricsLayer
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -108,6 +115,7 @@ impl GrpcMetrics {
         GrpcMetricsLayer {
             known: Arc::new(known),
             other: route(OTHER.to_owned(), false),
+            audit,
         }
     }
 }
@@ -168,6 +176,7 @@ impl RpcMetrics {
 pub struct GrpcMetricsLayer {
     known: Arc<HashMap<String, Arc<RpcMetrics>>>,
     other: Arc<RpcMetrics>,
+    audit: Option<AuditGate>,
 }
 
 impl<S> Layer<S> for GrpcMetricsLayer {
@@ -196,7 +205,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     B: Send + 'static,
-    ResBody: Body + Unpin + Send + 'static,
+    ResBody: Body + Default + Unpin + Send + 'static,
 {
     type Response = http::Response<RecordingBody<ResBody>>;
     type Error = S::Error;
@@ -214,18 +223,31 @@ where
             .audited
             .is_some()
             .then(|| req.extensions().get::<PeerInfo>().cloned());
+        let gate = self.layer.audit.clone().filter(|_| peer.is_some());
         let mut recorder = Recorder {
             rpc,
             started: Instant::now(),
             done: false,
             audit: peer,
             message: None,
+            reserved: None,
         };
         // Take the service that was driven to readiness; leave a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let response = match inner.call(req).await {
+            let served = match gate {
+                None => inner.call(req).await,
+                Some(gate) => match gate.admit().await {
+                    Ok(None) => inner.call(req).await,
+                    Ok(Some(reserved)) => {
+                        recorder.reserved = Some(Arc::clone(&reserved));
+                        audit_gate::with_reserved(reserved, inner.call(req)).await
+                    }
+                    Err(_) => Ok(refuse_unaudited(&mut recorder)),
+                },
+            };
+            let response = match served {
                 Ok(response) => response,
                 Err(e) => {
                     recorder.finish(tonic::Code::Unknown);
@@ -256,6 +278,16 @@ where
     }
 }
 
+/// Answers a call for which the audit table's queue has no room: it is not
+/// served, since its event could not be kept.
+fn refuse_unaudited<B: Default>(recorder: &mut Recorder) -> http::Response<B> {
+    let status = tonic::Status::unavailable(
+        "the audit trail cannot keep up (no room in the audit table's queue); not served, try again",
+    );
+    recorder.message = Some(status.message().to_owned());
+    status.into_http()
+}
+
 /// Records one call once: when its status is known, or when dropped.
 #[derive(Debug)]
 struct Recorder {
@@ -266,6 +298,9 @@ struct Recorder {
     audit: Option<Option<PeerInfo>>,
     /// A trailers-only answer's `grpc-message`, for that event.
     message: Option<String>,
+    /// The room reserved for the call's audit event in the audit table's
+    /// queue, if the handler has not used it.
+    reserved: Option<Reserved>,
 }
 
 impl Recorder {
@@ -289,7 +324,11 @@ impl Recorder {
         } else {
             Err((label.as_str(), &message as &dyn std::fmt::Display))
         };
-        crate::audit::record(method, peer.as_ref(), "", "", outcome);
+        let record = || crate::audit::record(method, peer.as_ref(), "", "", outcome);
+        match self.reserved.take() {
+            Some(reserved) => audit_gate::with_reserved_sync(reserved, record),
+            None => record(),
+        }
     }
 }
 

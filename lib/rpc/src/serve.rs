@@ -4,7 +4,8 @@
 //! - mutual TLS that follows its files ([`tokenvault_tls::reload`]), with the
 //!   server certificate's expiry as a metric;
 //! - in front of every call, the gRPC metrics layer (which also completes the
-//!   audit trail) and the [`AuthzLayer`] with the service's allow-list, which
+//!   audit trail, and reserves room for each call's event in the audit
+//!   table's queue: [`tokenvault_runtime::audit_gate`]) and the [`AuthzLayer`] with the service's allow-list, which
 //!   refuses revoked certificates on open connections;
 //! - the health service, driven by the service's checks, and server
 //!   reflection, both open to any authenticated peer; optionally the same
@@ -19,6 +20,7 @@
 
 use std::future::Future;
 
+use tokenvault_runtime::audit_gate::{self, AuditGate};
 use tokenvault_runtime::health::HealthMonitor;
 use tokenvault_runtime::metrics::{self, CertExpiry, Registry};
 use tokenvault_runtime::settings::{Listeners, ServiceSettings};
@@ -83,6 +85,8 @@ pub struct GrpcServer {
     tls: ServerWatch,
     _reload: Reloader,
     checks: Vec<CheckFn>,
+    /// The gate of the process's audit table, if it writes one.
+    audit: Option<AuditGate>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -102,7 +106,12 @@ impl GrpcServer {
         let grpc_metrics = GrpcMetrics::register(&mut registry);
         let expiry = CertExpiry::register(&mut registry);
         let (_tls, tls, reload) = reloading_server(&settings.tls, &settings.trust_domain, expiry)?;
+        let audit = audit_gate::installed();
+        if let Some(gate) = &audit {
+            gate.register(&mut registry);
+        }
         Ok(Self {
+            audit,
             settings: settings.clone(),
             service,
             registry,
@@ -186,7 +195,7 @@ impl GrpcServer {
 
         tracing::info!(listen = ?listeners.main.local_addr().ok(), "{} serving", self.service.label);
         Server::builder()
-            .layer(self.grpc_metrics.layer(rpcs))
+            .layer(self.grpc_metrics.layer(rpcs, self.audit.clone()))
             .layer(AuthzLayer::new(allow).refusing_revoked(self.tls.revoked.clone()))
             .add_routes(routes)
             .add_service(health_service)

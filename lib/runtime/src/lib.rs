@@ -7,6 +7,7 @@
 //! - [`secret`]: [`Secret`](secret::Secret) strings and the one owner-only
 //!   reader of secret files; [`files`]: the one writer of files that must be
 //!   whole or absent.
+//! - [`audit_gate`]: room in the audit table's queue and `[audit] on_overflow`.
 //! - [`logging`]: text log lines and JSON audit lines ([`audit_line`]) on
 //!   stdout, buffered off the request path by [`log_buffer`].
 //! - [`signal`]: the shutdown signal (Ctrl-C, SIGTERM).
@@ -20,6 +21,7 @@
 //! never logs them.
 #![forbid(unsafe_code)]
 
+pub mod audit_gate;
 pub mod audit_line;
 pub mod files;
 pub mod health;

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tokenvault_tls::TlsFiles;
 use tokio::net::TcpListener;
 
+use crate::audit_gate::{AuditGate, Overflow};
 use crate::health::HealthConfig;
 
 /// A setting is missing or wrong; start-up stops with this message, which
@@ -145,6 +146,7 @@ impl ServiceSettings {
     /// The environment overrides of these settings.
     pub const OVERRIDES: &[EnvOverride] = &[
         EnvOverride::scalar(env::AUDIT_DATABASE_URL, "audit.database_url"),
+        EnvOverride::scalar(env::AUDIT_ON_OVERFLOW, "audit.on_overflow"),
         EnvOverride::scalar(env::LISTEN, "listen"),
         EnvOverride::scalar(env::HEALTH_LISTEN, "health_listen"),
         EnvOverride::scalar(env::METRICS_LISTEN, "metrics_listen"),
@@ -159,6 +161,7 @@ impl ServiceSettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.health.validate()?;
         self.shutdown.validate()?;
+        self.audit.validate()?;
         tokenvault_tls::validate_trust_domain(&self.trust_domain).map_err(|e| {
             ConfigError::Invalid {
                 setting: "trust_domain",
@@ -183,8 +186,15 @@ impl ServiceSettings {
         if self.health.check_interval_ms != HealthConfig::default().check_interval_ms {
             return refuse("health.check_interval_ms");
         }
+        let audit = AuditConfig::default();
         if self.audit.database_url.is_some() {
             return refuse("audit.database_url");
+        }
+        if self.audit.on_overflow != audit.on_overflow
+            || self.audit.queue_len != audit.queue_len
+            || self.audit.overflow_wait_ms != audit.overflow_wait_ms
+        {
+            return refuse("audit");
         }
 
         Ok(())
@@ -192,15 +202,61 @@ impl ServiceSettings {
 }
 
 /// The `[audit]` table of a service's config.
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// Where the append-only `audit_events` table is, if audit events should
     /// also go there (they always go to the JSON audit log): a `postgres://`
     /// URL of a role that may INSERT into it (set-service's writer or
     /// get-service's reader role will do), or the store's `sqlite://` file.
-    #[serde(default)]
     pub database_url: Option<String>,
+    /// What happens when the table's queue is full: `block` (callers wait
+    /// up to `overflow_wait_ms`, then get UNAVAILABLE; nothing unaudited is
+    /// served) or `drop` (the event is left out of the table, counted and
+    /// logged). See [`crate::audit_gate`].
+    pub on_overflow: Overflow,
+    /// How many events wait for the table at most.
+    pub queue_len: usize,
+    /// How long a call waits for room in the queue under `block`.
+    pub overflow_wait_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            on_overflow: Overflow::Block,
+            queue_len: 10_000,
+            overflow_wait_ms: 2_000,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// The gate of the table's queue these settings describe.
+    pub fn gate(&self) -> AuditGate {
+        AuditGate::new(
+            self.queue_len,
+            self.on_overflow,
+            Duration::from_millis(self.overflow_wait_ms),
+        )
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=1_000_000).contains(&self.queue_len) {
+            return Err(ConfigError::Invalid {
+                setting: "audit.queue_len",
+                reason: "must be between 1 and 1000000".into(),
+            });
+        }
+        if !(1..=60_000).contains(&self.overflow_wait_ms) {
+            return Err(ConfigError::Invalid {
+                setting: "audit.overflow_wait_ms",
+                reason: "must be between 1 and 60000".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for AuditConfig {
@@ -210,6 +266,9 @@ impl fmt::Debug for AuditConfig {
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
             )
+            .field("on_overflow", &self.on_overflow)
+            .field("queue_len", &self.queue_len)
+            .field("overflow_wait_ms", &self.overflow_wait_ms)
             .finish()
     }
 }
@@ -314,6 +373,8 @@ pub mod env {
     pub const TLS_CRL: &str = "TLS_CRL";
     /// `audit.database_url`.
     pub const AUDIT_DATABASE_URL: &str = "AUDIT_DATABASE_URL";
+    /// `audit.on_overflow`.
+    pub const AUDIT_ON_OVERFLOW: &str = "AUDIT_ON_OVERFLOW";
     /// `store.url`.
     pub const STORE_URL: &str = "STORE_URL";
     /// `public_keys_dir`.

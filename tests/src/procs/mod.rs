@@ -20,6 +20,7 @@
 //! Every wait here has a time limit, and every child process is killed when
 //! its owner is dropped, also when a test panics.
 
+mod audit;
 mod command;
 mod postgres;
 mod process;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+pub use audit::{AuditTable, AuditTableRow};
 pub use command::{CommandOutput, run_with_timeout};
 pub use postgres::{PgCluster, StoreUrls};
 pub use process::{ServiceProcess, ServiceSpec};

@@ -19,6 +19,7 @@ use tokenvault_tls::{Role, TlsFiles};
 use tokenvault_web_frontend::link::{LinkAction, LinkSigner};
 use tokenvault_worker::{WorkerClient, WorkerConfig};
 
+use super::audit::AuditTable;
 use super::command::{CommandOutput, run_async};
 use super::postgres::{PgCluster, StoreUrls};
 use super::process::{ServiceProcess, ServiceSpec};
@@ -60,6 +61,9 @@ pub struct ProcOptions {
     pub provider_timeout_secs: u64,
     /// get-service's `[shutdown]`: seconds of drain and of grace.
     pub get_shutdown: (u64, u64),
+    /// Whether both gRPC services write the audit table (and get-service
+    /// serves its metrics; then it has no replicas).
+    pub audit: Option<AuditTable>,
 }
 
 impl Default for ProcOptions {
@@ -76,6 +80,7 @@ impl Default for ProcOptions {
             },
             provider_timeout_secs: 5,
             get_shutdown: (0, 10),
+            audit: None,
         }
     }
 }
@@ -138,6 +143,8 @@ pub struct ProcSystem {
     options: ProcOptions,
     /// get-service's config, with `{port}` and `{journal}` to fill in.
     get_template: String,
+    /// get-service's metrics endpoint, if it has one.
+    get_metrics_port: Option<u16>,
 }
 
 impl ProcSystem {
@@ -168,8 +175,15 @@ impl ProcSystem {
                 (StoreHandle::Private(cluster), urls)
             }
         };
-        let ports = free_ports(3)?;
+        let ports = free_ports(4)?;
         let (set_port, get_port, web_port) = (ports[0], ports[1], ports[2]);
+        let get_metrics_port = options.audit.is_some().then_some(ports[3]);
+        let audit_table = |url: &str| {
+            options
+                .audit
+                .map(|audit| audit.toml(url))
+                .unwrap_or_default()
+        };
         let web_url = format!("http://127.0.0.1:{web_port}");
         let oidc = OidcServer::start_with(OidcOptions {
             access_token_ttl: options.access_token_ttl,
@@ -187,12 +201,14 @@ impl ProcSystem {
              public_keys_dir = {public}\n\
              providers = [{provider}]\n\
              {tls}\
-             [store]\nurl = {url}\n",
+             [store]\nurl = {url}\n\
+             {audit}",
             td = toml_string(TRUST_DOMAIN),
             public = toml_path(&pki.public_keys_dir()),
             provider = toml_string(PROVIDER),
             tls = tls_table(&set_tls),
             url = toml_string(&urls.writer),
+            audit = audit_table(&urls.writer),
         );
         let set = ServiceProcess::start(ServiceSpec::new(
             "set-service",
@@ -206,6 +222,7 @@ impl ProcSystem {
         let cache = &options.cache;
         let get_template = format!(
             "listen = \"127.0.0.1:{{port}}\"\n\
+             {metrics}\
              trust_domain = {td}\n\
              private_keys_dir = {private}\n\
              public_keys_dir = {public}\n\
@@ -219,7 +236,12 @@ impl ProcSystem {
              [revocation]\ninterval_secs = 1\n\
              [[providers]]\nname = {provider}\nissuer = {issuer}\nclient_id = {id}\n\
              client_secret = {secret}\nclient_auth = \"client_secret_basic\"\n\
-             timeout_secs = {timeout}\n",
+             timeout_secs = {timeout}\n\
+             {audit}",
+            metrics = get_metrics_port
+                .map(|port| format!("metrics_listen = \"127.0.0.1:{port}\"\n"))
+                .unwrap_or_default(),
+            audit = audit_table(&urls.reader),
             td = toml_string(TRUST_DOMAIN),
             private = toml_path(&pki.private_keys_dir()),
             public = toml_path(&pki.public_keys_dir()),
@@ -302,12 +324,16 @@ impl ProcSystem {
             stubs: None,
             options,
             get_template,
+            get_metrics_port,
         })
     }
 
     /// Starts `n` more get-service replicas on the same store, each with a
     /// port and a rotation journal of its own.
     pub async fn add_get_replicas(&mut self, n: usize) -> anyhow::Result<()> {
+        if self.get_metrics_port.is_some() {
+            bail!("replicas would share get-service's metrics port");
+        }
         let binary = binary("get-service")?;
         for port in free_ports(n)? {
             let replica =
@@ -361,6 +387,12 @@ impl ProcSystem {
         )?;
         set.store(&account, PROVIDER, sealed, None).await?;
         Ok(account)
+    }
+
+    /// get-service's metrics port, if it serves metrics (with an audit
+    /// table).
+    pub fn get_metrics_port(&self) -> Option<u16> {
+        self.get_metrics_port
     }
 
     /// The options it was started with.

@@ -13,7 +13,7 @@ use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{GetAccessTokenRequest, StoreRefreshTokenRequest};
 use tokenvault_rpc::audit::AUDITED_HEADER;
 use tokenvault_store::audit_table::audit_table;
-use tokenvault_tests::logs::{captured_logs, set_audit_sink};
+use tokenvault_tests::logs::{audit_table_at, captured_logs, set_audit_sink};
 use tokenvault_tests::oidc::Decision;
 use tokenvault_tests::services::grpc_channel;
 use tokenvault_tests::store::Backend;
@@ -109,7 +109,9 @@ async fn each_rpc_and_web_action_writes_exactly_one_audit_event_and_no_token() {
     // service's events reach the one sink, web-frontend's too; in production
     // each gRPC service has its own (web-frontend, without database access,
     // has none: its events are in its JSON log only).
-    let (table, writer) = audit_table(&f.store.writer_url, "set-service").unwrap();
+    let (table, writer) = audit_table(&audit_table_at(&f.store.writer_url), "set-service")
+        .unwrap()
+        .unwrap();
     set_audit_sink(Box::new(table));
     let start = captured_logs().len();
 

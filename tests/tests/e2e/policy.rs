@@ -12,7 +12,9 @@ use std::time::Duration;
 use sqlx::Connection;
 use tokenvault_get_service::config::PolicyConfig;
 use tokenvault_store::audit_table::audit_table;
-use tokenvault_tests::logs::{captured_audit_events, captured_logs, set_audit_sink};
+use tokenvault_tests::logs::{
+    audit_table_at, captured_audit_events, captured_logs, set_audit_sink,
+};
 use tokenvault_tests::services::{
     get_service_config, get_service_start_error, oidc_provider_config,
 };
@@ -82,7 +84,9 @@ async fn each_worker_reads_only_its_tenants_accounts_and_the_audit_names_the_rul
     .unwrap();
     // The table, written with get-service's role (the reader's one grant
     // besides SELECT is INSERT on audit_events, policy column included).
-    let (table, writer) = audit_table(&f.store.reader_url, "get-service").unwrap();
+    let (table, writer) = audit_table(&audit_table_at(&f.store.reader_url), "get-service")
+        .unwrap()
+        .unwrap();
     set_audit_sink(Box::new(table));
     for (account, provider) in [
         ("acme:alice", "google"),

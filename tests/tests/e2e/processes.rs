@@ -13,6 +13,7 @@
 //! for `processes::` tests); the harness is `tokenvault_tests::procs`.
 #![allow(clippy::print_stdout)]
 
+mod audit_table;
 mod graceful_stop;
 
 use std::collections::{BTreeMap, HashSet};
