@@ -4,6 +4,9 @@
 //! caller's long input can never make the database refuse a row (and with it
 //! other callers' events).
 
+/// `at` on SQLite (PostgreSQL: a `timestamptz`): when, RFC 3339 UTC.
+pub const AT_CHARS: usize = 64;
+
 /// `service`: the name of the service that wrote the event.
 pub const SERVICE_CHARS: usize = 64;
 
