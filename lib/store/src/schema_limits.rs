@@ -5,61 +5,24 @@
 
 use tokenvault_limits::{audit_columns, store_columns};
 
-/// Every migration, by backend and file name.
-const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "postgres/0001",
-        include_str!("../migrations/postgres/0001_token_store.sql"),
-    ),
-    (
-        "postgres/0002",
-        include_str!("../migrations/postgres/0002_revocation.sql"),
-    ),
-    (
-        "postgres/0003",
-        include_str!("../migrations/postgres/0003_reseal.sql"),
-    ),
-    (
-        "postgres/0004",
-        include_str!("../migrations/postgres/0004_audit_events.sql"),
-    ),
-    (
-        "postgres/0005",
-        include_str!("../migrations/postgres/0005_shared_access_tokens.sql"),
-    ),
-    (
-        "postgres/0006",
-        include_str!("../migrations/postgres/0006_audit_policy.sql"),
-    ),
-    (
-        "postgres/0007",
-        include_str!("../migrations/postgres/0007_ingest_plan.sql"),
-    ),
-    (
-        "sqlite/0001",
-        include_str!("../migrations/sqlite/0001_token_store.sql"),
-    ),
-    (
-        "sqlite/0002",
-        include_str!("../migrations/sqlite/0002_revocation.sql"),
-    ),
-    (
-        "sqlite/0003",
-        include_str!("../migrations/sqlite/0003_reseal.sql"),
-    ),
-    (
-        "sqlite/0004",
-        include_str!("../migrations/sqlite/0004_audit_events.sql"),
-    ),
-    (
-        "sqlite/0005",
-        include_str!("../migrations/sqlite/0005_shared_access_tokens.sql"),
-    ),
-    (
-        "sqlite/0006",
-        include_str!("../migrations/sqlite/0006_audit_policy.sql"),
-    ),
-];
+/// Every migration of both backends, as (`<backend>/<file>`, SQL), in order.
+fn migrations() -> std::io::Result<Vec<(String, String)>> {
+    let mut all = Vec::new();
+    for backend in ["postgres", "sqlite"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut files = std::fs::read_dir(dir)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        files.sort();
+        for path in files {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            all.push((format!("{backend}/{name}"), std::fs::read_to_string(&path)?));
+        }
+    }
+    Ok(all)
+}
 
 /// The width `tokenvault_limits` gives a column of a table.
 fn expected(table: &str, column: &str) -> Option<usize> {
@@ -116,9 +79,11 @@ fn length_check(line: &str) -> Option<(&str, usize)> {
 }
 
 #[test]
-fn every_length_check_is_a_limits_column_width() {
+fn every_length_check_is_a_limits_column_width() -> std::io::Result<()> {
+    let migrations = migrations()?;
+    assert!(migrations.len() >= 15, "{} migrations", migrations.len());
     let mut checked = 0;
-    for (file, sql) in MIGRATIONS {
+    for (file, sql) in &migrations {
         let mut table = "";
         for line in sql.lines().filter(|l| !l.trim_start().starts_with("--")) {
             if let Some(name) = table_of(line) {
@@ -135,4 +100,5 @@ fn every_length_check_is_a_limits_column_width() {
     // token_reseals 5, audit_events 8 (SQLite: 9, with `at`), its policy 1,
     // shared_access_tokens 6.
     assert_eq!(checked, 29 + 30, "length CHECKs found");
+    Ok(())
 }
