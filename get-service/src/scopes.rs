@@ -7,10 +7,8 @@ use std::fmt;
 
 use tokenvault_oauth::checks::check_scope;
 
-/// The most scopes one request or rule may name.
-pub const MAX_SCOPES: usize = 32;
-/// The longest scope accepted.
-pub const MAX_SCOPE_LEN: usize = 128;
+/// The most scopes one request or rule may name, and the longest scope.
+pub use tokenvault_limits::{MAX_REQUEST_SCOPES as MAX_SCOPES, MAX_SCOPE_LEN};
 
 /// A set of scopes, kept sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

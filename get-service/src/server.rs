@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenvault_runtime::settings::ServiceConfig as _;
 
+use tokenvault_limits::GET_SERVICE_MAX_MESSAGE_BYTES;
 use tokenvault_oauth::{Provider, RefreshMetrics};
 use tokenvault_opener::PrivateKeyRing;
 use tokenvault_proto::v1::get_service_server::{GetServiceServer, SERVICE_NAME};
@@ -32,8 +33,6 @@ use crate::revocation::RevocationSweeper;
 use crate::rotation::Rotations;
 use crate::service::GetServiceImpl;
 
-/// The largest gRPC message accepted.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// How long one call to set-service may take.
 const SET_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -160,7 +159,7 @@ pub async fn run(
             crate::health::keys(Arc::clone(&sealer), Arc::clone(&probe_keys))
         });
     let service = GetServiceServer::new(GetServiceImpl::new(broker.clone(), policy))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(GET_SERVICE_MAX_MESSAGE_BYTES);
     let (stopping, stop_began) = tokio::sync::oneshot::channel();
     let shutdown = async move {
         shutdown.await;

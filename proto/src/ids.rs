@@ -1,10 +1,7 @@
 //! The syntax of account ids and provider names, as the `.proto` documents
 //! it. Both services check requests with these before doing anything else.
 
-/// The longest account id accepted.
-pub const MAX_ACCOUNT_LEN: usize = 128;
-/// The longest provider name accepted.
-pub const MAX_PROVIDER_LEN: usize = 64;
+pub use tokenvault_limits::{MAX_ACCOUNT_LEN, MAX_PROVIDER_LEN};
 
 /// An account id: 1-128 characters of `A-Z a-z 0-9 . _ : @ -`.
 pub fn check_account(account: &str) -> Result<(), &'static str> {
@@ -42,11 +39,13 @@ mod tests {
     fn accounts_and_providers() {
         assert!(check_account("google:1234567890").is_ok());
         assert!(check_account("user@example.com").is_ok());
-        for bad in ["", "a b", "a/../b", &"a".repeat(129)] {
+        assert!(check_account(&"a".repeat(MAX_ACCOUNT_LEN)).is_ok());
+        for bad in ["", "a b", "a/../b", &"a".repeat(MAX_ACCOUNT_LEN + 1)] {
             assert!(check_account(bad).is_err(), "{bad}");
         }
         assert!(check_provider("google").is_ok());
-        for bad in ["", "Google", "a.b", &"a".repeat(65)] {
+        assert!(check_provider(&"a".repeat(MAX_PROVIDER_LEN)).is_ok());
+        for bad in ["", "Google", "a.b", &"a".repeat(MAX_PROVIDER_LEN + 1)] {
             assert!(check_provider(bad).is_err(), "{bad}");
         }
     }

@@ -15,6 +15,7 @@ pub use tokenvault_store::StoreConfig;
 use tokenvault_tls::{IdentityPattern, Role};
 
 use crate::error::ConfigError;
+use tokenvault_limits::{MAX_SEALED_TOKEN_LEN, SET_SERVICE_MAX_MESSAGE_BYTES};
 
 /// Path of the TOML config file (used by the binary).
 pub const ENV_CONFIG: &str = "TOKENVAULT_SET_CONFIG";
@@ -91,22 +92,63 @@ impl Default for AllowConfig {
     }
 }
 
-/// Size limits on input.
+/// Size limits on input. Each may only lower the limit the code enforces
+/// (`tokenvault_limits`); a config that raises one is refused.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// The largest sealed token accepted, in bytes.
+    /// The largest sealed token accepted, in bytes: at most
+    /// [`MAX_SEALED_TOKEN_LEN`] (the default).
     pub max_sealed_token_bytes: usize,
-    /// The largest gRPC message accepted, in bytes.
+    /// The largest gRPC message accepted, in bytes: at most
+    /// [`SET_SERVICE_MAX_MESSAGE_BYTES`] (the default).
     pub max_message_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_sealed_token_bytes: 8 * 1024,
-            max_message_bytes: 64 * 1024,
+            max_sealed_token_bytes: MAX_SEALED_TOKEN_LEN,
+            max_message_bytes: SET_SERVICE_MAX_MESSAGE_BYTES,
         }
+    }
+}
+
+impl Limits {
+    /// Refuses a limit above the code's, or a sealed token that could not fit
+    /// in a message.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let at_most = |setting: &'static str, value: usize, max: usize| {
+            if value > max {
+                Err(ConfigError::Invalid {
+                    setting,
+                    reason: format!(
+                        "{value} is above {max}, the most tokenvault accepts; \
+                         this setting can only lower it"
+                    ),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        at_most(
+            "limits.max_sealed_token_bytes",
+            self.max_sealed_token_bytes,
+            MAX_SEALED_TOKEN_LEN,
+        )?;
+        at_most(
+            "limits.max_message_bytes",
+            self.max_message_bytes,
+            SET_SERVICE_MAX_MESSAGE_BYTES,
+        )?;
+        if self.max_sealed_token_bytes == 0 || self.max_sealed_token_bytes >= self.max_message_bytes
+        {
+            return Err(ConfigError::Invalid {
+                setting: "limits.max_sealed_token_bytes",
+                reason: "must be above 0 and below limits.max_message_bytes".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -135,15 +177,7 @@ impl ServiceConfig for Config {
             });
         }
         self.store.validate()?;
-        if self.limits.max_sealed_token_bytes == 0
-            || self.limits.max_sealed_token_bytes >= self.limits.max_message_bytes
-        {
-            return Err(ConfigError::Invalid {
-                setting: "limits.max_sealed_token_bytes",
-                reason: "must be above 0 and below limits.max_message_bytes".into(),
-            });
-        }
-        Ok(())
+        self.limits.validate()
     }
 }
 
@@ -225,6 +259,46 @@ url = "sqlite://state/tokenvault.db"
                 Err(e) => assert!(e.to_string().contains(needle), "{e} should name {needle}"),
             }
         }
+    }
+
+    #[test]
+    fn limits_can_only_be_lowered() -> Result<(), ConfigError> {
+        let with = |limits: &str| format!("{GOOD}\n[limits]\n{limits}\n");
+        let lower = Config::from_toml(
+            &with("max_sealed_token_bytes = 4096\nmax_message_bytes = 16384"),
+            no_env,
+        )?;
+        assert_eq!(lower.limits.max_sealed_token_bytes, 4096);
+        assert_eq!(lower.limits.max_message_bytes, 16384);
+        let default = Config::from_toml(GOOD, no_env)?;
+        assert_eq!(default.limits.max_sealed_token_bytes, MAX_SEALED_TOKEN_LEN);
+        assert_eq!(
+            default.limits.max_message_bytes,
+            SET_SERVICE_MAX_MESSAGE_BYTES
+        );
+        let cases = [
+            (
+                format!("max_sealed_token_bytes = {}", MAX_SEALED_TOKEN_LEN + 1),
+                "limits.max_sealed_token_bytes",
+                MAX_SEALED_TOKEN_LEN,
+            ),
+            (
+                format!("max_message_bytes = {}", SET_SERVICE_MAX_MESSAGE_BYTES + 1),
+                "limits.max_message_bytes",
+                SET_SERVICE_MAX_MESSAGE_BYTES,
+            ),
+        ];
+        for (limits, setting, max) in cases {
+            match Config::from_toml(&with(&limits), no_env) {
+                Ok(_) => unreachable!("accepted {limits}"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(e.contains(setting), "{e} should name {setting}");
+                    assert!(e.contains(&format!("above {max}")), "{e} should say {max}");
+                }
+            }
+        }
+        Ok(())
     }
 
     #[test]

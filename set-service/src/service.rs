@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use tokenvault_limits::{MAX_SHARED_SCOPES_LEN, MAX_TOKEN_TYPE_LEN};
 use tokenvault_proto::v1::set_service_server::SetService;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, DisconnectAccountResponse, RecordAccountStatusRequest,
@@ -19,8 +20,7 @@ use tokenvault_proto::v1::{
 use tokenvault_rpc::audit;
 use tokenvault_seal::{PublicKeySet, SealedToken, TokenUse};
 use tokenvault_store::{
-    MAX_SCOPES_LEN, ResealOutcome, RevocationOutcome, SharedAccessToken, StoreError, TokenStatus,
-    TokenWriter,
+    ResealOutcome, RevocationOutcome, SharedAccessToken, StoreError, TokenStatus, TokenWriter,
 };
 use tokenvault_tls::PeerInfo;
 use tonic::{Request, Response, Status};
@@ -204,16 +204,16 @@ impl SetServiceImpl {
             ));
         }
         if req.token_type.is_empty()
-            || req.token_type.len() > 64
+            || req.token_type.len() > MAX_TOKEN_TYPE_LEN
             || !req.token_type.bytes().all(|b| b.is_ascii_graphic())
         {
-            return Err(RpcError::InvalidArgument(
-                "token_type: 1 to 64 printable ASCII characters".into(),
-            ));
+            return Err(RpcError::InvalidArgument(format!(
+                "token_type: 1 to {MAX_TOKEN_TYPE_LEN} printable ASCII characters"
+            )));
         }
-        if req.scopes.iter().map(|s| s.len() + 1).sum::<usize>() > MAX_SCOPES_LEN {
+        if req.scopes.iter().map(|s| s.len() + 1).sum::<usize>() > MAX_SHARED_SCOPES_LEN {
             return Err(RpcError::TooLarge(format!(
-                "scopes: longer than {MAX_SCOPES_LEN} bytes together"
+                "scopes: longer than {MAX_SHARED_SCOPES_LEN} bytes together"
             )));
         }
         if req

@@ -3,10 +3,9 @@
 
 use crate::error::RpcError;
 
-pub use tokenvault_proto::ids::{MAX_ACCOUNT_LEN, MAX_PROVIDER_LEN};
-
-/// The longest status reason accepted, in bytes.
-pub const MAX_REASON_LEN: usize = 256;
+pub use tokenvault_limits::{
+    MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_PROVIDER_LEN, MAX_STATUS_REASON_LEN,
+};
 
 /// An account id in the contract's syntax.
 pub fn account(account: &str) -> Result<(), RpcError> {
@@ -30,10 +29,6 @@ pub fn known_provider(provider: &str, known: &[String]) -> Result<(), RpcError> 
     }
 }
 
-/// The longest key id accepted, in characters (a kid is a 43-character
-/// RFC 7638 thumbprint; the store allows up to this).
-pub const MAX_KEY_ID_LEN: usize = 256;
-
 /// A key id named in a request: 1 to [`MAX_KEY_ID_LEN`] printable ASCII
 /// characters without spaces.
 pub fn key_id(field: &str, kid: &str) -> Result<(), RpcError> {
@@ -52,9 +47,9 @@ pub fn key_id(field: &str, kid: &str) -> Result<(), RpcError> {
 
 /// A status reason: short, printable, single line.
 pub fn reason(reason: &str) -> Result<(), RpcError> {
-    if reason.len() > MAX_REASON_LEN {
+    if reason.len() > MAX_STATUS_REASON_LEN {
         return Err(RpcError::TooLarge(format!(
-            "reason: longer than {MAX_REASON_LEN} bytes"
+            "reason: longer than {MAX_STATUS_REASON_LEN} bytes"
         )));
     }
     if reason.chars().any(char::is_control) {

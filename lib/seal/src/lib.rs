@@ -50,4 +50,4 @@ pub const IV_LEN: usize = 12;
 /// The length of the AES-GCM authentication tag, in bytes.
 pub const TAG_LEN: usize = 16;
 /// The largest sealed token accepted or produced, in bytes (characters).
-pub const MAX_SEALED_TOKEN_LEN: usize = 8192;
+pub use tokenvault_limits::MAX_SEALED_TOKEN_LEN;

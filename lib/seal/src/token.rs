@@ -15,9 +15,7 @@ use serde::de::IgnoredAny;
 
 use crate::seal::b64_len;
 use crate::{ALG, ENC, ENCRYPTED_KEY_LEN, IV_LEN, MAX_SEALED_TOKEN_LEN, SealError, TAG_LEN};
-
-/// The longest key id accepted (an RFC 7638 SHA-256 thumbprint is 43).
-const MAX_KID_LEN: usize = 128;
+use tokenvault_limits::MAX_KEY_ID_LEN;
 
 /// The protected header as parsed. Unknown members are ignored, except the
 /// ones that change how the token must be processed.
@@ -137,7 +135,7 @@ impl SealedToken {
             return Err(SealError::UnsupportedAlgorithm("compression (zip)"));
         }
         let kid = non_empty(header.kid, "header has no kid")?;
-        if kid.len() > MAX_KID_LEN
+        if kid.len() > MAX_KEY_ID_LEN
             || !kid
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokenvault_limits::MAX_STATUS_REASON_LEN;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{
     AccountStatus, DisconnectAccountRequest, RecordAccountStatusRequest, RecordRevocationRequest,
@@ -25,6 +26,16 @@ use tonic::transport::Channel;
 
 /// The longest message of set-service's kept in an error.
 const MAX_MESSAGE_CHARS: usize = 200;
+
+/// The longest prefix of `reason` that set-service accepts: at most
+/// [`MAX_STATUS_REASON_LEN`] bytes, ending on a character boundary.
+fn cut_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_STATUS_REASON_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
 
 /// A set-service call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,7 +168,7 @@ impl SetClient {
     }
 
     /// Records an account's status, with a reason (cut to set-service's
-    /// limit).
+    /// limit, [`MAX_STATUS_REASON_LEN`] bytes).
     pub async fn record_status(
         &self,
         account: &str,
@@ -171,7 +182,7 @@ impl SetClient {
                 account: account.to_owned(),
                 provider: provider.to_owned(),
                 status: status as i32,
-                reason: reason.chars().take(MAX_MESSAGE_CHARS).collect(),
+                reason: cut_reason(reason).to_owned(),
             }))
             .await?;
         Ok(())
@@ -250,5 +261,17 @@ mod tests {
         assert!(!aborted.is_transient());
         let long = SetError::from(tonic::Status::invalid_argument("x".repeat(1000)));
         assert!(long.to_string().len() < 300);
+    }
+
+    #[test]
+    fn reasons_are_cut_to_what_set_service_accepts() {
+        assert_eq!(cut_reason("invalid_grant"), "invalid_grant");
+        let ascii = "r".repeat(MAX_STATUS_REASON_LEN + 10);
+        assert_eq!(cut_reason(&ascii).len(), MAX_STATUS_REASON_LEN);
+        // Three-byte characters: cut before the one that would cross the limit.
+        let wide = "€".repeat(MAX_STATUS_REASON_LEN);
+        let cut = cut_reason(&wide);
+        assert!(cut.len() <= MAX_STATUS_REASON_LEN && cut.len() > MAX_STATUS_REASON_LEN - 3);
+        assert!(cut.chars().all(|c| c == '€'));
     }
 }

@@ -9,7 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::types::{MAX_ID_LEN, MAX_SEALED_TOKEN_LEN};
+use crate::types::{MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_PROVIDER_LEN, MAX_SEALED_TOKEN_LEN};
 use crate::{Result, StoreError};
 
 /// How long to wait for a pooled connection (and to keep retrying a refused connect) before
@@ -208,14 +208,26 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
-/// Checks an account, provider or key id: 1..=[`MAX_ID_LEN`] characters, no control characters.
-pub(crate) fn check_id(what: &str, value: &str) -> Result<()> {
+/// Checks an account and a provider: 1..=[`MAX_ACCOUNT_LEN`] and 1..=[`MAX_PROVIDER_LEN`] bytes,
+/// no control characters.
+pub(crate) fn check_key(account: &str, provider: &str) -> Result<()> {
+    check_id("account", account, MAX_ACCOUNT_LEN)?;
+    check_id("provider", provider, MAX_PROVIDER_LEN)
+}
+
+/// Checks a key id: 1..=[`MAX_KEY_ID_LEN`] bytes, no control characters.
+pub(crate) fn check_kid(kid: &str) -> Result<()> {
+    check_id("key id", kid, MAX_KEY_ID_LEN)
+}
+
+/// Checks an id: 1..=`max` bytes, no control characters.
+fn check_id(what: &str, value: &str, max: usize) -> Result<()> {
     if value.is_empty() {
         return Err(StoreError::Invalid(format!("{what} is empty")));
     }
-    if value.chars().count() > MAX_ID_LEN {
+    if value.len() > max {
         return Err(StoreError::Invalid(format!(
-            "{what} is longer than {MAX_ID_LEN} characters"
+            "{what} is longer than {max} bytes"
         )));
     }
     if value.chars().any(char::is_control) {
@@ -259,10 +271,15 @@ mod tests {
 
     #[test]
     fn id_and_token_checks() {
-        assert!(check_id("account", "acct-1").is_ok());
-        assert!(check_id("account", "").is_err());
-        assert!(check_id("account", &"a".repeat(MAX_ID_LEN + 1)).is_err());
-        assert!(check_id("account", "a\0b").is_err());
+        assert!(check_key("acct-1", "google").is_ok());
+        assert!(check_key("", "google").is_err());
+        assert!(check_key("acct-1", "").is_err());
+        assert!(check_key(&"a".repeat(MAX_ACCOUNT_LEN), &"p".repeat(MAX_PROVIDER_LEN)).is_ok());
+        assert!(check_key(&"a".repeat(MAX_ACCOUNT_LEN + 1), "google").is_err());
+        assert!(check_key("acct-1", &"p".repeat(MAX_PROVIDER_LEN + 1)).is_err());
+        assert!(check_key("a\0b", "google").is_err());
+        assert!(check_kid(&"k".repeat(MAX_KEY_ID_LEN)).is_ok());
+        assert!(check_kid(&"k".repeat(MAX_KEY_ID_LEN + 1)).is_err());
         assert!(check_sealed_token("a.b.c.d.e").is_ok());
         let big = "x".repeat(MAX_SEALED_TOKEN_LEN + 1);
         let msg = check_sealed_token(&big)

@@ -46,6 +46,8 @@ pub mod coordination;
 mod db;
 mod error;
 mod reader;
+#[cfg(test)]
+mod schema_limits;
 mod types;
 mod writer;
 
@@ -54,7 +56,8 @@ pub use config::StoreConfig;
 pub use error::StoreError;
 pub use reader::TokenReader;
 pub use types::{
-    DisconnectOutcome, Latest, MAX_ID_LEN, MAX_REASON_LEN, MAX_SCOPES_LEN, MAX_SEALED_TOKEN_LEN,
+    DisconnectOutcome, Latest, MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_PROVIDER_LEN,
+    MAX_SEALED_TOKEN_LEN, MAX_SHARED_SCOPES_LEN, MAX_STATUS_REASON_LEN, MAX_TOKEN_TYPE_LEN,
     PendingRevocation, ResealOutcome, RevocationOutcome, SealedRow, SharedAccessToken,
     StatusRecord, StoreOutcome, TokenStatus, UnknownStatus,
 };

@@ -3,7 +3,7 @@
 //! never writes. On PostgreSQL it connects as `tokenvault_reader` in read-only sessions; on SQLite
 //! it opens the file read-only.
 
-use crate::db::{self, Db, Role, Sql, check_id, on_db};
+use crate::db::{self, Db, Role, Sql, check_key, check_kid, on_db};
 use crate::types::{
     Latest, PendingRevocation, SealedRow, SharedAccessToken, StatusRecord, TokenStatus,
 };
@@ -146,8 +146,7 @@ impl TokenReader {
 
     /// The newest row for (account, provider): its sealed token, a tombstone, or nothing.
     pub async fn latest(&self, account: &str, provider: &str) -> Result<Latest> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
+        check_key(account, provider)?;
         let row: Option<LatestRow> = on_db!(&self.db, LATEST, |pool, q| {
             sqlx::query_as(q)
                 .bind(account)
@@ -180,8 +179,7 @@ impl TokenReader {
         account: &str,
         provider: &str,
     ) -> Result<Option<SharedAccessToken>> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
+        check_key(account, provider)?;
         let row: Option<SharedRow> = on_db!(&self.db, SHARED_ACCESS_TOKEN, |pool, q| {
             sqlx::query_as(q)
                 .bind(account)
@@ -208,8 +206,7 @@ impl TokenReader {
     /// Newest event wins: a stored token means active, a tombstone disconnected, unless a later
     /// status record (e.g. reauthorization required) says otherwise.
     pub async fn status(&self, account: &str, provider: &str) -> Result<Option<StatusRecord>> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
+        check_key(account, provider)?;
         let row: Option<StatusRow> = on_db!(&self.db, STATUS, |pool, q| {
             sqlx::query_as(q)
                 .bind(account)
@@ -257,8 +254,7 @@ impl TokenReader {
     /// Whether `version` of (account, provider) still waits for revocation: not cleared, and
     /// disconnected with no reconnect since.
     pub async fn still_pending(&self, account: &str, provider: &str, version: i64) -> Result<bool> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
+        check_key(account, provider)?;
         let count: i64 = on_db!(&self.db, STILL_PENDING, |pool, q| {
             sqlx::query_scalar(q)
                 .bind(account)
@@ -280,7 +276,7 @@ impl TokenReader {
         after: i64,
         limit: u32,
     ) -> Result<Vec<SealedRow>> {
-        check_id("key id", kid)?;
+        check_kid(kid)?;
         let rows: Vec<PendingRow> = on_db!(&self.db, SEALED_NOT_UNDER, |pool, q| {
             sqlx::query_as(q)
                 .bind(kid)

@@ -4,12 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Longest accepted account or provider id, and key id, in characters.
-pub const MAX_ID_LEN: usize = 256;
-/// Longest accepted sealed token, in bytes.
-pub const MAX_SEALED_TOKEN_LEN: usize = 64 * 1024;
-/// Longest accepted status reason, in characters.
-pub const MAX_REASON_LEN: usize = 1024;
+pub use tokenvault_limits::{
+    MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_PROVIDER_LEN, MAX_SEALED_TOKEN_LEN, MAX_SHARED_SCOPES_LEN,
+    MAX_STATUS_REASON_LEN, MAX_TOKEN_TYPE_LEN,
+};
 
 /// What [`crate::TokenWriter::store`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,9 +206,6 @@ impl fmt::Debug for SealedRow {
             .finish()
     }
 }
-
-/// The longest space-separated scope list of a shared access token.
-pub const MAX_SCOPES_LEN: usize = 4096;
 
 /// An access token one get-service replica obtained and shared, sealed with the public key
 /// (`"token_use":"access"`), for the other replicas to serve

@@ -6,10 +6,10 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::db::{self, Db, Role, Sql, check_id, check_sealed_token, on_db};
+use crate::db::{self, Db, Role, Sql, check_key, check_kid, check_sealed_token, on_db};
 use crate::types::{
-    DisconnectOutcome, MAX_REASON_LEN, MAX_SCOPES_LEN, ResealOutcome, RevocationOutcome,
-    SharedAccessToken, StoreOutcome, TokenStatus,
+    DisconnectOutcome, MAX_SHARED_SCOPES_LEN, MAX_STATUS_REASON_LEN, MAX_TOKEN_TYPE_LEN,
+    ResealOutcome, RevocationOutcome, SharedAccessToken, StoreOutcome, TokenStatus,
 };
 use crate::{Result, StoreError};
 
@@ -174,9 +174,8 @@ impl TokenWriter {
         kid: &str,
         expected_version: Option<i64>,
     ) -> Result<StoreOutcome> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
-        check_id("key id", kid)?;
+        check_key(account, provider)?;
+        check_kid(kid)?;
         check_sealed_token(sealed_token)?;
         let hash = Sha256::digest(sealed_token.as_bytes()).to_vec();
 
@@ -247,8 +246,7 @@ impl TokenWriter {
     /// an already disconnected account inserts nothing (`already_disconnected = true`).
     /// [`StoreError::NotFound`] if nothing was ever stored for (account, provider).
     pub async fn disconnect(&self, account: &str, provider: &str) -> Result<DisconnectOutcome> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
+        check_key(account, provider)?;
         let inserted: Option<i64> = on_db!(&self.db, INSERT_TOMBSTONE, |pool, q| {
             sqlx::query_scalar(q)
                 .bind(account)
@@ -288,16 +286,15 @@ impl TokenWriter {
         status: TokenStatus,
         reason: &str,
     ) -> Result<()> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
+        check_key(account, provider)?;
         if status == TokenStatus::Disconnected {
             return Err(StoreError::Invalid(
                 "record a disconnect with disconnect(), which also tombstones the token".to_owned(),
             ));
         }
-        if reason.chars().count() > MAX_REASON_LEN {
+        if reason.len() > MAX_STATUS_REASON_LEN {
             return Err(StoreError::Invalid(format!(
-                "reason is longer than {MAX_REASON_LEN} characters"
+                "reason is longer than {MAX_STATUS_REASON_LEN} bytes"
             )));
         }
         if reason
@@ -343,8 +340,7 @@ impl TokenWriter {
         token_version: i64,
         outcome: RevocationOutcome,
     ) -> Result<bool> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
+        check_key(account, provider)?;
         let inserted = on_db!(&self.db, INSERT_REVOCATION, |pool, q| {
             sqlx::query(q)
                 .bind(account)
@@ -393,10 +389,9 @@ impl TokenWriter {
         sealed_token: &str,
         to_kid: &str,
     ) -> Result<ResealOutcome> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
-        check_id("key id", from_kid)?;
-        check_id("key id", to_kid)?;
+        check_key(account, provider)?;
+        check_kid(from_kid)?;
+        check_kid(to_kid)?;
         check_sealed_token(sealed_token)?;
         if from_kid == to_kid {
             return Err(StoreError::Invalid(
@@ -452,19 +447,19 @@ impl TokenWriter {
         provider: &str,
         share: &SharedAccessToken,
     ) -> Result<bool> {
-        check_id("account", account)?;
-        check_id("provider", provider)?;
-        check_id("key id", &share.kid)?;
+        check_key(account, provider)?;
+        check_kid(&share.kid)?;
         check_sealed_token(&share.sealed_token)?;
-        if share.token_type.is_empty() || share.token_type.len() > 64 {
-            return Err(StoreError::Invalid(
-                "token_type must be 1 to 64 characters".to_owned(),
-            ));
-        }
-        let scopes = share.scopes.join(" ");
-        if scopes.len() > MAX_SCOPES_LEN || share.lifetime_secs < 0 {
+        if share.token_type.is_empty() || share.token_type.len() > MAX_TOKEN_TYPE_LEN {
             return Err(StoreError::Invalid(format!(
-                "scopes longer than {MAX_SCOPES_LEN} characters, or a negative lifetime"
+                "token_type must be 1 to {MAX_TOKEN_TYPE_LEN} bytes"
+            )));
+        }
+        // Counted as set-service counts them: each scope and a separator after it.
+        let scopes = share.scopes.join(" ");
+        if scopes.len() + 1 > MAX_SHARED_SCOPES_LEN || share.lifetime_secs < 0 {
+            return Err(StoreError::Invalid(format!(
+                "scopes longer than {MAX_SHARED_SCOPES_LEN} bytes, or a negative lifetime"
             )));
         }
         let id: Option<i64> = on_db!(&self.db, INSERT_SHARE, |pool, q| {

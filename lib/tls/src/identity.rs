@@ -13,7 +13,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use crate::error::IdentityError;
 
 /// The longest SPIFFE ID accepted, in bytes (the SPIFFE spec's URI limit).
-pub const MAX_SPIFFE_ID_LEN: usize = 2048;
+pub use tokenvault_limits::MAX_SPIFFE_ID_LEN;
 
 /// What a certificate holder is allowed to be in tokenvault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -7,7 +7,8 @@
 //!   (`tokenvault-opener`); web-frontend has no store access either.
 //! - Shared libraries under `lib/` never depend on a deployed service, the
 //!   ops tool, the worker client or a development tool.
-//! - The layers hold: `tokenvault-tls` depends on no tokenvault crate, and
+//! - The layers hold: `tokenvault-limits` depends on no crate at all,
+//!   `tokenvault-tls` on no tokenvault crate but it, and
 //!   each library only on the layers below it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -133,16 +134,20 @@ fn only_get_service_can_open_a_sealed_token() {
 #[test]
 fn shared_libraries_depend_only_on_the_layers_below() {
     let graph = Graph::load();
-    let layers: [(&str, &[&str]); 9] = [
-        ("tokenvault-proto", &[]),
-        ("tokenvault-tls", &[]),
-        ("tokenvault-seal", &[]),
+    let layers: [(&str, &[&str]); 10] = [
+        ("tokenvault-limits", &[]),
+        ("tokenvault-proto", &["tokenvault-limits"]),
+        ("tokenvault-tls", &["tokenvault-limits"]),
+        ("tokenvault-seal", &["tokenvault-limits"]),
         ("tokenvault-runtime", &["tokenvault-tls"]),
         (
             "tokenvault-rpc",
             &["tokenvault-proto", "tokenvault-tls", "tokenvault-runtime"],
         ),
-        ("tokenvault-store", &["tokenvault-runtime"]),
+        (
+            "tokenvault-store",
+            &["tokenvault-limits", "tokenvault-runtime"],
+        ),
         ("tokenvault-oauth", &["tokenvault-runtime"]),
         (
             "tokenvault-opener",
@@ -150,7 +155,7 @@ fn shared_libraries_depend_only_on_the_layers_below() {
         ),
         (
             "tokenvault-set-client",
-            &["tokenvault-proto", "tokenvault-tls"],
+            &["tokenvault-limits", "tokenvault-proto", "tokenvault-tls"],
         ),
     ];
     for (name, allowed) in layers {

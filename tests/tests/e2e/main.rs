@@ -28,6 +28,7 @@ mod scopes;
 mod seal;
 mod set_service;
 mod store_behaviour;
+mod store_history;
 mod store_postgres;
 mod store_sqlite;
 mod web_errors;
