@@ -2,8 +2,9 @@
 //! `address`, each host resolved to all its addresses (again every
 //! [`RESOLVE_EVERY`]), one lazily connecting mTLS channel per address;
 //! calls go round-robin and move on to the next replica when one answers
-//! UNAVAILABLE or the call is cut off (each replica once per call), within
-//! the call's time limit. Holds no secret but the TLS
+//! UNAVAILABLE or the call is cut off (each replica once per call, and the
+//! same replica once more for a call cut off before it was sent, as when a
+//! server closes its connection gracefully), within the call's time limit. Holds no secret but the TLS
 //! config the channels share.
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
+use tokenvault_tls::never_sent;
 use tokenvault_tls::reload::ClientConfigRx;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -145,14 +147,26 @@ impl Targets {
         let channels = self.channels().await?;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
-        for i in 0..channels.len() {
+        // One more try on the same replica, once per call, when a call was
+        // cut off before it was sent (the connection was closing, e.g. the
+        // server said GOAWAY): tonic has opened a new connection by then.
+        let mut retried_cut_off = false;
+        let mut i = 0;
+        while i < channels.len() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             let channel = channels[(start + i) % channels.len()].clone();
             match call(GetServiceClient::new(channel), left).await {
-                Err(status) if retry_elsewhere(&status) => last = Some(status),
+                Err(status) if retry_elsewhere(&status) => {
+                    if never_sent(&status) && !retried_cut_off {
+                        retried_cut_off = true;
+                    } else {
+                        i += 1;
+                    }
+                    last = Some(status);
+                }
                 other => return other.map_err(WorkerError::from),
             }
         }

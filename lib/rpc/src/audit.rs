@@ -8,6 +8,7 @@
 
 use std::fmt::Display;
 
+use tokenvault_limits::MAX_LOGGED_ID_LEN;
 use tokenvault_tls::PeerInfo;
 
 pub use tokenvault_runtime::logging::AUDIT_TARGET;
@@ -17,9 +18,6 @@ pub use tokenvault_runtime::logging::AUDIT_TARGET;
 /// metrics layer removes it, and writes the event itself for a call without
 /// it (one that tonic refused while decoding, or that was cancelled).
 pub const AUDITED_HEADER: &str = "x-tokenvault-audited";
-
-/// The longest account or provider logged; longer (invalid) input is cut.
-const MAX_LOGGED_ID: usize = 128;
 
 /// Writes the audit line of one RPC. `outcome` is `Ok(())` or the error's
 /// short label and message.
@@ -59,7 +57,7 @@ pub fn record_with_policy(
 /// The first [`MAX_LOGGED_ID`] characters of `id`.
 fn cut(id: &str) -> &str {
     id.char_indices()
-        .nth(MAX_LOGGED_ID)
+        .nth(MAX_LOGGED_ID_LEN)
         .map_or(id, |(end, _)| &id[..end])
 }
 

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokenvault_tls::reload::RevokedRx;
+use tokenvault_tls::TrustRx;
 use tokenvault_tls::{IdentityPattern, PeerInfo, SpiffeId, now_unix};
 use tower::{Layer, Service};
 
@@ -71,7 +71,7 @@ impl AllowList {
 #[derive(Debug, Clone)]
 pub struct AuthzLayer {
     allow: Arc<AllowList>,
-    revoked: Option<RevokedRx>,
+    revoked: Option<TrustRx>,
 }
 
 impl AuthzLayer {
@@ -85,7 +85,7 @@ impl AuthzLayer {
 
     /// Also refuses every request on a connection whose client certificate
     /// the CRLs in `revoked` (as reloaded) list.
-    pub fn refusing_revoked(mut self, revoked: RevokedRx) -> Self {
+    pub fn refusing_revoked(mut self, revoked: TrustRx) -> Self {
         self.revoked = Some(revoked);
         self
     }
@@ -108,7 +108,7 @@ impl<S> Layer<S> for AuthzLayer {
 pub struct Authz<S> {
     inner: S,
     allow: Arc<AllowList>,
-    revoked: Option<RevokedRx>,
+    revoked: Option<TrustRx>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -147,7 +147,7 @@ where
         if self
             .revoked
             .as_ref()
-            .is_some_and(|r| r.borrow().contains(&peer.cert))
+            .is_some_and(|trust| trust.borrow().is_revoked(&peer.cert))
         {
             let status = tonic::Status::unauthenticated(format!(
                 "the client certificate of {} has been revoked",

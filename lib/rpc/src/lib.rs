@@ -7,13 +7,16 @@
 //! - [`grpc_metrics`]: requests by RPC and status, and their latency;
 //! - [`discovery`]: health and reflection for ordinary gRPC tools;
 //! - [`serve`]: the one serve function, [`GrpcServer`], that puts these
-//!   together with mutual TLS, health checks and the metrics endpoint.
+//!   together with mutual TLS, health checks and the metrics endpoint,
+//!   serving each connection on its own (`connections`) so that a trust
+//!   change can close one gracefully.
 //!
 //! This crate sees callers' identities and request paths, never a token.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod authz;
+mod connections;
 pub mod discovery;
 pub mod grpc_metrics;
 pub mod serve;

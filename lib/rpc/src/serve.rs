@@ -7,6 +7,8 @@
 //!   audit trail, and reserves room for each call's event in the audit
 //!   table's queue: [`tokenvault_runtime::audit_gate`]) and the [`AuthzLayer`] with the service's allow-list, which
 //!   refuses revoked certificates on open connections;
+//! - each connection served on its own ([`crate::connections`]), closed
+//!   gracefully when its client certificate's CA leaves the bundle;
 //! - the health service, driven by the service's checks, and server
 //!   reflection, both open to any authenticated peer; optionally the same
 //!   health status on a plaintext listener for orchestrators;
@@ -31,7 +33,10 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use tokio_stream::StreamExt;
+
 use crate::authz::{AllowList, AuthzLayer};
+use crate::connections::{self, Leave};
 use crate::discovery::{self, DISCOVERY_SERVICES};
 use crate::grpc_metrics::GrpcMetrics;
 
@@ -45,8 +50,6 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -194,18 +197,30 @@ impl GrpcServer {
         };
 
         tracing::info!(listen = ?listeners.main.local_addr().ok(), "{} serving", self.service.label);
-        Server::builder()
-            .layer(self.grpc_metrics.layer(rpcs, self.audit.clone()))
-            .layer(AuthzLayer::new(allow).refusing_revoked(self.tls.revoked.clone()))
-            .add_routes(routes)
+        let metrics = self.grpc_metrics.layer(rpcs, self.audit.clone());
+        let authz = AuthzLayer::new(allow).refusing_revoked(self.tls.trust.clone());
+        let routes = routes
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(reflection_alpha)
-            .serve_with_incoming_shutdown(
-                incoming(listeners.main, self.tls.config.clone()),
-                shutdown,
-            )
-            .await?;
+            .add_service(reflection_alpha);
+        // Each connection has its own tonic server, so that one can be
+        // closed gracefully when its certificate's CA leaves the bundle.
+        let serve_one = move |connection, leave: Leave| {
+            let one = tokio_stream::once(Ok::<_, std::io::Error>(connection))
+                .chain(tokio_stream::pending());
+            Server::builder()
+                .layer(metrics.clone())
+                .layer(authz.clone())
+                .add_routes(routes.clone())
+                .serve_with_incoming_shutdown(one, leave)
+        };
+        connections::serve_each(
+            incoming(listeners.main, self.tls.config.clone()),
+            self.tls.trust.clone(),
+            serve_one,
+            shutdown,
+        )
+        .await;
         tracing::info!("{} stopped", self.service.label);
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! ([`SetError`]), and never carry a token.
 #![forbid(unsafe_code)]
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use tokenvault_proto::v1::{
 use tokenvault_tls::reload::{
     CertObserver, Reloader, reloading_channel, reloading_channel_reporting,
 };
-use tokenvault_tls::{IdentityPattern, Role, TlsError, TlsFiles};
+use tokenvault_tls::{IdentityPattern, Role, TlsError, TlsFiles, never_sent};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -132,6 +133,24 @@ impl SetClient {
         request
     }
 
+    /// Makes one call with `rpc`, and once more if it never left this
+    /// client ([`never_sent`]: its connection was closing, e.g. set-service
+    /// closed it gracefully after a trust change).
+    async fn call<T, R, F, Fut>(&self, message: T, rpc: F) -> Result<tonic::Response<R>, SetError>
+    where
+        T: Clone,
+        F: Fn(SetServiceClient<Channel>, tonic::Request<T>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let first = rpc(self.client.clone(), self.request(message.clone())).await;
+        Ok(match first {
+            Err(status) if never_sent(&status) => {
+                rpc(self.client.clone(), self.request(message)).await?
+            }
+            other => other?,
+        })
+    }
+
     /// Stores a sealed token as the newest version; returns the version.
     /// With `expected_version`, only while that is still the newest
     /// (otherwise set-service refuses with `ABORTED`).
@@ -143,27 +162,29 @@ impl SetClient {
         expected_version: Option<u64>,
     ) -> Result<u64, SetError> {
         let response = self
-            .client
-            .clone()
-            .store_refresh_token(self.request(StoreRefreshTokenRequest {
-                account: account.to_owned(),
-                provider: provider.to_owned(),
-                sealed_token,
-                expected_version,
-            }))
+            .call(
+                StoreRefreshTokenRequest {
+                    account: account.to_owned(),
+                    provider: provider.to_owned(),
+                    sealed_token,
+                    expected_version,
+                },
+                |mut client, request| async move { client.store_refresh_token(request).await },
+            )
             .await?;
         Ok(response.into_inner().version)
     }
 
     /// Tombstones (account, provider).
     pub async fn disconnect(&self, account: &str, provider: &str) -> Result<(), SetError> {
-        self.client
-            .clone()
-            .disconnect_account(self.request(DisconnectAccountRequest {
+        self.call(
+            DisconnectAccountRequest {
                 account: account.to_owned(),
                 provider: provider.to_owned(),
-            }))
-            .await?;
+            },
+            |mut client, request| async move { client.disconnect_account(request).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -176,15 +197,16 @@ impl SetClient {
         status: AccountStatus,
         reason: &str,
     ) -> Result<(), SetError> {
-        self.client
-            .clone()
-            .record_account_status(self.request(RecordAccountStatusRequest {
+        self.call(
+            RecordAccountStatusRequest {
                 account: account.to_owned(),
                 provider: provider.to_owned(),
                 status: status as i32,
                 reason: cut_reason(reason).to_owned(),
-            }))
-            .await?;
+            },
+            |mut client, request| async move { client.record_account_status(request).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -197,15 +219,16 @@ impl SetClient {
         version: u64,
         outcome: RevocationOutcome,
     ) -> Result<(), SetError> {
-        self.client
-            .clone()
-            .record_revocation(self.request(RecordRevocationRequest {
+        self.call(
+            RecordRevocationRequest {
                 account: account.to_owned(),
                 provider: provider.to_owned(),
                 token_version: version,
                 outcome: outcome as i32,
-            }))
-            .await?;
+            },
+            |mut client, request| async move { client.record_revocation(request).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -216,9 +239,9 @@ impl SetClient {
         request: ResealRefreshTokenRequest,
     ) -> Result<ResealOutcome, SetError> {
         let response = self
-            .client
-            .clone()
-            .reseal_refresh_token(self.request(request))
+            .call(request, |mut client, request| async move {
+                client.reseal_refresh_token(request).await
+            })
             .await?;
         Ok(response.into_inner().outcome())
     }
@@ -232,9 +255,9 @@ impl SetClient {
         request: ShareAccessTokenRequest,
     ) -> Result<bool, SetError> {
         let response = self
-            .client
-            .clone()
-            .share_access_token(self.request(request))
+            .call(request, |mut client, request| async move {
+                client.share_access_token(request).await
+            })
             .await?;
         Ok(response.into_inner().shared)
     }

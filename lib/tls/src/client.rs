@@ -28,6 +28,16 @@ use crate::verify::SpiffeServerVerifier;
 /// How long dialling and the TLS handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Whether a call on a [`channel`] failed before its request left this
+/// client: the connection it was queued for closed first (hyper cancels
+/// the requests still queued; tonic reports `CANCELLED` "operation was
+/// canceled"), as when a server closes a connection gracefully after a
+/// trust change. The server never saw it, so it is safe to make again,
+/// once (the channel has reconnected by then), whatever the RPC.
+pub fn never_sent(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Cancelled && status.message() == "operation was canceled"
+}
+
 /// Builds a TLS 1.3-only client config from PEM files. The server must chain
 /// to `files.ca`, match the address's name, and carry a SPIFFE ID in
 /// `trust_domain` that `expected_server` matches.

@@ -12,7 +12,9 @@
 //! - [`IdentityPattern`] names who a peer must be (a role or one exact ID);
 //!   what each caller may call is `tokenvault-rpc`'s job.
 //! - [`reload`] swaps in new configs when the PEM files change (or on
-//!   SIGHUP), without a restart, and logs the certificate in use.
+//!   SIGHUP), without a restart, and logs the certificate in use; with it a
+//!   server publishes its [`ClientTrust`], against which open connections
+//!   are re-checked (revocations that stick, CAs that leave the bundle).
 //!
 //! This crate holds certificates and the service's own TLS key only while
 //! building a config. It never sees a refresh token or the token-encryption key.
@@ -25,11 +27,12 @@ mod pem;
 pub mod reload;
 mod revoked;
 mod server;
+mod trust;
 mod verify;
 
 use std::sync::Arc;
 
-pub use client::{CONNECT_TIMEOUT, channel, channel_via, client_config};
+pub use client::{CONNECT_TIMEOUT, channel, channel_via, client_config, never_sent};
 pub use error::{IdentityError, TlsError};
 pub use identity::{IdentityPattern, MAX_SPIFFE_ID_LEN, Role, SpiffeId, validate_trust_domain};
 pub use pem::{TlsFiles, read_certs};
@@ -37,6 +40,7 @@ pub use revoked::{CertRef, RevokedCerts};
 pub use server::{
     HANDSHAKE_TIMEOUT, MtlsIncoming, MtlsStream, Peer, PeerInfo, ServerTls, incoming, server_config,
 };
+pub use trust::{CertChain, ClientTrust, TrustRx};
 
 /// The tracing target of handshake outcomes.
 pub const TLS_TARGET: &str = "tokenvault::tls";

@@ -30,7 +30,7 @@ use crate::TLS_TARGET;
 use crate::error::TlsError;
 use crate::identity::SpiffeId;
 use crate::pem::TlsFiles;
-use crate::revoked::RevokedCerts;
+use crate::trust::TrustRx;
 
 /// How often the files' metadata is checked.
 pub const RELOAD_POLL: Duration = Duration::from_secs(2);
@@ -158,17 +158,16 @@ where
 /// What [`crate::incoming`] reads its server config from.
 pub type ServerConfigRx = watch::Receiver<Arc<rustls::ServerConfig>>;
 
-/// What an authorization layer reads the revoked certificates from.
-pub type RevokedRx = watch::Receiver<Arc<RevokedCerts>>;
-
 /// The live halves of a reloading server's TLS: the config for new
-/// handshakes and the revoked certificates for requests on open connections.
+/// handshakes and the trust that open connections are re-checked against.
 #[derive(Debug, Clone)]
 pub struct ServerWatch {
     /// For [`crate::incoming`].
     pub config: ServerConfigRx,
-    /// For the authorization layer (`tokenvault-rpc`'s `AuthzLayer`).
-    pub revoked: RevokedRx,
+    /// For open connections: the authorization layer (`tokenvault-rpc`'s
+    /// `AuthzLayer`) refuses revoked certificates, the server closes
+    /// connections whose certificate's CA has left the bundle.
+    pub trust: TrustRx,
 }
 
 /// A server's TLS config that follows its files: the config loaded now, the
@@ -189,15 +188,16 @@ pub fn reloading_server(
     };
     let tls = build(files)?;
     let (tx, config) = watch::channel(Arc::clone(&tls.config));
-    let (revoked_tx, revoked) = watch::channel(Arc::clone(&tls.revoked));
+    let (trust_tx, trust) = watch::channel(Arc::clone(&tls.trust));
     let reloader = watch_files("server", files.clone(), tx, move |files| {
         let tls = build(files)?;
         // Published before the config, so no handshake under the new CRL
-        // precedes its check on open connections.
-        revoked_tx.send_replace(tls.revoked);
+        // precedes its check on open connections. Revocations stick.
+        let trust = tls.trust.keeping_revocations_of(&trust_tx.borrow());
+        trust_tx.send_replace(Arc::new(trust));
         Ok(tls.config)
     });
-    Ok((tls, ServerWatch { config, revoked }, reloader))
+    Ok((tls, ServerWatch { config, trust }, reloader))
 }
 
 /// A lazily connecting mTLS channel to `address` whose client certificate,

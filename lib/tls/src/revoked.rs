@@ -53,6 +53,11 @@ impl RevokedCerts {
         Some(Self(revoked))
     }
 
+    /// Every certificate revoked by `self` or `other`.
+    pub fn union(&self, other: &Self) -> Self {
+        Self(self.0.union(&other.0).cloned().collect())
+    }
+
     /// Whether `cert` is revoked.
     pub fn contains(&self, cert: &CertRef) -> bool {
         self.0.contains(cert)

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -27,6 +28,7 @@ use crate::error::TlsError;
 use crate::identity::SpiffeId;
 use crate::pem::TlsFiles;
 use crate::revoked::{CertRef, RevokedCerts};
+use crate::trust::{CertChain, ClientTrust};
 use crate::verify::{SpiffeClientVerifier, peer_identity};
 use crate::{TLS_TARGET, provider};
 
@@ -45,8 +47,9 @@ pub struct ServerTls {
     pub identity: SpiffeId,
     /// When this server's own certificate expires, in seconds since the epoch.
     pub not_after_unix: i64,
-    /// The client certificates the CRLs revoke, for [`crate::AuthzLayer`].
-    pub revoked: Arc<RevokedCerts>,
+    /// What the server trusts of its clients: for re-checking open
+    /// connections ([`crate::trust`]).
+    pub trust: Arc<ClientTrust>,
 }
 
 /// Builds a TLS 1.3-only server config from PEM files. Clients must present a
@@ -79,20 +82,20 @@ pub fn server_config(files: &TlsFiles, trust_domain: &str) -> Result<ServerTls, 
             .allow_unknown_revocation_status()
             .only_check_end_entity_revocation()
             .build()?;
-    let verifier = Arc::new(SpiffeClientVerifier {
+    let verifier: Arc<dyn ClientCertVerifier> = Arc::new(SpiffeClientVerifier {
         inner: webpki,
         trust_domain: trust_domain.to_owned(),
     });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::clone(&verifier))
         .with_single_cert(loaded.chain, loaded.key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(ServerTls {
         config: Arc::new(config),
         identity,
         not_after_unix,
-        revoked: Arc::new(revoked),
+        trust: Arc::new(ClientTrust::new(verifier, revoked)),
     })
 }
 
@@ -130,6 +133,9 @@ pub struct Peer {
     /// The client certificate's issuer and serial: requests on a connection
     /// whose certificate a reloaded CRL revokes are refused.
     pub cert: CertRef,
+    /// The chain the client presented, re-checked at every reload
+    /// ([`ClientTrust::still_issued`]).
+    pub chain: CertChain,
 }
 
 /// A TLS connection whose client certificate has been verified.
@@ -257,15 +263,14 @@ async fn handshake(
         .map_err(|_| "handshake timed out".to_owned())?
         .map_err(|e| e.to_string())?;
     // The verifier has already required exactly one SPIFFE ID; read it back.
-    let leaf = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
+    let certs = stream.get_ref().1.peer_certificates().unwrap_or_default();
+    let leaf = certs
+        .first()
         .ok_or_else(|| "no client certificate".to_owned())?;
     let id = SpiffeId::from_certificate_der(leaf).map_err(|e| e.to_string())?;
     let not_after_unix = crate::not_after_unix(leaf).map_err(|e| e.to_string())?;
     let cert = CertRef::of_certificate(leaf).map_err(|e| e.to_string())?;
+    let chain = CertChain::new(certs);
     Ok(MtlsStream {
         inner: stream,
         peer: PeerInfo::from(Peer {
@@ -273,6 +278,7 @@ async fn handshake(
             addr,
             not_after_unix,
             cert,
+            chain,
         }),
     })
 }

@@ -142,7 +142,12 @@ fn shared_libraries_depend_only_on_the_layers_below() {
         ("tokenvault-runtime", &["tokenvault-tls"]),
         (
             "tokenvault-rpc",
-            &["tokenvault-proto", "tokenvault-tls", "tokenvault-runtime"],
+            &[
+                "tokenvault-limits",
+                "tokenvault-proto",
+                "tokenvault-tls",
+                "tokenvault-runtime",
+            ],
         ),
         (
             "tokenvault-store",

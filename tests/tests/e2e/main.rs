@@ -31,5 +31,6 @@ mod store_behaviour;
 mod store_history;
 mod store_postgres;
 mod store_sqlite;
+mod trust_changes;
 mod web_errors;
 mod web_frontend;

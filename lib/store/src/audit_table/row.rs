@@ -9,13 +9,10 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 
-/// The longest text kept per column (the table's CHECK limits).
-const MAX_CALLER: usize = 512;
-const MAX_PEER: usize = 128;
-const MAX_ID: usize = 256;
-const MAX_OUTCOME: usize = 64;
-const MAX_ERROR: usize = 1024;
-const MAX_POLICY: usize = 128;
+/// The longest text kept per column: the table's CHECK limits.
+use tokenvault_limits::audit_columns::{
+    ACTION_CHARS, CALLER_CHARS, ERROR_CHARS, ID_CHARS, OUTCOME_CHARS, PEER_CHARS, POLICY_CHARS,
+};
 
 /// One audit event as a table row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,14 +60,14 @@ impl AuditRow {
     fn set(&mut self, name: &str, value: &str) {
         let column = |max: usize| column_text(value, max);
         match name {
-            "caller" => self.caller = column(MAX_CALLER),
-            "peer" => self.peer = column(MAX_PEER),
-            "rpc" => self.action = column(MAX_ID),
-            "account" => self.account = column(MAX_ID),
-            "provider" => self.provider = column(MAX_ID),
-            "outcome" => self.outcome = column(MAX_OUTCOME),
-            "error" => self.error = Some(column(MAX_ERROR)),
-            "policy" => self.policy = Some(column(MAX_POLICY)),
+            "caller" => self.caller = column(CALLER_CHARS),
+            "peer" => self.peer = column(PEER_CHARS),
+            "rpc" => self.action = column(ACTION_CHARS),
+            "account" => self.account = column(ID_CHARS),
+            "provider" => self.provider = column(ID_CHARS),
+            "outcome" => self.outcome = column(OUTCOME_CHARS),
+            "error" => self.error = Some(column(ERROR_CHARS)),
+            "policy" => self.policy = Some(column(POLICY_CHARS)),
             _ => {}
         }
     }
@@ -122,8 +119,8 @@ mod tests {
         assert_eq!(column_text("ab\0", 3), "ab");
         assert_eq!(column_text("ab\0", 4), "ab\\0");
         assert_eq!(
-            column_text(&"x".repeat(1 << 20), MAX_ERROR).len(),
-            MAX_ERROR
+            column_text(&"x".repeat(1 << 20), ERROR_CHARS).len(),
+            ERROR_CHARS
         );
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use tokenvault_limits::audit_columns::ID_CHARS;
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_proto::v1::set_service_client::SetServiceClient;
 use tokenvault_proto::v1::{GetAccessTokenRequest, StoreRefreshTokenRequest};
@@ -40,7 +41,7 @@ fn logged(service: &str, logs: &str) -> BTreeMap<Key, usize> {
             service.to_owned(),
             text("rpc"),
             text("caller"),
-            column_text(&text("account"), 256),
+            column_text(&text("account"), ID_CHARS),
             text("outcome"),
         );
         *counted.entry(key).or_insert(0) += 1;
