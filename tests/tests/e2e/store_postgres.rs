@@ -72,8 +72,13 @@ async fn reader_role_cannot_write() {
         .await
         .unwrap();
 
-    // A plain connection (without the read-only session the crate sets): privileges alone refuse.
+    // A plain connection with the read-only default (setup.sql's) turned
+    // off, as the audit writer does: privileges alone refuse.
     let mut conn = PgConnection::connect(&store.reader_url).await.unwrap();
+    sqlx::query("SET default_transaction_read_only = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     for sql in [
         "INSERT INTO token_events (account, provider, kind) VALUES ('acct', 'google', 'tombstone')",
         "INSERT INTO token_status (account, provider, status, reason) \
