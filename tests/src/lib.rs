@@ -14,6 +14,7 @@ pub mod netns;
 pub mod oidc;
 pub mod pki;
 pub mod procs;
+pub mod raw_grpc;
 pub mod services;
 pub mod store;
 pub mod system;

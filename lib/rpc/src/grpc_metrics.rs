@@ -257,6 +257,10 @@ where
             let (mut parts, body) = response.into_parts();
             if parts.headers.remove(AUDITED_HEADER).is_some() {
                 recorder.audit = None;
+            } else {
+                // tonic answered before any handler: malformed framing gets
+                // the status the `.proto` documents.
+                crate::framing::as_documented(&mut parts.headers);
             }
             if let Some(code) = status_code(&parts.headers) {
                 // Trailers-only: the whole answer is in the headers.

@@ -18,6 +18,7 @@ pub mod audit;
 pub mod authz;
 mod connections;
 pub mod discovery;
+mod framing;
 pub mod grpc_metrics;
 pub mod serve;
 

@@ -8,6 +8,7 @@ mod crate_boundaries;
 mod demo_auth;
 mod deploy_files;
 mod footprint;
+mod framing;
 mod get_service;
 mod grpc_discovery;
 mod jose_interop;
