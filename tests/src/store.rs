@@ -213,3 +213,29 @@ impl Drop for TestStore {
         }
     }
 }
+
+/// Runs each named `async fn(&TestStore)` as two tests, `sqlite::<name>`
+/// and `postgres::<name>`, each on a fresh store of that backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let store = $crate::store::TestStore::new($crate::store::Backend::Sqlite).await;
+                    super::$name(&store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let store = $crate::store::TestStore::new($crate::store::Backend::Postgres).await;
+                    super::$name(&store).await;
+                }
+            )*
+        }
+    };
+}

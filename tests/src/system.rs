@@ -211,10 +211,16 @@ impl System {
 
     /// A worker client with a `worker/<name>` certificate.
     pub fn worker_named(&self, name: &str) -> anyhow::Result<WorkerClient> {
+        self.worker_with(&self.pki.issue(Role::Worker, Some(name))?)
+    }
+
+    /// A worker client (the Rust library, following its files) with the
+    /// certificate `tls`.
+    pub fn worker_with(&self, tls: &tokenvault_tls::TlsFiles) -> anyhow::Result<WorkerClient> {
         Ok(WorkerClient::new(&WorkerConfig {
             address: self.get.address(),
             trust_domain: crate::pki::TRUST_DOMAIN.to_owned(),
-            tls: self.pki.issue(Role::Worker, Some(name))?,
+            tls: tls.clone(),
         })?)
     }
 

@@ -21,16 +21,11 @@ use tokenvault_tests::pki::TRUST_DOMAIN;
 use tokenvault_tests::system::{Options, System};
 use tokenvault_tls::reload::{RELOAD_POLL, Reloader, watch_files};
 use tokenvault_tls::{IdentityPattern, Role, TlsFiles};
-use tokenvault_worker::{WorkerClient, WorkerConfig};
+use tokenvault_worker::WorkerClient;
 use tonic::Code;
 
 fn worker(f: &System, files: &TlsFiles) -> WorkerClient {
-    WorkerClient::new(&WorkerConfig {
-        address: f.get.address(),
-        trust_domain: TRUST_DOMAIN.to_owned(),
-        tls: files.clone(),
-    })
-    .unwrap()
+    f.worker_with(files).unwrap()
 }
 
 /// One GetAccessToken over a brand-new connection (so a new handshake) made

@@ -7,7 +7,7 @@ use tokenvault_store::{
     DisconnectOutcome, Latest, MAX_SEALED_TOKEN_LEN, RevocationOutcome, StoreAdmin, StoreError,
     TokenReader, TokenStatus, TokenWriter,
 };
-use tokenvault_tests::store::{Backend, TestStore};
+use tokenvault_tests::store::TestStore;
 
 struct Handles {
     writer: TokenWriter,
@@ -470,30 +470,7 @@ async fn revocation_clears_the_disconnected_token(store: &TestStore) {
     assert_eq!(h.admin.count_rows().await.unwrap().sealed_tokens, 1);
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let store = super::TestStore::new(super::Backend::Sqlite).await;
-                    super::$name(&store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let store = super::TestStore::new(super::Backend::Postgres).await;
-                    super::$name(&store).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+tokenvault_tests::on_both_backends!(
     round_trip,
     idempotent_retry,
     tombstone_hides_and_store_revives,

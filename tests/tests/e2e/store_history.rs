@@ -195,30 +195,7 @@ async fn prune_path_still_clears_superseded_tokens(store: &TestStore) {
     assert_eq!(admin.prune().await.unwrap(), 0);
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let store = super::TestStore::new(super::Backend::Sqlite).await;
-                    super::$name(&store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let store = super::TestStore::new(super::Backend::Postgres).await;
-                    super::$name(&store).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+tokenvault_tests::on_both_backends!(
     owner_cannot_delete_or_rewrite_history,
     prune_path_still_clears_superseded_tokens,
 );

@@ -14,19 +14,14 @@ use tokenvault_tests::pki::TRUST_DOMAIN;
 use tokenvault_tests::system::{Options, System};
 use tokenvault_tls::reload::RELOAD_POLL;
 use tokenvault_tls::{Role, TlsFiles};
-use tokenvault_worker::{WorkerClient, WorkerConfig, WorkerError};
+use tokenvault_worker::{WorkerClient, WorkerError};
 use tonic::Code;
 
 const ACCOUNT: &str = "acct-trust";
 const TTL: Duration = Duration::from_secs(5);
 
 fn worker(f: &System, files: &TlsFiles) -> WorkerClient {
-    WorkerClient::new(&WorkerConfig {
-        address: f.get.address(),
-        trust_domain: TRUST_DOMAIN.to_owned(),
-        tls: files.clone(),
-    })
-    .unwrap()
+    f.worker_with(files).unwrap()
 }
 
 /// `files` with its certificate and key copied to `dir`, so that `pki
