@@ -147,8 +147,8 @@ impl Targets {
         let channels = self.channels().await?;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
-        // One more try on the same replica, once per call, when a call was
-        // cut off before it was sent (the connection was closing, e.g. the
+        // One more try on the same replica, once per call, when the replica
+        // never saw the call (its connection was going away, e.g. the
         // server said GOAWAY): tonic has opened a new connection by then.
         let mut retried_cut_off = false;
         let mut i = 0;
@@ -159,7 +159,7 @@ impl Targets {
             }
             let channel = channels[(start + i) % channels.len()].clone();
             match call(GetServiceClient::new(channel), left).await {
-                Err(status) if retry_elsewhere(&status) => {
+                Err(status) if never_sent(&status) || retry_elsewhere(&status) => {
                     if never_sent(&status) && !retried_cut_off {
                         retried_cut_off = true;
                     } else {

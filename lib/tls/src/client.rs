@@ -28,14 +28,30 @@ use crate::verify::SpiffeServerVerifier;
 /// How long dialling and the TLS handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether a call on a [`channel`] failed before its request left this
-/// client: the connection it was queued for closed first (hyper cancels
-/// the requests still queued; tonic reports `CANCELLED` "operation was
-/// canceled"), as when a server closes a connection gracefully after a
-/// trust change. The server never saw it, so it is safe to make again,
-/// once (the channel has reconnected by then), whatever the RPC.
+/// Whether a call on a [`channel`] failed without the server ever
+/// processing it, so that it is safe to make again, once, whatever the RPC
+/// (the channel reconnects for it). That is when the connection it was
+/// meant for was going away: the server said GOAWAY (as when it closes a
+/// connection gracefully after a trust change), and the call's stream was
+/// refused by it (h2: a remote GOAWAY with NO_ERROR, which promises that
+/// such streams were not processed), or the request was still queued in
+/// hyper when the connection closed (hyper: canceled).
 pub fn never_sent(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Cancelled && status.message() == "operation was canceled"
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = cause {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
+        }
+        if e.downcast_ref::<h2::Error>().is_some_and(|e| {
+            e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
+        }) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Builds a TLS 1.3-only client config from PEM files. The server must chain
