@@ -9,7 +9,8 @@
 //! explicitly, in a 4xx or a 200 error body, never on a 5xx):
 //! 1. 5xx, 429, 408, 425 → `Transient` (with `Retry-After`), whatever the body.
 //! 2. 3xx → `Misconfigured` (redirects are not followed).
-//! 3. An OAuth error body (`{"error": ...}`, also on a 200 as GitHub sends):
+//! 3. An OAuth error body (`{"error": ...}`) on a 4xx, or on a 200 as GitHub
+//!    sends it (any other status with one → `InvalidResponse`):
 //!    - `invalid_grant`, and kin that only mean "this refresh token is no
 //!      good": `invalid_token`, `expired_token`, `bad_refresh_token`,
 //!      `invalid_refresh_token`, and the OIDC "the user must come back" codes
@@ -202,17 +203,24 @@ pub(crate) fn classify_failure(
         }
         _ => {}
     }
-    if let Some((code, description)) = oauth {
-        return classify_oauth_error(status, &code, description, retry_after);
-    }
-    match status.as_u16() {
-        401 => ProviderError::Misconfigured(format!(
+    match (status.as_u16(), oauth) {
+        // Only a 4xx carries an OAuth error (a 200's is read from the
+        // success body): a 201 or a 1xx saying `invalid_grant` kills nothing.
+        (400..=499, Some((code, description))) => {
+            classify_oauth_error(status, &code, description, retry_after)
+        }
+        (401, None) => ProviderError::Misconfigured(format!(
             "client authentication failed (HTTP {status}): check client_id, client_secret and client_auth"
         )),
-        403..=405 => ProviderError::Misconfigured(format!(
+        (403..=405, None) => ProviderError::Misconfigured(format!(
             "HTTP {status} without an OAuth error: check the endpoint URL and the client's permissions"
         )),
-        _ => ProviderError::InvalidResponse(format!("HTTP {status} without an OAuth error")),
+        (_, None) => {
+            ProviderError::InvalidResponse(format!("HTTP {status} without an OAuth error"))
+        }
+        (_, Some(_)) => ProviderError::InvalidResponse(format!(
+            "HTTP {status}{code_note}: an OAuth error needs a 4xx status"
+        )),
     }
 }
 
@@ -440,6 +448,22 @@ mod tests {
             at(0),
         );
         assert_eq!(revoked, Ok(()));
+    }
+
+    /// Found by the `provider_answer` fuzz target: a 201 (or any status
+    /// but a 4xx and 200) with an OAuth error body declared the grant dead.
+    #[test]
+    fn oauth_errors_count_only_on_4xx_and_200() {
+        let body = r#"{"error": "bad_refresh_token", "error_description": "The refresh token passed is incorrect or expired.", "error_uri": "https://docs.github.com"}"#;
+        for status in [201, 202, 101, 600, 999] {
+            let e = classify(status, None, body);
+            assert!(
+                matches!(e, ProviderError::InvalidResponse(_)),
+                "{status}: {e:?}"
+            );
+        }
+        assert!(classify(200, None, body).is_grant_dead());
+        assert!(classify(400, None, body).is_grant_dead());
     }
 
     #[test]

@@ -219,40 +219,13 @@ impl Provider {
             Err(_) => return Err(timed_out(limit)),
             Ok(result) => result.map_err(from_oauth)?,
         };
-        Ok(self.refreshed(response, scopes, refresh_token, sent_at))
-    }
-
-    /// `asked`: the scopes sent, which a response that names none has
-    /// (RFC 6749 section 5.1).
-    fn refreshed(
-        &self,
-        mut response: TokenBody,
-        asked: &[String],
-        sent: &str,
-        sent_at: i64,
-    ) -> Refreshed {
-        let lifetime = response
-            .expires_in
-            .map_or(self.default_lifetime, Duration::from_secs);
-        let scopes = match response.scopes.take() {
-            Some(scopes) if !scopes.is_empty() => {
-                scopes.into_iter().map(|s| s.to_string()).collect()
-            }
-            _ => asked.to_vec(),
-        };
-        let refresh_token = response
-            .refresh_token
-            .take()
-            .map(|t| Secret::new(t.into_secret()))
-            .filter(|t| !t.is_empty() && !same_secret(t.expose(), sent));
-        Refreshed {
-            access_token: Secret::new(response.take_access_token()),
-            token_type: response.token_type.0.clone(),
-            expires_at_unix: sent_at
-                .saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)),
+        Ok(refreshed(
+            response,
             scopes,
             refresh_token,
-        }
+            sent_at,
+            self.default_lifetime,
+        ))
     }
 
     pub(crate) fn trace<T>(
@@ -297,6 +270,38 @@ pub(crate) fn timed_out(limit: Duration) -> ProviderError {
     ProviderError::Transient {
         reason: format!("timed out after {} ms", limit.as_millis()),
         retry_after: None,
+    }
+}
+
+/// A parsed success answer to what a refresh returns. `asked`: the scopes
+/// sent, which a response that names none has (RFC 6749 section 5.1);
+/// `sent`: the refresh token sent; `sent_at`: when, in Unix seconds.
+pub(crate) fn refreshed(
+    mut response: TokenBody,
+    asked: &[String],
+    sent: &str,
+    sent_at: i64,
+    default_lifetime: Duration,
+) -> Refreshed {
+    let lifetime = response
+        .expires_in
+        .map_or(default_lifetime, Duration::from_secs);
+    let scopes = match response.scopes.take() {
+        Some(scopes) if !scopes.is_empty() => scopes.into_iter().map(|s| s.to_string()).collect(),
+        _ => asked.to_vec(),
+    };
+    let refresh_token = response
+        .refresh_token
+        .take()
+        .map(|t| Secret::new(t.into_secret()))
+        .filter(|t| !t.is_empty() && !same_secret(t.expose(), sent));
+    Refreshed {
+        access_token: Secret::new(response.take_access_token()),
+        token_type: response.token_type.0.clone(),
+        expires_at_unix: sent_at
+            .saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)),
+        scopes,
+        refresh_token,
     }
 }
 

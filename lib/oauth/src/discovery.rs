@@ -91,9 +91,22 @@ pub(crate) async fn discover(
             },
         );
     }
-    let doc: Document = serde_json::from_slice(&body).map_err(|e| {
-        misconfigured(format!(
-            "not a discovery document (line {}, column {})",
+    endpoints_from_body(name, issuer, auth, &body)
+}
+
+/// The endpoints a discovery answer's `body` gives provider `name`
+/// configured with `issuer`, checked as [`discover`] checks them (also run
+/// by the `discovery` fuzz target, through [`crate::fuzzing`]).
+pub(crate) fn endpoints_from_body(
+    name: &str,
+    issuer: &str,
+    auth: ClientAuth,
+    body: &[u8],
+) -> Result<Endpoints, ProviderError> {
+    let doc: Document = serde_json::from_slice(body).map_err(|e| {
+        ProviderError::Misconfigured(format!(
+            "providers.{name}.issuer: discovery at {}: not a discovery document (line {}, column {})",
+            discovery_url(issuer),
             e.line(),
             e.column()
         ))

@@ -10,6 +10,7 @@
 //!   retries transient failures with backoff until a deadline.
 //! - [`Provider::revoke`] revokes a refresh token where the provider can.
 //! - [`RefreshMetrics`] counts refresh-grant calls and failures by reason.
+//! - [`fuzzing`] runs the answer parsers on plain bytes, for `fuzz/`.
 //!
 //! This module holds the provider's client secret (for the life of the
 //! [`Provider`]) and a plaintext refresh or access token only for the length
@@ -27,6 +28,7 @@ mod client;
 mod config;
 mod discovery;
 mod error;
+pub mod fuzzing;
 mod metrics;
 mod retry;
 mod retry_after;

@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 
 pub use config::{ClientAuth, ProviderConfig, ProviderKind};
 pub use error::ProviderError;
+pub use plain::user_api_subject;
 
 use config::Endpoints;
 

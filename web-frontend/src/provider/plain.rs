@@ -137,17 +137,23 @@ impl PlainFlow {
             .bytes()
             .await
             .map_err(|e| ProviderError::Unavailable(format!("user API: {}", root_cause(&e))))?;
-        if body.len() > MAX_USER_BYTES {
-            return Err(ProviderError::Identity("user API answer too large".into()));
-        }
-        let json: Value = serde_json::from_slice(&body)
-            .map_err(|_| ProviderError::Identity("user API answer is not JSON".into()))?;
-        match json.get(field) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            Some(Value::Number(n)) => Ok(n.to_string()),
-            _ => Err(ProviderError::Identity(format!(
-                "user API answer has no {field:?} field"
-            ))),
-        }
+        user_api_subject(&body, field)
+    }
+}
+
+/// The account named by a user-API answer `body`: its `field` member, a
+/// non-empty string or a number. Also run by the `user_api` fuzz target.
+pub fn user_api_subject(body: &[u8], field: &str) -> Result<String, ProviderError> {
+    if body.len() > MAX_USER_BYTES {
+        return Err(ProviderError::Identity("user API answer too large".into()));
+    }
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|_| ProviderError::Identity("user API answer is not JSON".into()))?;
+    match json.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(ProviderError::Identity(format!(
+            "user API answer has no {field:?} field"
+        ))),
     }
 }

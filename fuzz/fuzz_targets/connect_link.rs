@@ -1,0 +1,52 @@
+//! A connect or disconnect link's query string, parsed as the handler's
+//! `Query` extractor parses it, then verified: a tampered link never passes,
+//! and a link signed for what it carries always does.
+#![no_main]
+
+use axum::extract::Query;
+use libfuzzer_sys::fuzz_target;
+use tokenvault_web_frontend::link::{LinkAction, LinkParams, LinkSigner};
+
+const NOW: i64 = 1_800_000_000;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(uri) = format!("/connect/google?{text}").parse::<http::Uri>() else {
+        return;
+    };
+    let Ok(Query(params)) = Query::<LinkParams>::try_from_uri(&uri) else {
+        return;
+    };
+    let Ok(signer) = LinkSigner::new(b"fuzzing-link-secret-0123456789abcdef", 600) else {
+        return;
+    };
+    for action in [LinkAction::Connect, LinkAction::Disconnect] {
+        if let Ok(account) = signer.verify(action, &params, "google", NOW) {
+            assert_eq!(Some(account.as_str()), params.account.as_deref());
+        }
+        let (Some(account), Some(expires)) = (params.account.as_deref(), params.expires) else {
+            continue;
+        };
+        let sig = signer.sign(action, account, Some("google"), expires);
+        let signed = LinkParams {
+            provider: Some("google".into()),
+            sig: Some(sig),
+            ..params.clone()
+        };
+        let verified = signer.verify(action, &signed, "google", NOW);
+        if tokenvault_proto::ids::check_account(account).is_ok()
+            && (NOW..=NOW + 600).contains(&expires)
+        {
+            assert_eq!(verified.as_deref(), Ok(account), "{params:?}");
+        }
+        let uri = format!("/?{}", signed.query())
+            .parse::<http::Uri>()
+            .unwrap_or_default();
+        assert_eq!(
+            Query::<LinkParams>::try_from_uri(&uri).ok().map(|q| q.0),
+            Some(signed)
+        );
+    }
+});
