@@ -5,11 +5,18 @@
 //! Holds a plaintext refresh token (borrowed from the caller) only for the
 //! length of one call.
 //!
-//! Caveat for rotating providers: after a timeout or a dropped connection the
-//! provider may have rotated the token already; a retry then sends the old
-//! one, which such providers treat as reuse. That risk is inherent to the
-//! refresh grant, and the caller's "re-read the store before declaring the
-//! grant dead" covers the case where another writer rotated it meanwhile.
+//! Rotating providers: a refresh request the provider received may have
+//! rotated the token even if its answer is slow, and an answer abandoned is a
+//! rotated refresh token lost: the next attempt sends the old one, which
+//! providers with reuse detection (Microsoft, Salesforce, oidc-provider)
+//! answer by revoking the whole grant. So an attempt is never cut short by
+//! the per-call `timeout_secs`: it may use all the time left before the
+//! caller's deadline, and only failures that leave nothing to wait for
+//! (refused connections, 5xx and 429 answers) are retried. A dropped
+//! connection after the request was sent, or an answer later than the
+//! deadline, can still lose a rotation: that window is inherent to the
+//! refresh grant; the caller's "re-read the store before declaring the grant
+//! dead" covers the case where another writer rotated it meanwhile.
 
 use std::time::Duration;
 
@@ -29,7 +36,8 @@ impl Provider {
     /// Refreshes, retrying `Transient` failures until `deadline`: waits
     /// 100 ms, 200 ms, 400 ms, … capped at 2 s (each with jitter: between half
     /// and all of the step), or the provider's `Retry-After` if longer. Each
-    /// attempt is limited to `timeout_secs` and to the time left. If the next
+    /// attempt may take all the time left (not only `timeout_secs`: see the
+    /// module's note on rotating providers). If the next
     /// wait would reach past the deadline, the last `Transient` error is
     /// returned at once. `GrantDead`, `Misconfigured`, `ScopeRefused`,
     /// `Unsupported` and `InvalidResponse` are returned at once, never
@@ -53,10 +61,7 @@ impl Provider {
                     retry_after: None,
                 });
             }
-            let error = match self
-                .refresh_within(refresh_token, narrowed, left.min(self.timeout()))
-                .await
-            {
+            let error = match self.refresh_within(refresh_token, narrowed, left).await {
                 Err(error @ ProviderError::Transient { .. }) => error,
                 other => return other,
             };
@@ -215,5 +220,61 @@ mod tests {
 
         let err = provider.revoke("refresh-token-value").await.unwrap_err();
         assert!(matches!(err, ProviderError::Unsupported(_)), "{err:?}");
+    }
+
+    /// A provider slower than `timeout_secs` (a real socket that answers
+    /// after 1.5 s): the one request is waited for until the deadline, never
+    /// abandoned and sent again with the same refresh token (which a rotating
+    /// provider would take for reuse and answer by revoking the grant).
+    #[tokio::test]
+    async fn a_slow_answer_is_waited_for_not_retried() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let _ = socket.read(&mut buf).await;
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    let body = r#"{"access_token":"at","token_type":"Bearer","expires_in":60,"refresh_token":"rotated"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        let config: ProviderConfig = serde_json::from_value(serde_json::json!({
+            "name": "slow",
+            "token_endpoint": format!("http://127.0.0.1:{port}/token"),
+            "client_id": "cid",
+            "client_secret": "secret-value",
+            "timeout_secs": 1,
+        }))
+        .unwrap();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let provider = Provider::new(config, http).await.unwrap();
+        let refreshed = provider
+            .refresh_with_retry("old", None, Instant::now() + Duration::from_secs(4))
+            .await
+            .unwrap();
+        assert_eq!(
+            refreshed
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
+            Some("rotated".to_owned())
+        );
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
