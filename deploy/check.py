@@ -895,6 +895,7 @@ def direction_allows(policies, pod, direction, peer, port) -> bool:
 def check_network_policies(policies: list[dict], pods: dict[str, dict]) -> None:
     role = {labels["tokenvault.io/role"]: labels for labels in pods.values()}
     role["worker"] = {"tokenvault.io/role": "worker"}
+    role["admin"] = {"tokenvault.io/role": "admin"}
     role["postgres"] = {"tokenvault.io/role": "postgres"}
     role["other"] = {"app": "something-else"}
 
@@ -906,6 +907,10 @@ def check_network_policies(policies: list[dict], pods: dict[str, dict]) -> None:
     internet = {"labels": {}, "ns_labels": {}, "ip": "142.250.0.10"}
     private = {"labels": {}, "ns_labels": {}, "ip": "10.1.2.3"}
     dns = {"labels": {"k8s-app": "kube-dns"}, "ns_labels": {"kubernetes.io/metadata.name": "kube-system"}}
+    receiver = {"labels": {"tokenvault.io/webhooks": "receiver"},
+                "ns_labels": {"kubernetes.io/metadata.name": "app", "tokenvault.io/webhooks": "allowed"}}
+    unlabelled_elsewhere = {"labels": {"app": "x"},
+                            "ns_labels": {"kubernetes.io/metadata.name": "app", "tokenvault.io/webhooks": "allowed"}}
 
     def allowed(src, dst, port, src_in_ns=True, dst_in_ns=True):
         out = not src_in_ns or direction_allows(policies, src["labels"], "out", dst, port)
@@ -919,6 +924,8 @@ def check_network_policies(policies: list[dict], pods: dict[str, dict]) -> None:
          7402, False, True, True),
         ("worker in another namespace -> get-service", pod("worker", foreign_ns), pod("get-service"),
          7402, False, True, False),
+        ("admin -> get-service gRPC (the inventory)", pod("admin"), pod("get-service"), 7402, True, True, True),
+        ("admin -> set-service", pod("admin"), pod("set-service"), 7401, True, True, False),
         ("unlabelled pod -> get-service", pod("other"), pod("get-service"), 7402, True, True, False),
         ("web-frontend -> get-service", pod("web-frontend"), pod("get-service"), 7402, True, True, False),
         ("web-frontend -> get-service health", pod("web-frontend"), pod("get-service"), 7412, True, True, False),
@@ -935,6 +942,8 @@ def check_network_policies(policies: list[dict], pods: dict[str, dict]) -> None:
         ("web-frontend -> provider 443", pod("web-frontend"), internet, 443, True, False, True),
         ("get-service -> provider 443", pod("get-service"), internet, 443, True, False, True),
         ("set-service -> provider 443", pod("set-service"), internet, 443, True, False, False),
+        ("set-service -> webhook receiver 443", pod("set-service"), receiver, 443, True, False, True),
+        ("set-service -> other pod 443 elsewhere", pod("set-service"), unlabelled_elsewhere, 443, True, False, False),
         ("web-frontend -> private address 443", pod("web-frontend"), private, 443, True, False, False),
         ("web-frontend -> cluster DNS", pod("web-frontend"), dns, 53, True, False, True),
         ("get-service -> cluster DNS", pod("get-service"), dns, 53, True, False, True),
@@ -944,14 +953,14 @@ def check_network_policies(policies: list[dict], pods: dict[str, dict]) -> None:
         if got != expected:
             problem("40-network-policies.yaml", f"{what}: {'allowed' if got else 'denied'}, must be "
                     f"{'allowed' if expected else 'denied'}")
-    # get-service's ingress rules: every peer must require the worker label.
+    # get-service's ingress rules: every peer must require the worker or admin label.
     for p in policies:
         if selects(p["spec"]["podSelector"], role["get-service"]):
             for rule in p["spec"].get("ingress", []):
                 for peer in rule.get("from") or [{}]:
-                    if peer.get("podSelector", {}).get("matchLabels", {}).get("tokenvault.io/role") != "worker":
+                    if peer.get("podSelector", {}).get("matchLabels", {}).get("tokenvault.io/role") not in ("worker", "admin"):
                         problem("40-network-policies.yaml", f"{p['metadata']['name']}: get-service ingress peer "
-                                f"{peer} does not require tokenvault.io/role: worker")
+                                f"{peer} does not require tokenvault.io/role: worker or admin")
     ok(f"network policies: {len(cases)} connections allowed/denied as intended")
 
 

@@ -1,6 +1,7 @@
 //! A connect or disconnect link's query string, parsed as the handler's
 //! `Query` extractor parses it, then verified: a tampered link never passes,
-//! and a link signed for what it carries always does.
+//! and a link signed for what it carries (metadata included) always does,
+//! unless its metadata is not the documented shape.
 #![no_main]
 
 use axum::extract::Query;
@@ -29,17 +30,27 @@ fuzz_target!(|data: &[u8]| {
         let (Some(account), Some(expires)) = (params.account.as_deref(), params.expires) else {
             continue;
         };
-        let sig = signer.sign(action, account, Some("google"), expires);
+        let metadata = params.metadata.as_deref();
+        let sig = signer.sign_with_metadata(action, account, Some("google"), expires, metadata);
         let signed = LinkParams {
             provider: Some("google".into()),
             sig: Some(sig),
             ..params.clone()
         };
-        let verified = signer.verify(action, &signed, "google", NOW);
+        let verified = signer.verify_with_metadata(action, &signed, "google", NOW);
+        let metadata_ok = metadata.is_none_or(|m| {
+            action == LinkAction::Connect
+                && tokenvault_proto::metadata::check_metadata(m).is_ok()
+        });
         if tokenvault_proto::ids::check_account(account).is_ok()
             && (NOW..=NOW + 600).contains(&expires)
+            && metadata_ok
         {
-            assert_eq!(verified.as_deref(), Ok(account), "{params:?}");
+            let (verified_account, verified_metadata) = verified.expect("a link signed for what it carries");
+            assert_eq!(verified_account, account, "{params:?}");
+            assert_eq!(verified_metadata.is_some(), metadata.is_some());
+        } else if !metadata_ok {
+            assert!(verified.is_err(), "{params:?}");
         }
         let uri = format!("/?{}", signed.query())
             .parse::<http::Uri>()

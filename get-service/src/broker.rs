@@ -47,6 +47,7 @@
 //! This module holds plaintext refresh tokens only inside one refresh, and
 //! access tokens in the cache, all in `Zeroizing` buffers.
 
+mod idle;
 mod refresh;
 mod scoped;
 

@@ -89,6 +89,31 @@ pub struct Config {
     /// Rotated refresh tokens.
     #[serde(default)]
     pub rotation: RotationConfig,
+    /// The account inventory (`ListAccounts`, `WatchAccountEvents`).
+    #[serde(default)]
+    pub inventory: InventoryConfig,
+}
+
+/// The account inventory's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// How often an open `WatchAccountEvents` stream looks for new events,
+    /// in milliseconds (10–60000).
+    pub poll_ms: u64,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self { poll_ms: 500 }
+    }
+}
+
+impl InventoryConfig {
+    /// [`InventoryConfig::poll_ms`] as a duration.
+    pub fn poll(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.poll_ms)
+    }
 }
 
 /// What happens to a provider's rotated refresh token before the worker gets
@@ -183,6 +208,10 @@ pub struct AllowConfig {
     pub get_access_token: Vec<IdentityPattern>,
     /// Who may call `GetAccountStatus`.
     pub get_account_status: Vec<IdentityPattern>,
+    /// Who may call `AccountInventory.ListAccounts` (default `admin`).
+    pub list_accounts: Vec<IdentityPattern>,
+    /// Who may call `AccountInventory.WatchAccountEvents` (default `admin`).
+    pub watch_account_events: Vec<IdentityPattern>,
 }
 
 impl Default for AllowConfig {
@@ -190,6 +219,8 @@ impl Default for AllowConfig {
         Self {
             get_access_token: vec![IdentityPattern::Role(Role::Worker)],
             get_account_status: vec![IdentityPattern::Role(Role::Worker)],
+            list_accounts: vec![IdentityPattern::Role(Role::Admin)],
+            watch_account_events: vec![IdentityPattern::Role(Role::Admin)],
         }
     }
 }
@@ -252,6 +283,12 @@ impl ServiceConfig for Config {
             pkcs11
                 .validate()
                 .map_err(|reason| invalid("pkcs11", reason))?;
+        }
+        if !(10..=60_000).contains(&self.inventory.poll_ms) {
+            return Err(invalid(
+                "inventory.poll_ms",
+                "must be between 10 and 60000".into(),
+            ));
         }
         if self.cache.refresh_deadline_secs == 0 {
             return Err(invalid(

@@ -39,6 +39,10 @@ pub struct JournalEntry {
     pub expected_version: i64,
     /// The rotated refresh token, sealed with the public key.
     pub sealed_token: String,
+    /// When the provider said it expires, Unix seconds (absent in entries
+    /// written before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_at_unix: Option<i64>,
 }
 
 impl std::fmt::Debug for JournalEntry {
@@ -179,6 +183,7 @@ mod tests {
 
     fn entry(account: &str, version: i64) -> JournalEntry {
         JournalEntry {
+            refresh_token_expires_at_unix: None,
             account: account.into(),
             provider: "oidc".into(),
             expected_version: version,

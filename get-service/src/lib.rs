@@ -17,6 +17,9 @@
 //!   providers (RFC 7009) and has set-service delete the sealed token.
 //! - [`reseal`] and [`retire`] are key rotation's `get-service reseal` and
 //!   `get-service retire-key` commands.
+//! - [`inventory`] serves `AccountInventory` beside `GetService`: the
+//!   accounts' statuses and events, never a token, to `admin` identities
+//!   by default, within the account policy.
 //! - [`run`] serves it all on the shared gRPC chassis; `main.rs` also
 //!   disables core dumps.
 //!
@@ -32,7 +35,9 @@ pub mod config;
 pub mod error;
 mod hardening;
 mod health;
+pub mod inventory;
 pub mod journal;
+pub mod keep_alive;
 pub mod policy;
 pub mod replicas;
 pub mod reseal;
@@ -48,7 +53,7 @@ pub use account::AccountKey;
 pub use config::Config;
 pub use error::{ConfigError, ServeError, TokenError};
 pub use hardening::disable_core_dumps;
-pub use server::{RPCS, allow_list, run};
+pub use server::{INVENTORY_RPCS, RPCS, allow_list, run};
 
 /// The global allocator get-service's binary runs with (and its benchmarks
 /// measure): mimalloc. A cache of many small long-lived entries, filled

@@ -23,6 +23,11 @@
 //!   file without rules is refused (it would open everything by mistake).
 //! - A ceiling caps the scopes of the token the caller gets: asking beyond
 //!   it is refused; asking for nothing gets the grant's scopes within it.
+//! - The account inventory (`AccountInventory`, [`crate::inventory`])
+//!   follows the same rules: a caller that some rule names lists and
+//!   watches only the accounts and providers its rules allow it to read
+//!   ([`Policy::names_caller`], [`Policy::allows`]); a caller no rule names,
+//!   or any caller of an open policy, sees every account.
 //!
 //! Holds no token and no secret.
 
@@ -57,12 +62,20 @@ pub struct Rule {
 
 impl Rule {
     fn matches(&self, caller: &SpiffeId, key: &AccountKey) -> bool {
+        self.matches_parts(caller, &key.account, &key.provider)
+    }
+
+    fn names(&self, caller: &SpiffeId) -> bool {
         self.callers.iter().any(|c| c.matches(caller))
-            && self.accounts.iter().any(|a| a.matches(&key.account))
+    }
+
+    fn matches_parts(&self, caller: &SpiffeId, account: &str, provider: &str) -> bool {
+        self.names(caller)
+            && self.accounts.iter().any(|a| a.matches(account))
             && self
                 .providers
                 .as_ref()
-                .is_none_or(|ps| ps.iter().any(|p| **p == *key.provider))
+                .is_none_or(|ps| ps.iter().any(|p| p == provider))
     }
 }
 
@@ -155,6 +168,23 @@ impl Policy {
             Some(rule) => Decision::Allowed(Arc::clone(rule)),
             None => Decision::NoRule,
         }
+    }
+
+    /// Whether some rule names `caller` among its callers, whatever accounts
+    /// it covers. The account inventory lists everything to a caller no rule
+    /// names, and only what [`Policy::allows`] to one that a rule names.
+    pub fn names_caller(&self, caller: &SpiffeId) -> bool {
+        self.rules.iter().any(|r| r.names(caller))
+    }
+
+    /// Whether a rule allows `caller` to read `account` at `provider`: what
+    /// [`Policy::decide`] answers with [`Decision::Allowed`], without making
+    /// an [`AccountKey`] (the inventory asks this of every row it lists).
+    /// Never true of an open policy, which has no rule.
+    pub fn allows(&self, caller: &SpiffeId, account: &str, provider: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.matches_parts(caller, account, provider))
     }
 }
 
@@ -276,6 +306,45 @@ providers = ["*"]
             _ => None,
         };
         assert_eq!(ceiling.unwrap().to_string(), "email openid");
+    }
+
+    #[test]
+    fn names_caller_is_about_callers_only() {
+        let policy = Policy::parse(RULES, TD, PROVIDERS).unwrap();
+        assert!(policy.names_caller(&caller("billing")));
+        assert!(policy.names_caller(&caller("crm")));
+        assert!(!policy.names_caller(&caller("ops")));
+        let admin: SpiffeId = format!("spiffe://{TD}/admin/ops").parse().unwrap();
+        assert!(!policy.names_caller(&admin));
+        let every_admin = Policy::parse(
+            &RULES.replace("[\"worker/crm\"]", "[\"admin/*\"]"),
+            TD,
+            PROVIDERS,
+        )
+        .unwrap();
+        assert!(every_admin.names_caller(&admin));
+        assert!(!Policy::default().names_caller(&admin));
+    }
+
+    #[test]
+    fn allows_agrees_with_decide() {
+        let policy = Policy::parse(RULES, TD, PROVIDERS).unwrap();
+        for who in ["billing", "crm", "ops"] {
+            for account in ["acme:1", "acme:", "globex:9", "initech:1"] {
+                for provider in ["google", "github", "other"] {
+                    let decided = matches!(
+                        policy.decide(&caller(who), &AccountKey::new(account, provider)),
+                        Decision::Allowed(_)
+                    );
+                    assert_eq!(
+                        policy.allows(&caller(who), account, provider),
+                        decided,
+                        "{who} {account} {provider}"
+                    );
+                }
+            }
+        }
+        assert!(!Policy::default().allows(&caller("ops"), "acme:1", "google"));
     }
 
     #[test]

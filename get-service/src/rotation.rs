@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use tokenvault_opener::PrivateKeyRing;
 use tokenvault_seal::PublicKeySet;
-use tokenvault_set_client::SetClient;
+use tokenvault_set_client::{SetClient, StoreExtras};
 use tokenvault_store::coordination::Lease;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -155,9 +155,19 @@ impl Rotations {
     async fn store_once(&self, entry: &JournalEntry) -> Stored {
         let (account, provider) = (&entry.account, &entry.provider);
         let expected = u64::try_from(entry.expected_version).ok();
+        let extras = StoreExtras {
+            metadata: None,
+            refresh_token_expires_at_unix: entry.refresh_token_expires_at_unix,
+        };
         match self
             .set
-            .store(account, provider, entry.sealed_token.clone(), expected)
+            .store_with(
+                account,
+                provider,
+                entry.sealed_token.clone(),
+                expected,
+                &extras,
+            )
             .await
         {
             Ok(version) => Stored::Yes(i64::try_from(version).unwrap_or(i64::MAX)),
@@ -173,7 +183,8 @@ impl Rotations {
     }
 
     /// Makes a rotated refresh token that replaces `stored_version` (or the
-    /// pending token that did) durable: stored by set-service, or journaled.
+    /// pending token that did) durable, with when the provider said it
+    /// expires (`expires_at`): stored by set-service, or journaled.
     /// Call with `key`'s lock held, before anyone gets the access token that
     /// came with it. On [`NotDurable`] the token stays pending in memory and
     /// is stored when set-service answers. While it is pending it holds
@@ -183,6 +194,7 @@ impl Rotations {
         key: &AccountKey,
         token: Zeroizing<String>,
         stored_version: i64,
+        expires_at: Option<i64>,
         lease: &mut Option<Lease>,
     ) -> Result<Durable, NotDurable> {
         let expected_version = lock(&self.pending)
@@ -200,6 +212,7 @@ impl Rotations {
             provider: key.provider.to_string(),
             expected_version,
             sealed_token: sealed,
+            refresh_token_expires_at_unix: expires_at,
         };
         let started = Instant::now();
         let stored = tokio::time::timeout(DURABLE_STORE_TIMEOUT, self.store_once(&entry))

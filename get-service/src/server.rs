@@ -1,6 +1,8 @@
 //! Starting get-service: keys, store (read-only), providers, the set-service
 //! client, then the shared gRPC chassis ([`GrpcServer`]) with get-service's
-//! allow-list and health checks, serving until the shutdown future resolves.
+//! allow-list and health checks, serving `GetService` and `AccountInventory`
+//! until the shutdown future resolves (open inventory streams end as the
+//! stop begins).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,6 +13,9 @@ use tokenvault_runtime::settings::ServiceConfig as _;
 use tokenvault_limits::GET_SERVICE_MAX_MESSAGE_BYTES;
 use tokenvault_oauth::{Provider, RefreshMetrics};
 use tokenvault_opener::PrivateKeyRing;
+use tokenvault_proto::v1::account_inventory_server::{
+    AccountInventoryServer, SERVICE_NAME as INVENTORY_SERVICE_NAME,
+};
 use tokenvault_proto::v1::get_service_server::{GetServiceServer, SERVICE_NAME};
 use tokenvault_rpc::{AllowList, GrpcServer, GrpcService};
 use tokenvault_runtime::settings::Listeners;
@@ -19,6 +24,7 @@ use tokenvault_set_client::SetClient;
 use tokenvault_store::TokenReader;
 use tokenvault_store::coordination::{Coordinator, SingleHost};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tonic::service::Routes;
 
@@ -26,7 +32,9 @@ use crate::account::AccountLocks;
 use crate::broker::{Broker, CacheMetrics};
 use crate::config::{AllowConfig, Config};
 use crate::error::ServeError;
+use crate::inventory::InventoryService;
 use crate::journal::Journal;
+use crate::keep_alive::KeepAliveMetrics;
 use crate::policy::watch::PolicySource;
 use crate::replicas::Replicas;
 use crate::revocation::RevocationSweeper;
@@ -36,15 +44,24 @@ use crate::service::GetServiceImpl;
 /// How long one call to set-service may take.
 const SET_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// get-service's RPCs.
+/// get-service's `GetService` RPCs.
 pub const RPCS: [&str; 2] = ["GetAccessToken", "GetAccountStatus"];
 
-/// The allow-list for get-service's RPCs.
+/// get-service's `AccountInventory` RPCs, served beside them.
+pub const INVENTORY_RPCS: [&str; 2] = ["ListAccounts", "WatchAccountEvents"];
+
+/// The allow-list for get-service's RPCs (both services).
 pub fn allow_list(allow: &AllowConfig) -> AllowList {
     let path = |method: &str| GrpcService::path(SERVICE_NAME, method);
+    let inventory = |method: &str| GrpcService::path(INVENTORY_SERVICE_NAME, method);
     AllowList::new()
         .allow(&path("GetAccessToken"), &allow.get_access_token)
         .allow(&path("GetAccountStatus"), &allow.get_account_status)
+        .allow(&inventory("ListAccounts"), &allow.list_accounts)
+        .allow(
+            &inventory("WatchAccountEvents"),
+            &allow.watch_account_events,
+        )
 }
 
 /// Runs get-service on `listeners` until `shutdown` resolves.
@@ -71,10 +88,12 @@ pub async fn run(
             name: SERVICE_NAME,
             rpcs: &RPCS,
             allow: allow_list(&config.allow),
+            more: &[(INVENTORY_SERVICE_NAME, &INVENTORY_RPCS)],
         },
     )?;
     let refresh_metrics = RefreshMetrics::register(server.registry());
     let cache_metrics = CacheMetrics::register(server.registry());
+    let keep_alive_metrics = KeepAliveMetrics::register(server.registry());
     let keys =
         Arc::new(PrivateKeyRing::load(&config.private_keys_dir, config.pkcs11.as_ref()).await?);
     tracing::info!(kids = ?keys.kids(), "loaded token-encryption private keys");
@@ -135,6 +154,17 @@ pub async fn run(
         config.revocation.clone(),
     );
     let (probe_reader, probe_keys) = (reader.clone(), Arc::clone(&keys));
+    // Open WatchAccountEvents streams end when the stop begins, so that the
+    // graceful stop (which lets calls in flight finish) never waits on them.
+    let streams_stop = CancellationToken::new();
+    let inventory = InventoryService::new(
+        reader.clone(),
+        config.providers.iter().map(|p| p.name.clone()),
+        policy.clone(),
+        config.inventory.poll(),
+        streams_stop.clone(),
+        server.trust(),
+    );
     let broker = Broker::new(
         reader,
         keys,
@@ -145,6 +175,12 @@ pub async fn run(
     );
     // Stop when dropped, also on an early return.
     let _sweeper = AbortOnDropHandle::new(tokio::spawn(sweeper.run()));
+    let keep_alive_stop = streams_stop.clone();
+    let _keep_alive = AbortOnDropHandle::new(tokio::spawn(crate::keep_alive::run(
+        broker.clone(),
+        keep_alive_metrics,
+        keep_alive_stop,
+    )));
     let _cache_sweeper = AbortOnDropHandle::new(tokio::spawn(
         broker
             .clone()
@@ -160,13 +196,20 @@ pub async fn run(
         });
     let service = GetServiceServer::new(GetServiceImpl::new(broker.clone(), policy))
         .max_decoding_message_size(GET_SERVICE_MAX_MESSAGE_BYTES);
+    let inventory = AccountInventoryServer::new(inventory)
+        .max_decoding_message_size(GET_SERVICE_MAX_MESSAGE_BYTES);
     let (stopping, stop_began) = tokio::sync::oneshot::channel();
     let shutdown = async move {
         shutdown.await;
+        streams_stop.cancel();
         let _ = stopping.send(Instant::now());
     };
     let served = server
-        .serve(listeners, Routes::new(service), shutdown)
+        .serve(
+            listeners,
+            Routes::new(service).add_service(inventory),
+            shutdown,
+        )
         .await;
     // Calls are answered; within the grace period, let the refreshes in
     // flight finish and store what they rotated.

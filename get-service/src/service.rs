@@ -5,11 +5,10 @@
 
 use tokenvault_proto::v1::get_service_server::GetService;
 use tokenvault_proto::v1::{
-    AccountStatus, GetAccessTokenRequest, GetAccessTokenResponse, GetAccountStatusRequest,
+    GetAccessTokenRequest, GetAccessTokenResponse, GetAccountStatusRequest,
     GetAccountStatusResponse,
 };
 use tokenvault_rpc::audit;
-use tokenvault_store::TokenStatus;
 use tokenvault_tls::PeerInfo;
 use tonic::{Request, Response, Status};
 
@@ -141,13 +140,8 @@ impl GetServiceImpl {
             .status(&key.account, &key.provider)
             .await?
             .ok_or(TokenError::UnknownAccount)?;
-        let status = match record.status {
-            TokenStatus::Active => AccountStatus::Active,
-            TokenStatus::ReauthorizationRequired => AccountStatus::ReauthorizationRequired,
-            TokenStatus::Disconnected => AccountStatus::Disconnected,
-        };
         Ok(GetAccountStatusResponse {
-            status: status as i32,
+            status: crate::inventory::proto_status(record.status) as i32,
             reason: record.reason,
             updated_at_unix: record.updated_at_unix,
         })

@@ -44,7 +44,7 @@ enum Command {
     },
     /// Issue a leaf certificate with the SPIFFE ID spiffe://<trust-domain>/<role>[/<name>].
     Issue {
-        /// web-frontend, set-service, get-service or worker.
+        /// web-frontend, set-service, get-service, worker or admin.
         role: Role,
         /// An optional name, e.g. the worker's job name.
         #[arg(long)]

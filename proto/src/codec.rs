@@ -49,6 +49,8 @@ requests_and_replies! {
     ShareAccessTokenRequest => ShareAccessTokenResponse,
     GetAccessTokenRequest => GetAccessTokenResponse,
     GetAccountStatusRequest => GetAccountStatusResponse,
+    ListAccountsRequest => ListAccountsResponse,
+    WatchAccountEventsRequest => AccountEvent,
 }
 
 /// prost's codec with [`StrictDecoder`]; named by the generated code.

@@ -14,6 +14,7 @@ pub mod v1 {
 
 pub mod codec;
 pub mod ids;
+pub mod metadata;
 mod redact;
 
 /// The encoded file descriptor set, for gRPC server reflection.

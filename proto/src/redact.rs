@@ -24,6 +24,7 @@ impl fmt::Debug for StoreRefreshTokenRequest {
             .field("provider", &self.provider)
             .field("sealed_token", &Redacted(self.sealed_token.len()))
             .field("expected_version", &self.expected_version)
+            .field("metadata_json", &self.metadata_json)
             .finish()
     }
 }
@@ -80,6 +81,8 @@ mod tests {
             account: "a".into(),
             provider: "p".into(),
             sealed_token: "SECRET-SEALED".into(),
+            metadata_json: String::new(),
+            refresh_token_expires_at_unix: 0,
         };
         let resp = GetAccessTokenResponse {
             access_token: "SECRET-ACCESS".into(),

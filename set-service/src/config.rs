@@ -15,6 +15,8 @@ pub use tokenvault_store::StoreConfig;
 use tokenvault_tls::{IdentityPattern, Role};
 
 use crate::error::ConfigError;
+pub use crate::expiry::ExpiryConfig;
+pub use crate::webhooks::WebhookConfig;
 use tokenvault_limits::{MAX_SEALED_TOKEN_LEN, SET_SERVICE_MAX_MESSAGE_BYTES};
 
 /// Path of the TOML config file (used by the binary).
@@ -53,6 +55,13 @@ pub struct Config {
     /// Size limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Webhook endpoints (`[[webhooks]]`) that receive every account event. A list of tables:
+    /// no environment variable overrides it.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// When to announce that a refresh token expires (`[expiry]`).
+    #[serde(default)]
+    pub expiry: ExpiryConfig,
 }
 
 /// Per-RPC allow-lists: role names (`worker`) or exact SPIFFE IDs.
@@ -177,7 +186,9 @@ impl ServiceConfig for Config {
             });
         }
         self.store.validate()?;
-        self.limits.validate()
+        self.limits.validate()?;
+        self.expiry.validate()?;
+        crate::webhooks::settings::validate(&self.webhooks)
     }
 }
 
@@ -248,8 +259,8 @@ url = "sqlite://state/tokenvault.db"
             (GOOD.replace("sqlite://", "mysql://"), "store.url"),
             (GOOD.replace("[\"google\", \"github\"]", "[]"), "providers"),
             (
-                format!("{GOOD}\n[allow]\ndisconnect_account = [\"admin\"]\n"),
-                "admin",
+                format!("{GOOD}\n[allow]\ndisconnect_account = [\"operator\"]\n"),
+                "operator",
             ),
             (format!("{GOOD}\nbogus = 1\n"), "bogus"),
         ];
@@ -296,6 +307,81 @@ url = "sqlite://state/tokenvault.db"
                     assert!(e.contains(setting), "{e} should name {setting}");
                     assert!(e.contains(&format!("above {max}")), "{e} should say {max}");
                 }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn webhooks_parse_with_defaults_and_are_checked() -> Result<(), ConfigError> {
+        let none = Config::from_toml(GOOD, no_env)?;
+        assert!(none.webhooks.is_empty());
+        let hooks = r#"
+[[webhooks]]
+name = "crm"
+url = "https://hooks.example.com/tokenvault"
+secret_file = "state/crm.whsec"
+
+[[webhooks]]
+name = "local"
+url = "http://127.0.0.1:9000/hook"
+secret_file = "state/local.whsec"
+max_attempts = 3
+initial_backoff_ms = 10
+max_backoff_ms = 40
+timeout_ms = 250
+poll_ms = 20
+"#;
+        let c = Config::from_toml(&format!("{GOOD}{hooks}"), no_env)?;
+        assert_eq!(
+            c.webhooks,
+            vec![
+                WebhookConfig::new(
+                    "crm",
+                    "https://hooks.example.com/tokenvault",
+                    "state/crm.whsec".into()
+                ),
+                WebhookConfig {
+                    max_attempts: 3,
+                    initial_backoff_ms: 10,
+                    max_backoff_ms: 40,
+                    timeout_ms: 250,
+                    poll_ms: 20,
+                    ..WebhookConfig::new(
+                        "local",
+                        "http://127.0.0.1:9000/hook",
+                        "state/local.whsec".into()
+                    )
+                },
+            ]
+        );
+        let cases = [
+            (
+                hooks.replace("https://hooks", "http://hooks"),
+                "webhooks.url",
+            ),
+            (hooks.replace("\"local\"", "\"crm\""), "webhooks.name"),
+            (
+                hooks.replace("max_attempts = 3", "max_attempts = 0"),
+                "webhooks.max_attempts",
+            ),
+            (
+                hooks.replace("poll_ms = 20", "poll_ms = 0"),
+                "webhooks.poll_ms",
+            ),
+            (
+                hooks.replace("secret_file = \"state/crm.whsec\"\n", ""),
+                "secret_file",
+            ),
+            (
+                hooks.replace("poll_ms = 20", "poll_ms = 20\nsecret = \"x\""),
+                "secret",
+            ),
+        ];
+        for (text, needle) in cases {
+            match Config::from_toml(&format!("{GOOD}{text}"), no_env) {
+                Ok(_) => unreachable!("accepted webhooks without {needle}"),
+                Err(e) => assert!(e.to_string().contains(needle), "{e} should name {needle}"),
             }
         }
         Ok(())

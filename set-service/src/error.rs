@@ -16,6 +16,8 @@ pub enum ServeError {
     Keys(tokenvault_seal::SealError),
     #[error("store.url: {0}")]
     Store(tokenvault_store::StoreError),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
 }
 
 /// Why one RPC failed.

@@ -1,6 +1,7 @@
 //! Starting set-service: keys and store, then the shared gRPC chassis
 //! ([`GrpcServer`]) with set-service's allow-list and its store health
-//! check, serving until the shutdown future resolves.
+//! check, serving until the shutdown future resolves; beside it, the webhook
+//! dispatcher, which the same shutdown future stops.
 
 use std::future::Future;
 use tokenvault_runtime::settings::ServiceConfig as _;
@@ -10,11 +11,13 @@ use tokenvault_rpc::{AllowList, GrpcServer, GrpcService};
 use tokenvault_runtime::settings::Listeners;
 use tokenvault_seal::PublicKeySet;
 use tokenvault_store::TokenWriter;
+use tokio::sync::watch;
 use tonic::service::Routes;
 
 use crate::config::{AllowConfig, Config};
 use crate::error::{ConfigError, ServeError};
 use crate::service::SetServiceImpl;
+use crate::webhooks::{self, Dispatcher, WebhookMetrics};
 
 /// set-service's RPCs.
 pub const RPCS: [&str; 6] = [
@@ -45,13 +48,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
-    let server = GrpcServer::new(
+    // reqwest and rustls use aws-lc-rs, the one crypto provider in the tree.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut server = GrpcServer::new(
         &config.service,
         GrpcService {
             label: "set-service",
             name: SERVICE_NAME,
             rpcs: &RPCS,
             allow: allow_list(&config.allow),
+            more: &[],
         },
     )?;
     let keys = PublicKeySet::load_dir(&config.public_keys_dir).map_err(ServeError::Keys)?;
@@ -62,6 +68,10 @@ pub async fn run(
         }
         .into());
     }
+    // A webhook secret that does not load stops the start, before the store.
+    let endpoints = webhooks::prepare(&config.webhooks)?;
+    let names: Vec<&str> = config.webhooks.iter().map(|w| w.name.as_str()).collect();
+    let webhook_metrics = WebhookMetrics::register(server.registry(), &names);
     let store = TokenWriter::connect(&config.store.url)
         .await
         .map_err(ServeError::Store)?;
@@ -77,6 +87,7 @@ pub async fn run(
         }
     });
     let max = config.limits.max_message_bytes;
+    let dispatch_store = store.clone();
     let service = SetServiceServer::new(SetServiceImpl::new(
         store,
         keys,
@@ -85,8 +96,24 @@ pub async fn run(
     ))
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-    server
+    // The dispatcher runs beside the RPCs, in its own task, and stops when
+    // the shutdown future resolves (or when serving ends some other way).
+    let (stop, stopped) = watch::channel(false);
+    let expiry_watch = tokio::spawn(crate::expiry::watch_expiries(
+        dispatch_store.clone(),
+        config.expiry.clone(),
+        stopped.clone(),
+    ));
+    let dispatcher = Dispatcher::start(endpoints, dispatch_store, webhook_metrics, stopped);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let served = server
         .serve(listeners, Routes::new(service), shutdown)
-        .await?;
+        .await;
+    dispatcher.join().await;
+    expiry_watch.abort();
+    served?;
     Ok(())
 }

@@ -20,7 +20,8 @@ use tokenvault_proto::v1::{
 use tokenvault_rpc::audit;
 use tokenvault_seal::{PublicKeySet, SealedToken, TokenUse};
 use tokenvault_store::{
-    ResealOutcome, RevocationOutcome, SharedAccessToken, StoreError, TokenStatus, TokenWriter,
+    ResealOutcome, RevocationOutcome, SharedAccessToken, StoreError, TokenFacts, TokenStatus,
+    TokenWriter,
 };
 use tokenvault_tls::PeerInfo;
 use tonic::{Request, Response, Status};
@@ -65,10 +66,36 @@ impl SetServiceImpl {
     ) -> Result<StoreRefreshTokenResponse, RpcError> {
         self.check_target(&req.account, &req.provider)?;
         let kid = self.check_sealed(&req.account, &req.provider, &req.sealed_token)?;
+        let metadata = validate::metadata(&req.metadata_json)?;
+        let refresh_token_expires_at = match req.refresh_token_expires_at_unix {
+            0 => None,
+            at if at > 0 => Some(at),
+            _ => {
+                return Err(RpcError::InvalidArgument(
+                    "refresh_token_expires_at_unix: must not be negative".into(),
+                ));
+            }
+        };
+        if metadata.is_some() && req.expected_version.is_some() {
+            return Err(RpcError::InvalidArgument(
+                "metadata_json: a rotation (expected_version) keeps the account's metadata; \
+                 send metadata with a connect only"
+                    .into(),
+            ));
+        }
         let outcome = match req.expected_version {
             None => {
                 self.store
-                    .store(&req.account, &req.provider, &req.sealed_token, &kid)
+                    .store_with(
+                        &req.account,
+                        &req.provider,
+                        &req.sealed_token,
+                        &kid,
+                        TokenFacts {
+                            metadata: metadata.as_deref(),
+                            refresh_token_expires_at,
+                        },
+                    )
                     .await?
             }
             Some(expected) => {
@@ -76,12 +103,13 @@ impl SetServiceImpl {
                     RpcError::InvalidArgument("expected_version: out of range".into())
                 })?;
                 self.store
-                    .store_if_newest(
+                    .store_if_newest_with(
                         &req.account,
                         &req.provider,
                         &req.sealed_token,
                         &kid,
                         expected,
+                        refresh_token_expires_at,
                     )
                     .await?
             }

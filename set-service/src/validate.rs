@@ -60,6 +60,23 @@ pub fn reason(reason: &str) -> Result<(), RpcError> {
     Ok(())
 }
 
+/// Account metadata: empty (none), or a JSON object as `tokenvault_proto::metadata` describes,
+/// returned in compact form. Too long is RESOURCE_EXHAUSTED, a wrong shape INVALID_ARGUMENT.
+pub fn metadata(json: &str) -> Result<Option<String>, RpcError> {
+    if json.is_empty() {
+        return Ok(None);
+    }
+    if json.len() > tokenvault_proto::metadata::MAX_METADATA_LEN {
+        return Err(RpcError::TooLarge(format!(
+            "metadata_json: longer than {} bytes",
+            tokenvault_proto::metadata::MAX_METADATA_LEN
+        )));
+    }
+    tokenvault_proto::metadata::check_metadata(json)
+        .map(Some)
+        .map_err(|m| RpcError::InvalidArgument(format!("{m} (metadata_json)")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

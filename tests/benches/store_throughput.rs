@@ -118,6 +118,8 @@ async fn rpc_stores(
                 account,
                 provider: "oidc".into(),
                 sealed_token,
+                metadata_json: String::new(),
+                refresh_token_expires_at_unix: 0,
             })
             .await
             .unwrap();
@@ -133,6 +135,8 @@ async fn rpc_stores(
                     account,
                     provider: "oidc".into(),
                     sealed_token,
+                    metadata_json: String::new(),
+                    refresh_token_expires_at_unix: 0,
                 })
                 .await
                 .unwrap();

@@ -58,6 +58,11 @@
 //        `status` with {"error":CODE} (default temporarily_unavailable for 429
 //        and 5xx, invalid_request otherwise) without being processed;
 //        429 and 503 carry `Retry-After: 1`. count=0 clears.
+//   POST /test/refresh-token-lifetime?secs=N
+//                            -> token-endpoint answers that carry a refresh
+//        token also say refresh_token_expires_in: N, as GitHub Apps and Google
+//        apps in testing do (0 = off). Only the answer says so: oidc-provider
+//        keeps the token's own lifetime.
 //   POST /test/revoke-grant?account=ID
 //                            -> revokes every grant of the account (all its
 //        tokens), as when the user removes the app at the provider; answers
@@ -138,6 +143,7 @@ const counters = {
   grants_revoked: 0,
 };
 let slowMs = 0;
+let refreshTokenLifetime = 0;
 const failure = { status: 0, count: 0, error: '' };
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
@@ -294,6 +300,10 @@ provider.use(async (ctx, next) => {
       slowMs = integer('ms', query.ms, 0);
       log(`token endpoint delay set to ${slowMs} ms`);
       return json(ctx, 200, { slow_ms: slowMs });
+    case 'POST /test/refresh-token-lifetime':
+      refreshTokenLifetime = integer('secs', query.secs, 0);
+      log(`answers say refresh_token_expires_in ${refreshTokenLifetime}`);
+      return json(ctx, 200, { refresh_token_expires_in: refreshTokenLifetime });
     case 'POST /test/fail': {
       const status = integer('status', query.status, 503);
       const count = integer('count', query.count, 1);
@@ -371,7 +381,12 @@ provider.use(async (ctx, next) => {
     });
   }
 
-  return next();
+  await next();
+  if (refreshTokenLifetime > 0 && ctx.status === 200 && ctx.body
+    && typeof ctx.body === 'object' && ctx.body.refresh_token) {
+    ctx.body.refresh_token_expires_in = refreshTokenLifetime;
+  }
+  return undefined;
 });
 
 server.on('request', provider.callback());

@@ -19,6 +19,7 @@ pub mod services;
 pub mod store;
 pub mod system;
 pub mod web;
+pub mod webhook_receiver;
 
 pub use logs::{assert_not_logged, captured_logs, init_tracing};
 pub use pki::TestPki;

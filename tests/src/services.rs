@@ -86,6 +86,12 @@ pub fn set_service_config(
         providers: vec!["oidc".to_owned(), "github".to_owned(), "google".to_owned()],
         allow: AllowConfig::default(),
         limits: Limits::default(),
+        webhooks: Vec::new(),
+        // Look for expiring refresh tokens every second (7 days ahead).
+        expiry: tokenvault_set_service::config::ExpiryConfig {
+            interval_secs: 1,
+            ..Default::default()
+        },
     })
 }
 
@@ -219,6 +225,7 @@ pub fn get_service_config(
         rotation: tokenvault_get_service::config::RotationConfig {
             journal_dir: Some(pki.scratch().join("get-service-journal")),
         },
+        inventory: tokenvault_get_service::config::InventoryConfig::default(),
     })
 }
 

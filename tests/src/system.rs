@@ -47,9 +47,14 @@ pub struct Options {
     pub get_providers: Vec<&'static str>,
     /// Which of them get-service narrows scopes at (`narrow_scopes`).
     pub narrowing_providers: Vec<&'static str>,
+    /// get-service's providers' `keep_alive_days`.
+    pub keep_alive_days: Option<f64>,
     /// get-service's account policy rules (a rule file's text), written to
     /// [`System::policy_file`].
     pub policy: Option<String>,
+    /// set-service's webhook endpoints (none by default); see
+    /// [`crate::webhook_receiver::WebhookReceiver::endpoint`].
+    pub webhooks: Vec<tokenvault_set_service::config::WebhookConfig>,
 }
 
 impl Default for Options {
@@ -74,7 +79,9 @@ impl Default for Options {
             revocation_batch_size: 100,
             get_providers: vec!["oidc"],
             narrowing_providers: vec![],
+            keep_alive_days: None,
             policy: None,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -130,7 +137,8 @@ impl System {
             // starts), so that row counts can be read at once.
             tokenvault_store::TokenWriter::connect(&store.writer_url).await?;
         }
-        let set_config = set_service_config(&pki, &store.writer_url)?;
+        let mut set_config = set_service_config(&pki, &store.writer_url)?;
+        set_config.webhooks = options.webhooks.clone();
         let set = start_set_service(set_config.clone()).await?;
         // The SQLite reader needs the file the writer creates.
         let _ = TokenReader::connect(&store.reader_url).await;
@@ -139,6 +147,7 @@ impl System {
             let mut provider = oidc_provider_config(&oidc, options.provider_timeout_secs)?;
             provider.name = (*name).to_owned();
             provider.narrow_scopes = options.narrowing_providers.contains(name);
+            provider.keep_alive_days = options.keep_alive_days;
             get_providers.push(provider);
         }
         let mut get_config =
@@ -204,6 +213,8 @@ impl System {
                 sealed_token: self
                     .keys
                     .seal(account, provider, tokens.refresh_token.as_bytes())?,
+                metadata_json: String::new(),
+                refresh_token_expires_at_unix: 0,
             })
             .await?;
         Ok(tokens)
@@ -347,6 +358,24 @@ impl System {
         self.web.stop().await?;
         self.get.stop().await?;
         self.set.stop().await
+    }
+
+    /// An account-inventory client (the worker crate's `AdminClient`, as the
+    /// `tokenvault-admin` CLI uses it) with an `admin/<name>` certificate.
+    pub fn admin_named(&self, name: &str) -> anyhow::Result<tokenvault_worker::admin::AdminClient> {
+        Ok(tokenvault_worker::admin::AdminClient::new(&WorkerConfig {
+            address: self.get.address(),
+            trust_domain: crate::pki::TRUST_DOMAIN.to_owned(),
+            tls: self.pki.issue(Role::Admin, Some(name))?,
+        })?)
+    }
+
+    /// Stops get-service (graceful: open calls and streams end first);
+    /// [`System::stop`] then has nothing left to stop there.
+    pub async fn stop_get_service(&mut self) -> anyhow::Result<()> {
+        let addr = self.get.addr;
+        let running = std::mem::replace(&mut self.get, RunningService::stopped(addr));
+        running.stop().await
     }
 }
 

@@ -11,7 +11,18 @@
 //! ```
 //!
 //! where `action` is `connect` or `disconnect` and `provider` is empty when the
-//! link lets the person choose. A link may carry the account's tenant apart
+//! link lets the person choose. A connect link may carry the account's
+//! `metadata` (a JSON object: a tenant, a display name, tags; see
+//! `tokenvault_proto::metadata`), stored with the account and sent in its
+//! events; it is then signed too, as version 2:
+//!
+//! ```text
+//! sig = base64url_nopad(HMAC-SHA256(secret,
+//!         "tokenvault-link-v2\n" + action + "\n" + account + "\n" + provider + "\n"
+//!         + expires + "\n" + metadata))
+//! ```
+//!
+//! with `metadata` exactly as it appears in the link. A link may carry the account's tenant apart
 //! (`tenant=acme&account=user-42`); the account id is then `acme:user-42`,
 //! and that is what is signed. `docs/CONNECT_LINKS.md` has the whole format
 //! and a Python example. This module holds the shared secret (wiped on drop)
@@ -79,6 +90,8 @@ pub struct LinkParams {
     pub provider: Option<String>,
     /// Expiry, Unix seconds.
     pub expires: Option<i64>,
+    /// The account's metadata, a JSON object (signed with the link).
+    pub metadata: Option<String>,
     /// The signature.
     pub sig: Option<String>,
 }
@@ -90,6 +103,7 @@ struct LinkQuery {
     account: Option<String>,
     provider: Option<String>,
     expires: Option<i64>,
+    metadata: Option<String>,
     sig: Option<String>,
 }
 
@@ -106,6 +120,7 @@ impl TryFrom<LinkQuery> for LinkParams {
             account,
             provider: q.provider,
             expires: q.expires,
+            metadata: q.metadata,
             sig: q.sig,
         })
     }
@@ -132,7 +147,10 @@ pub fn tenant_account(tenant: &str, user: &str) -> Result<String, &'static str> 
 impl LinkParams {
     /// Whether any link parameter is present.
     pub fn is_present(&self) -> bool {
-        self.account.is_some() || self.expires.is_some() || self.sig.is_some()
+        self.account.is_some()
+            || self.expires.is_some()
+            || self.sig.is_some()
+            || self.metadata.is_some()
     }
 
     /// The query string that carries these parameters on.
@@ -146,6 +164,9 @@ impl LinkParams {
         }
         if let Some(e) = self.expires {
             out.append_pair("expires", &e.to_string());
+        }
+        if let Some(m) = &self.metadata {
+            out.append_pair("metadata", m);
         }
         if let Some(s) = &self.sig {
             out.append_pair("sig", s);
@@ -191,11 +212,23 @@ impl LinkSigner {
         Self::new(bytes.trim_ascii(), max_lifetime_secs)
     }
 
-    fn message(action: LinkAction, account: &str, provider: &str, expires: i64) -> String {
-        format!(
-            "tokenvault-link-v1\n{}\n{account}\n{provider}\n{expires}",
-            action.as_str()
-        )
+    fn message(
+        action: LinkAction,
+        account: &str,
+        provider: &str,
+        expires: i64,
+        metadata: Option<&str>,
+    ) -> String {
+        match metadata {
+            None => format!(
+                "tokenvault-link-v1\n{}\n{account}\n{provider}\n{expires}",
+                action.as_str()
+            ),
+            Some(metadata) => format!(
+                "tokenvault-link-v2\n{}\n{account}\n{provider}\n{expires}\n{metadata}",
+                action.as_str()
+            ),
+        }
     }
 
     /// The signature of a link.
@@ -206,11 +239,25 @@ impl LinkSigner {
         provider: Option<&str>,
         expires: i64,
     ) -> String {
-        let message = Self::message(action, account, provider.unwrap_or(""), expires);
+        self.sign_with_metadata(action, account, provider, expires, None)
+    }
+
+    /// The signature of a link that carries metadata.
+    pub fn sign_with_metadata(
+        &self,
+        action: LinkAction,
+        account: &str,
+        provider: Option<&str>,
+        expires: i64,
+        metadata: Option<&str>,
+    ) -> String {
+        let message = Self::message(action, account, provider.unwrap_or(""), expires, metadata);
         URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, message.as_bytes()).as_ref())
     }
 
-    /// A whole link: `<public_url>/connect[/<provider>]` or `/disconnect`.
+    /// A whole link: `<public_url>/connect[/<provider>]` or `/disconnect`,
+    /// carrying `metadata` (a connect link's, in the compact form
+    /// `tokenvault_proto::metadata::check_metadata` returns) if given.
     pub fn url(
         &self,
         public_url: &Url,
@@ -218,12 +265,14 @@ impl LinkSigner {
         account: &str,
         provider: Option<&str>,
         expires: i64,
+        metadata: Option<&str>,
     ) -> Result<Url, url::ParseError> {
         let params = LinkParams {
             account: Some(account.to_owned()),
             provider: provider.map(str::to_owned),
             expires: Some(expires),
-            sig: Some(self.sign(action, account, provider, expires)),
+            metadata: metadata.map(str::to_owned),
+            sig: Some(self.sign_with_metadata(action, account, provider, expires, metadata)),
         };
         let path = match (action, provider) {
             (LinkAction::Connect, Some(p)) => format!("connect/{p}"),
@@ -244,6 +293,20 @@ impl LinkSigner {
         provider: &str,
         now: i64,
     ) -> Result<String, LinkError> {
+        self.verify_with_metadata(action, params, provider, now)
+            .map(|(account, _)| account)
+    }
+
+    /// [`Self::verify`], also returning the link's metadata (signed with it,
+    /// checked as `tokenvault_proto::metadata` says, in compact form). Only a
+    /// connect link may carry metadata.
+    pub fn verify_with_metadata(
+        &self,
+        action: LinkAction,
+        params: &LinkParams,
+        provider: &str,
+        now: i64,
+    ) -> Result<(String, Option<String>), LinkError> {
         let account = params
             .account
             .as_deref()
@@ -263,7 +326,11 @@ impl LinkSigner {
         if action == LinkAction::Disconnect && signed_provider.is_empty() {
             return Err(LinkError::Invalid("a disconnect link names its provider"));
         }
-        let message = Self::message(action, account, signed_provider, expires);
+        let metadata = params.metadata.as_deref();
+        if action == LinkAction::Disconnect && metadata.is_some() {
+            return Err(LinkError::Invalid("a disconnect link carries no metadata"));
+        }
+        let message = Self::message(action, account, signed_provider, expires, metadata);
         hmac::verify(&self.key, message.as_bytes(), &sig)
             .map_err(|_| LinkError::Invalid("the signature does not match"))?;
         if expires < now {
@@ -274,7 +341,15 @@ impl LinkSigner {
         }
         tokenvault_proto::ids::check_account(account)
             .map_err(|_| LinkError::Invalid("the account id has unsupported characters"))?;
-        Ok(account.to_owned())
+        let metadata = metadata
+            .map(tokenvault_proto::metadata::check_metadata)
+            .transpose()
+            .map_err(|_| {
+                LinkError::Invalid(
+                    "the metadata is not a small JSON object of strings (see CONNECT_LINKS.md)",
+                )
+            })?;
+        Ok((account.to_owned(), metadata))
     }
 }
 
@@ -295,6 +370,7 @@ mod tests {
             account: Some(account.into()),
             provider: provider.map(Into::into),
             expires: Some(expires),
+            metadata: None,
             sig: Some(signer.sign(LinkAction::Connect, account, provider, expires)),
         }
     }
@@ -312,6 +388,56 @@ mod tests {
             s.verify(LinkAction::Connect, &any, "github", 900).unwrap(),
             "user-42"
         );
+    }
+
+    #[test]
+    fn metadata_is_signed_with_the_link() {
+        let s = LinkSigner::new(SECRET, 600).unwrap();
+        let public = Url::parse("https://tv.example/").unwrap();
+        let meta = r#"{"display_name":"Ada","tags":["beta"]}"#;
+        let url = s
+            .url(
+                &public,
+                LinkAction::Connect,
+                "acme:ada",
+                Some("google"),
+                1_000,
+                Some(meta),
+            )
+            .unwrap();
+        let query = url.query().unwrap();
+        let p: LinkParams = serde_urlencoded::from_str(query).unwrap();
+        assert_eq!(
+            s.verify_with_metadata(LinkAction::Connect, &p, "google", 900)
+                .unwrap(),
+            ("acme:ada".to_owned(), Some(meta.to_owned()))
+        );
+        // Changed metadata, or metadata dropped, breaks the signature.
+        let mut changed = p.clone();
+        changed.metadata = Some(r#"{"display_name":"Eve","tags":["beta"]}"#.into());
+        let mut dropped = p.clone();
+        dropped.metadata = None;
+        for bad in [&changed, &dropped] {
+            assert!(matches!(
+                s.verify_with_metadata(LinkAction::Connect, bad, "google", 900),
+                Err(LinkError::Invalid(_))
+            ));
+        }
+        // Signed but not the documented shape.
+        let nested = r#"{"a":{"b":"c"}}"#;
+        let mut bad_shape = p.clone();
+        bad_shape.metadata = Some(nested.into());
+        bad_shape.sig = Some(s.sign_with_metadata(
+            LinkAction::Connect,
+            "acme:ada",
+            Some("google"),
+            1_000,
+            Some(nested),
+        ));
+        assert!(matches!(
+            s.verify_with_metadata(LinkAction::Connect, &bad_shape, "google", 900),
+            Err(LinkError::Invalid(_))
+        ));
     }
 
     #[test]

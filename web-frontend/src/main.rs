@@ -48,6 +48,11 @@ enum Command {
         /// Make a disconnect link instead of a connect link.
         #[arg(long)]
         disconnect: bool,
+        /// The account's metadata, a JSON object of strings or lists of
+        /// strings (for example '{"display_name":"Ada","tags":["beta"]}'),
+        /// stored with the account and sent in its events. Connect links only.
+        #[arg(long)]
+        metadata: Option<String>,
     },
 }
 
@@ -67,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             provider,
             ttl,
             disconnect,
+            metadata,
         } => {
             let path = config
                 .links
@@ -106,12 +112,22 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 LinkAction::Connect
             };
+            anyhow::ensure!(
+                !(disconnect && metadata.is_some()),
+                "--metadata is for connect links only"
+            );
+            let metadata = metadata
+                .as_deref()
+                .map(tokenvault_proto::metadata::check_metadata)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let url = signer.url(
                 &config.public_url()?,
                 action,
                 &account,
                 provider.as_deref(),
                 expires,
+                metadata.as_deref(),
             )?;
             #[allow(clippy::print_stdout)]
             {

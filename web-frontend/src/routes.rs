@@ -17,7 +17,7 @@ use maud::Markup;
 use serde::Deserialize;
 use tokenvault_runtime::logging::AUDIT_TARGET;
 use tokenvault_seal::PublicKeySet;
-use tokenvault_set_client::SetClient;
+use tokenvault_set_client::{SetClient, StoreExtras};
 use url::Url;
 
 use crate::error::WebError;
@@ -152,13 +152,16 @@ pub async fn connect(
     jar: PrivateCookieJar,
 ) -> Result<Response, WebError> {
     let provider = app.provider(&provider_name)?;
-    let account = if link.is_present() {
-        Some(
-            app.signer()?
-                .verify(LinkAction::Connect, &link, provider.name(), now())?,
-        )
+    let (account, metadata) = if link.is_present() {
+        let (account, metadata) = app.signer()?.verify_with_metadata(
+            LinkAction::Connect,
+            &link,
+            provider.name(),
+            now(),
+        )?;
+        (Some(account), metadata)
     } else {
-        None
+        (None, None)
     };
     if fetch_site(&headers) != Some("same-origin") {
         return Ok(pages::confirm_connect(
@@ -176,6 +179,7 @@ pub async fn connect(
         nonce: authorization.nonce,
         provider: provider.name().to_owned(),
         account,
+        metadata,
         expires_at: now() + app.0.sign_in_ttl_secs,
     };
     let value = serde_json::to_string(&pending).map_err(|_| WebError::BadRequest("sign-in"))?;
@@ -337,7 +341,16 @@ async fn finish(
     let version = app
         .0
         .set
-        .store(&account, provider.name(), sealed, None)
+        .store_with(
+            &account,
+            provider.name(),
+            sealed,
+            None,
+            &StoreExtras {
+                metadata: pending.metadata.clone(),
+                refresh_token_expires_at_unix: None,
+            },
+        )
         .await?;
     tracing::info!(
         account,
@@ -396,6 +409,7 @@ impl DisconnectParams {
             account: Some(self.account.clone()),
             provider: Some(self.provider.clone()),
             expires: self.expires,
+            metadata: None,
             sig: self.sig.clone(),
         }
     }

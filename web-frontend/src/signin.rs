@@ -39,6 +39,9 @@ pub struct PendingSignIn {
     pub provider: String,
     /// The account id from a signed connect link, if the sign-in began with one.
     pub account: Option<String>,
+    /// The account's metadata from the signed connect link (a JSON object), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
     /// When the sign-in expires, Unix seconds.
     pub expires_at: i64,
 }
@@ -48,6 +51,7 @@ impl std::fmt::Debug for PendingSignIn {
         f.debug_struct("PendingSignIn")
             .field("provider", &self.provider)
             .field("account", &self.account)
+            .field("metadata", &self.metadata)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }

@@ -103,7 +103,10 @@ pub async fn run(
 
 /// Distinct exit codes, so scripts can tell "reconnect the account" from
 /// "try again later".
-fn exit_code(e: &WorkerError) -> u8 {
+pub(crate) fn exit_code(e: &WorkerError) -> u8 {
+    if let WorkerError::NoSuchAccount { .. } = e {
+        return 3;
+    }
     match e.code() {
         Some(tonic::Code::NotFound) => 3,
         Some(tonic::Code::FailedPrecondition) => 4,

@@ -25,8 +25,20 @@
 //! This crate holds the worker's TLS key while building its config, and
 //! access tokens in `Zeroizing` buffers whose `Debug` is redacted. It never
 //! sees a refresh token.
+//!
+//! **The account inventory** ([`admin`], and the `tokenvault-admin` CLI in
+//! [`admin_cli`]) lives here too: it is a client of get-service like the
+//! worker's, so it shares this crate's connection code (replicas, mutual
+//! TLS that follows its files, retries of calls no replica answered) and
+//! config file shape. It is a separate binary, so that a worker deployment
+//! need not ship it, and runs with a separate identity: an `admin`
+//! certificate, which get-service allows the inventory (and nothing else) by
+//! default, while a worker's certificate gets `PERMISSION_DENIED` there. It
+//! reads statuses and events only, never a token.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod admin_cli;
 pub mod cli;
 
 mod targets;
@@ -37,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_proto::v1::{AccountStatus, GetAccessTokenRequest, GetAccountStatusRequest};
 use tokenvault_tls::{IdentityPattern, Role, TlsFiles};
 use zeroize::Zeroizing;
@@ -112,6 +125,10 @@ pub enum WorkerError {
         "get-service answered with scopes {0:?}, beyond those asked for; is it older than this client?"
     )]
     BroaderScopes(Vec<String>),
+    /// The inventory lists no such account (unknown, or not visible to this
+    /// caller under get-service's account policy).
+    #[error("get-service lists no account {account:?} at {provider:?}")]
+    NoSuchAccount { account: String, provider: String },
 }
 
 impl WorkerError {
@@ -127,15 +144,24 @@ impl WorkerError {
 /// A get-service client. Cheap to clone; clones share the connections.
 #[derive(Debug, Clone)]
 pub struct WorkerClient {
-    targets: Arc<Targets>,
+    connection: Connection,
     timeout: Duration,
+}
+
+/// The connection to get-service's replicas that [`WorkerClient`] and
+/// [`admin::AdminClient`] share: mutual TLS with the configured identity,
+/// following its files, to servers whose identity has the `get-service`
+/// role.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    pub(crate) targets: Arc<Targets>,
     // Follows the certificate, CA bundle and CRL files while the client lives.
     _reload: Arc<tokenvault_tls::reload::Reloader>,
 }
 
-impl WorkerClient {
-    /// A client that connects lazily, on the first call.
-    pub fn new(config: &WorkerConfig) -> Result<Self, WorkerError> {
+impl Connection {
+    /// Connects lazily, on the first call.
+    pub(crate) fn new(config: &WorkerConfig) -> Result<Self, WorkerError> {
         let (tls, reload) = tokenvault_tls::reload::reloading_client(
             &config.tls,
             &config.trust_domain,
@@ -143,8 +169,17 @@ impl WorkerClient {
         )?;
         Ok(Self {
             targets: Arc::new(Targets::new(&config.address, tls)?),
-            timeout: DEFAULT_TIMEOUT,
             _reload: Arc::new(reload),
+        })
+    }
+}
+
+impl WorkerClient {
+    /// A client that connects lazily, on the first call.
+    pub fn new(config: &WorkerConfig) -> Result<Self, WorkerError> {
+        Ok(Self {
+            connection: Connection::new(config)?,
+            timeout: DEFAULT_TIMEOUT,
         })
     }
 
@@ -184,11 +219,16 @@ impl WorkerClient {
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         };
         let response = self
+            .connection
             .targets
-            .call(self.timeout, |mut client, timeout| {
+            .call(self.timeout, |channel, timeout| {
                 let mut request = tonic::Request::new(message.clone());
                 request.set_timeout(timeout);
-                async move { client.get_access_token(request).await }
+                async move {
+                    GetServiceClient::new(channel)
+                        .get_access_token(request)
+                        .await
+                }
             })
             .await?
             .into_inner();
@@ -219,11 +259,16 @@ impl WorkerClient {
             provider: provider.to_owned(),
         };
         let response = self
+            .connection
             .targets
-            .call(self.timeout, |mut client, timeout| {
+            .call(self.timeout, |channel, timeout| {
                 let mut request = tonic::Request::new(message.clone());
                 request.set_timeout(timeout);
-                async move { client.get_account_status(request).await }
+                async move {
+                    GetServiceClient::new(channel)
+                        .get_account_status(request)
+                        .await
+                }
             })
             .await?
             .into_inner();

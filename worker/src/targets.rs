@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_tls::never_sent;
 use tokenvault_tls::reload::ClientConfigRx;
 use tokio::time::Instant;
@@ -132,7 +131,8 @@ impl Targets {
         Ok(resolved.channels.iter().map(|(_, c)| c.clone()).collect())
     }
 
-    /// Runs `call` on one replica after another, starting round-robin,
+    /// Runs `call` (given a replica's channel, for any of get-service's
+    /// services) on one replica after another, starting round-robin,
     /// until one answers other than UNAVAILABLE, every replica was tried
     /// once, or `limit` is spent; `call` gets the time left. When every
     /// replica said UNAVAILABLE, the names are resolved again next time.
@@ -140,7 +140,7 @@ impl Targets {
     /// stopping, counts as UNAVAILABLE: see [`retry_elsewhere`].)
     pub(crate) async fn call<T, F, Fut>(&self, limit: Duration, call: F) -> Result<T, WorkerError>
     where
-        F: Fn(GetServiceClient<Channel>, Duration) -> Fut,
+        F: Fn(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let deadline = Instant::now() + limit;
@@ -158,7 +158,7 @@ impl Targets {
                 break;
             }
             let channel = channels[(start + i) % channels.len()].clone();
-            match call(GetServiceClient::new(channel), left).await {
+            match call(channel, left).await {
                 Err(status) if never_sent(&status) || retry_elsewhere(&status) => {
                     if never_sent(&status) && !retried_cut_off {
                         retried_cut_off = true;
@@ -198,7 +198,8 @@ fn unavailable(status: tonic::Status) -> tonic::Status {
 /// call was cut off on its way (a stopping replica refused the stream, or
 /// the connection broke): tonic reports those as CANCELLED, or as UNKNOWN
 /// "transport error". The caller's own cancellation never reaches here (its
-/// future is dropped). Both RPCs are idempotent.
+/// future is dropped). Every RPC called through here is idempotent (the
+/// inventory's are reads; a watch is opened again after its last cursor).
 fn retry_elsewhere(status: &tonic::Status) -> bool {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::Cancelled => true,

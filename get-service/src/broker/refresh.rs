@@ -142,6 +142,7 @@ impl Broker {
                         lifetime_secs: lifetime,
                         shared: false,
                     };
+                    let rotated_expires_at = refreshed.refresh_token_expires_at_unix;
                     let durable = match refreshed.refresh_token {
                         None => Ok(Some(version)),
                         Some(rotated) => {
@@ -149,7 +150,7 @@ impl Broker {
                             match self
                                 .inner
                                 .rotations
-                                .make_durable(key, rotated, version, lease)
+                                .make_durable(key, rotated, version, rotated_expires_at, lease)
                                 .await
                             {
                                 Ok(Durable::Stored(stored)) => Ok(Some(stored)),

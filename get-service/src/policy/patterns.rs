@@ -170,7 +170,7 @@ mod tests {
         let e = CallerPattern::parse("worker", TD).unwrap_err();
         assert!(e.contains("worker/*"), "{e}");
         for bad in [
-            "admin/*",
+            "operator/*",
             "worker/a b",
             "spiffe://tokenvault.local/worker/billing/*",
             "spiffe://tokenvault.local/boss",

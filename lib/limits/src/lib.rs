@@ -54,6 +54,12 @@ pub const MAX_SEALED_TOKEN_LEN: usize = 8192;
 /// provider's description cut short. The `.proto` documents 256 bytes.
 pub const MAX_STATUS_REASON_LEN: usize = 256;
 
+/// The longest account metadata (`StoreRefreshTokenRequest.metadata_json`,
+/// from a signed connect link): a JSON object of a tenant, a display name and
+/// a few tags. It rides in a connect link's URL, so it stays well inside what
+/// browsers and proxies pass (a few KiB); the `.proto` documents 2 KiB.
+pub const MAX_METADATA_LEN: usize = 2048;
+
 /// The longest token type of a shared access token (`Bearer`, `DPoP`, ...).
 pub const MAX_TOKEN_TYPE_LEN: usize = 64;
 

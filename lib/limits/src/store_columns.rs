@@ -22,3 +22,11 @@ pub const TOKEN_TYPE_CHARS: usize = 64;
 
 /// `shared_access_tokens.scopes` (space-separated): at most this many characters.
 pub const SCOPES_CHARS: usize = 4096;
+
+/// `metadata` of `account_metadata` and `account_events` (a JSON object):
+/// at most this many bytes.
+pub const METADATA_BYTES: usize = 4096;
+
+/// `account_event_deliveries.endpoint` (a configured webhook endpoint's
+/// name): at most this many characters.
+pub const ENDPOINT_CHARS: usize = 64;

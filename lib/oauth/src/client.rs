@@ -55,6 +55,7 @@ pub struct Provider {
     pub(crate) client_auth: ClientAuth,
     scopes: Vec<String>,
     narrow_scopes: bool,
+    keep_alive: Option<Duration>,
     pub(crate) timeout: Duration,
     default_lifetime: Duration,
     metrics: RefreshMetrics,
@@ -67,6 +68,7 @@ impl fmt::Debug for Provider {
             .field("endpoints", &self.endpoints)
             .field("scopes", &self.scopes)
             .field("narrow_scopes", &self.narrow_scopes)
+            .field("keep_alive", &self.keep_alive)
             .field("timeout", &self.timeout)
             .field("default_lifetime", &self.default_lifetime)
             .finish_non_exhaustive()
@@ -122,6 +124,7 @@ impl Provider {
             discovered = endpoints.issuer.is_some(),
             "provider configured"
         );
+        let keep_alive = config.keep_alive();
         Ok(Self {
             name: config.name,
             endpoints,
@@ -132,6 +135,7 @@ impl Provider {
             client_auth: config.client_auth,
             scopes: config.scopes,
             narrow_scopes: config.narrow_scopes,
+            keep_alive,
             timeout: checked.timeout,
             default_lifetime: checked.default_lifetime,
             metrics: RefreshMetrics::default(),
@@ -163,6 +167,12 @@ impl Provider {
     /// (`narrow_scopes`).
     pub fn narrows_scopes(&self) -> bool {
         self.narrow_scopes
+    }
+
+    /// How long a grant may go unrefreshed before keep-alive refreshes it
+    /// (`keep_alive_days`), if at all.
+    pub fn keep_alive(&self) -> Option<Duration> {
+        self.keep_alive
     }
 
     /// The lifetime assumed when a response has no `expires_in`.
@@ -302,6 +312,10 @@ pub(crate) fn refreshed(
             .saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)),
         scopes,
         refresh_token,
+        refresh_token_expires_at_unix: response
+            .refresh_token_expires_in
+            .and_then(|secs| i64::try_from(secs).ok())
+            .map(|secs| sent_at.saturating_add(secs)),
     }
 }
 

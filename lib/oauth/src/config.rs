@@ -67,6 +67,12 @@ pub struct ProviderConfig {
     /// the account granted. Off: such a request is refused.
     #[serde(default)]
     pub narrow_scopes: bool,
+    /// Keep-alive: a grant not refreshed for this many days (fractions
+    /// allowed) is refreshed in the background, before a provider that
+    /// expires idle refresh tokens (Microsoft after 90 days of disuse, Xero
+    /// after 60) lets it die. Unset: no keep-alive.
+    #[serde(default)]
+    pub keep_alive_days: Option<f64>,
 }
 
 fn default_lifetime_secs() -> u64 {
@@ -79,6 +85,8 @@ fn default_timeout_secs() -> u64 {
 
 const MAX_TIMEOUT_SECS: u64 = 300;
 const MAX_LIFETIME_SECS: u64 = 366 * 86_400;
+/// Ten years: beyond any provider's idle expiry.
+const MAX_KEEP_ALIVE_DAYS: f64 = 3650.0;
 
 /// Where the endpoints come from, once the config is checked.
 #[derive(Debug)]
@@ -109,6 +117,13 @@ impl ProviderConfig {
     /// The per-call time limit.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
+    }
+
+    /// How long a grant may go unrefreshed before keep-alive refreshes it.
+    pub fn keep_alive(&self) -> Option<Duration> {
+        self.keep_alive_days
+            .filter(|d| *d > 0.0 && *d <= MAX_KEEP_ALIVE_DAYS)
+            .map(|d| Duration::from_secs_f64(d * 86_400.0))
     }
 
     pub(crate) fn check(&self) -> Result<Checked, String> {
@@ -156,6 +171,14 @@ impl ProviderConfig {
             MAX_TIMEOUT_SECS,
         )?;
         check_scopes(setting, &self.scopes)?;
+        if let Some(days) = self.keep_alive_days
+            && !(days > 0.0 && days <= MAX_KEEP_ALIVE_DAYS)
+        {
+            return Err(format!(
+                "{}: must be more than 0 and at most {MAX_KEEP_ALIVE_DAYS} days, got {days}",
+                setting("keep_alive_days")
+            ));
+        }
         Ok(Checked {
             source,
             revocation,

@@ -66,6 +66,10 @@ pub struct Refreshed {
     /// differs from the one sent). The caller must store it: the old one may
     /// already be dead.
     pub refresh_token: Option<Secret>,
+    /// When the provider said the refresh token (the new one, or the one
+    /// sent) expires, in Unix seconds: the time the request was sent plus
+    /// `refresh_token_expires_in`, if the response had that.
+    pub refresh_token_expires_at_unix: Option<i64>,
 }
 
 #[cfg(test)]
@@ -81,6 +85,7 @@ mod tests {
             expires_at_unix: 1,
             scopes: vec![],
             refresh_token: Some(Secret::new("rt-123456789".into())),
+            refresh_token_expires_at_unix: None,
         };
         let printed = format!("{r:?}");
         assert!(!printed.contains("at-123456789"));

@@ -36,6 +36,11 @@ pub(crate) struct TokenBody {
     pub refresh_token: Option<RefreshToken>,
     #[serde(default, rename = "scope", deserialize_with = "scope")]
     pub scopes: Option<Vec<Scope>>,
+    /// How long the refresh token lives (GitHub Apps, Google apps in
+    /// testing, ...). Never fails the parse: a body that carries a rotated
+    /// refresh token must not be lost over an odd expiry.
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    pub refresh_token_expires_in: Option<u64>,
 }
 
 impl TokenBody {
@@ -85,6 +90,15 @@ fn expires_in<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> 
         Some(Value::String(s)) => s.trim().parse::<u64>().map(Some).map_err(|_| bad()),
         Some(_) => Err(bad()),
     }
+}
+
+fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }
+    .filter(|secs| *secs > 0))
 }
 
 fn scope<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Scope>>, D::Error> {
@@ -155,6 +169,25 @@ mod tests {
             r#"{"token_type":"Bearer"}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refresh_token_expiry_never_fails_the_answer() {
+        let b = parse(
+            r#"{"access_token":"a","refresh_token":"r","refresh_token_expires_in":15897600}"#,
+        )
+        .unwrap();
+        assert_eq!(b.refresh_token_expires_in, Some(15_897_600));
+        let b = parse(r#"{"access_token":"a","refresh_token_expires_in":"604799"}"#).unwrap();
+        assert_eq!(b.refresh_token_expires_in, Some(604_799));
+        for odd in [r#""soon""#, "-5", "0", "1.5", "null", "{}"] {
+            let b = parse(&format!(
+                r#"{{"access_token":"a","refresh_token":"r","refresh_token_expires_in":{odd}}}"#
+            ))
+            .unwrap();
+            assert_eq!(b.refresh_token_expires_in, None, "{odd}");
+            assert_eq!(b.refresh_token.unwrap().secret(), "r");
         }
     }
 }

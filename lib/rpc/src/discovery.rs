@@ -9,14 +9,16 @@ pub const DISCOVERY_SERVICES: [&str; 3] = [
     "grpc.reflection.v1alpha.ServerReflection",
 ];
 
-/// A reflection builder advertising `service` and the discovery services;
+/// A reflection builder advertising `services` and the discovery services;
 /// call `build_v1()` or `build_v1alpha()` on it (newer tools ask v1, many
 /// clients still v1alpha, so servers serve both).
-pub fn reflection(service: &str) -> tonic_reflection::server::Builder<'static> {
+pub fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
     let builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tokenvault_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name(service);
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let builder = services
+        .iter()
+        .fold(builder, |b, name| b.with_service_name(*name));
     DISCOVERY_SERVICES
         .into_iter()
         .fold(builder, |b, name| b.with_service_name(name))

@@ -26,8 +26,8 @@ use tokenvault_runtime::audit_gate::{self, AuditGate};
 use tokenvault_runtime::health::HealthMonitor;
 use tokenvault_runtime::metrics::{self, CertExpiry, Registry};
 use tokenvault_runtime::settings::{Listeners, ServiceSettings};
-use tokenvault_tls::incoming;
 use tokenvault_tls::reload::{Reloader, ServerWatch, reloading_server};
+use tokenvault_tls::{TrustRx, incoming};
 use tokio_util::task::AbortOnDropHandle;
 use tonic::service::Routes;
 use tonic::transport::Server;
@@ -66,6 +66,10 @@ pub struct GrpcService {
     pub rpcs: &'static [&'static str],
     /// Who may call which of its RPCs.
     pub allow: AllowList,
+    /// Further gRPC services the same server serves, as (name, methods): each
+    /// is reported by health and reflection and named in the metrics like the
+    /// first. Their allow-list entries are in `allow`.
+    pub more: &'static [(&'static str, &'static [&'static str])],
 }
 
 impl GrpcService {
@@ -125,6 +129,13 @@ impl GrpcServer {
         })
     }
 
+    /// The client trust as it is reloaded (CA bundle, CRLs, every revocation
+    /// since the start), for a service whose long-lived streams must end when
+    /// their caller is revoked.
+    pub fn trust(&self) -> TrustRx {
+        self.tls.trust.clone()
+    }
+
     /// The registry, for the service's own metrics.
     pub fn registry(&mut self) -> &mut Registry {
         &mut self.registry
@@ -152,10 +163,16 @@ impl GrpcServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let name = self.service.name;
+        let more = self.service.more;
+        let names: Vec<&'static str> = std::iter::once(name)
+            .chain(more.iter().map(|(n, _)| *n))
+            .collect();
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
+        for service in &names {
+            health
+                .set_service_status(*service, ServingStatus::Serving)
+                .await;
+        }
         let monitor = HealthMonitor::new(health.clone(), name, self.settings.health.interval());
         let monitor = self.checks.drain(..).fold(monitor, |m, add| add(m));
         // Stops when dropped, also on an early return.
@@ -171,10 +188,13 @@ impl GrpcServer {
             )),
             None => None,
         };
-        let reflection_alpha = discovery::reflection(name).build_v1alpha()?;
-        let reflection = discovery::reflection(name).build_v1()?;
+        let reflection_alpha = discovery::reflection(&names).build_v1alpha()?;
+        let reflection = discovery::reflection(&names).build_v1()?;
         let allow = std::mem::take(&mut self.service.allow).allow_any_peers(&DISCOVERY_SERVICES);
-        let rpcs = self.service.rpcs.iter().map(|m| format!("{name}/{m}"));
+        let rpcs: Vec<String> = std::iter::once((name, self.service.rpcs))
+            .chain(more.iter().copied())
+            .flat_map(|(service, methods)| methods.iter().map(move |m| format!("{service}/{m}")))
+            .collect();
 
         // The drain: on the signal, turn NOT_SERVING (the checks stop, so
         // that nothing turns it back), give load balancers and probes
@@ -184,7 +204,7 @@ impl GrpcServer {
         let shutdown = async move {
             shutdown.await;
             drop(health_checks);
-            for service in ["", name] {
+            for service in std::iter::once("").chain(names.iter().copied()) {
                 health
                     .set_service_status(service, ServingStatus::NotServing)
                     .await;

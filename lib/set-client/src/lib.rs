@@ -82,6 +82,15 @@ impl From<tonic::Status> for SetError {
     }
 }
 
+/// What a stored token carries besides itself (non-secret).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreExtras {
+    /// The account's metadata from a signed connect link (a JSON object).
+    pub metadata: Option<String>,
+    /// When the provider said the refresh token expires, Unix seconds.
+    pub refresh_token_expires_at_unix: Option<i64>,
+}
+
 /// A set-service client; cheap to clone (clones share one connection).
 #[derive(Debug, Clone)]
 pub struct SetClient {
@@ -161,6 +170,35 @@ impl SetClient {
         sealed_token: String,
         expected_version: Option<u64>,
     ) -> Result<u64, SetError> {
+        let extras = StoreExtras::default();
+        self.store_request(account, provider, sealed_token, expected_version, &extras)
+            .await
+    }
+
+    /// [`Self::store`] with what the token carries besides itself: the
+    /// account's metadata (a connect's, non-secret JSON from a signed connect
+    /// link; set-service checks its shape) and when the provider said the
+    /// refresh token expires.
+    pub async fn store_with(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: String,
+        expected_version: Option<u64>,
+        extras: &StoreExtras,
+    ) -> Result<u64, SetError> {
+        self.store_request(account, provider, sealed_token, expected_version, extras)
+            .await
+    }
+
+    async fn store_request(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: String,
+        expected_version: Option<u64>,
+        extras: &StoreExtras,
+    ) -> Result<u64, SetError> {
         let response = self
             .call(
                 StoreRefreshTokenRequest {
@@ -168,6 +206,10 @@ impl SetClient {
                     provider: provider.to_owned(),
                     sealed_token,
                     expected_version,
+                    metadata_json: extras.metadata.clone().unwrap_or_default(),
+                    refresh_token_expires_at_unix: extras
+                        .refresh_token_expires_at_unix
+                        .unwrap_or_default(),
                 },
                 |mut client, request| async move { client.store_refresh_token(request).await },
             )

@@ -9,7 +9,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::types::{MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_PROVIDER_LEN, MAX_SEALED_TOKEN_LEN};
+use crate::types::{
+    MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_METADATA_LEN, MAX_PROVIDER_LEN, MAX_SEALED_TOKEN_LEN,
+};
 use crate::{Result, StoreError};
 
 /// How long to wait for a pooled connection (and to keep retrying a refused connect) before
@@ -193,6 +195,22 @@ impl Sql {
 /// Runs `$body` with `$pool` bound to the backend's pool and `$q` to the backend's SQL text.
 /// `$body` is compiled once per backend, so it may use the generic sqlx query API freely.
 macro_rules! on_db {
+    // With `$pick`, a function giving any other `Sql`'s text for the same backend (for bodies
+    // that run several statements, such as a transaction).
+    ($db:expr, $sql:expr, |$pool:ident, $q:ident, $pick:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Postgres($pool) => {
+                let $q: &'static str = $sql.postgres;
+                let $pick = |sql: $crate::db::Sql| -> &'static str { sql.postgres };
+                $body
+            }
+            $crate::db::Db::Sqlite($pool) => {
+                let $q: &'static str = $sql.sqlite;
+                let $pick = |sql: $crate::db::Sql| -> &'static str { sql.sqlite };
+                $body
+            }
+        }
+    };
     ($db:expr, $sql:expr, |$pool:ident, $q:ident| $body:expr) => {
         match $db {
             $crate::db::Db::Postgres($pool) => {
@@ -234,6 +252,22 @@ fn check_id(what: &str, value: &str, max: usize) -> Result<()> {
         return Err(StoreError::Invalid(format!(
             "{what} contains control characters"
         )));
+    }
+    Ok(())
+}
+
+/// Checks account metadata: 2..=[`MAX_METADATA_LEN`] bytes of JSON-object text (the caller
+/// checks its shape), no control characters.
+pub(crate) fn check_metadata(metadata: &str) -> Result<()> {
+    if metadata.len() < 2 || metadata.len() > MAX_METADATA_LEN {
+        return Err(StoreError::Invalid(format!(
+            "metadata must be 2 to {MAX_METADATA_LEN} bytes"
+        )));
+    }
+    if metadata.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "metadata contains control characters".to_owned(),
+        ));
     }
     Ok(())
 }

@@ -28,6 +28,11 @@
 //! ([`TokenReader::pending_revocations`]); recording that
 //! ([`TokenWriter::record_revocation`]) clears it.
 //!
+//! Every change of an account's state appends an account event in the same transaction
+//! ([`events`]); get-service lists accounts and reads events by cursor
+//! ([`TokenReader::list_accounts`], [`TokenReader::events_after`]), set-service's webhook
+//! dispatcher records each delivery attempt ([`TokenWriter::record_delivery`]).
+//!
 //! get-service replicas coordinate through [`coordination`] (PostgreSQL advisory locks in their
 //! own key space) and share access tokens, sealed, through [`TokenWriter::share_access_token`]
 //! and [`TokenReader::shared_access_token`].
@@ -44,7 +49,11 @@ pub mod audit_table;
 mod config;
 pub mod coordination;
 mod db;
+mod deliveries;
 mod error;
+pub mod events;
+mod expiry;
+mod inventory;
 mod reader;
 #[cfg(test)]
 mod schema_limits;
@@ -53,13 +62,16 @@ mod writer;
 
 pub use admin::{RowCounts, StoreAdmin, migrate};
 pub use config::StoreConfig;
+pub use deliveries::{DeliveryOutcome, DispatchLock, EndpointPosition};
 pub use error::StoreError;
+pub use events::{AccountEvent, EventKind};
+pub use inventory::{AccountFilter, AccountSummary};
 pub use reader::TokenReader;
 pub use types::{
-    DisconnectOutcome, Latest, MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_PROVIDER_LEN,
+    DisconnectOutcome, Latest, MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_METADATA_LEN, MAX_PROVIDER_LEN,
     MAX_SEALED_TOKEN_LEN, MAX_SHARED_SCOPES_LEN, MAX_STATUS_REASON_LEN, MAX_TOKEN_TYPE_LEN,
     PendingRevocation, ResealOutcome, RevocationOutcome, SealedRow, SharedAccessToken,
-    StatusRecord, StoreOutcome, TokenStatus, UnknownStatus,
+    StatusRecord, StoreOutcome, TokenFacts, TokenStatus, UnknownStatus,
 };
 pub use writer::TokenWriter;
 

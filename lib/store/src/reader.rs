@@ -131,7 +131,7 @@ type StatusRow = (String, String, i64, Option<String>);
 /// Read-only handle. Cheap to clone (shares the pool).
 #[derive(Debug, Clone)]
 pub struct TokenReader {
-    db: Db,
+    pub(crate) db: Db,
 }
 
 impl TokenReader {

@@ -46,6 +46,9 @@ fn expected(table: &str, column: &str) -> Option<usize> {
         "reason" => Some(store_columns::REASON_CHARS),
         "token_type" => Some(store_columns::TOKEN_TYPE_CHARS),
         "scopes" => Some(store_columns::SCOPES_CHARS),
+        "metadata" => Some(store_columns::METADATA_BYTES),
+        "endpoint" => Some(store_columns::ENDPOINT_CHARS),
+        "detail" => Some(store_columns::REASON_CHARS),
         _ => None,
     }
 }
@@ -98,7 +101,8 @@ fn every_length_check_is_a_limits_column_width() -> std::io::Result<()> {
     }
     // Each backend: token_events 4, token_status 3, token_revocations 2,
     // token_reseals 5, audit_events 8 (SQLite: 9, with `at`), its policy 1,
-    // shared_access_tokens 6.
-    assert_eq!(checked, 29 + 30, "length CHECKs found");
+    // shared_access_tokens 6, account_metadata 3, account_events 4,
+    // account_event_deliveries 2, token_expiries 2.
+    assert_eq!(checked, 29 + 30 + 2 * 11, "length CHECKs found");
     Ok(())
 }

@@ -5,9 +5,21 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use tokenvault_limits::{
-    MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_PROVIDER_LEN, MAX_SEALED_TOKEN_LEN, MAX_SHARED_SCOPES_LEN,
-    MAX_STATUS_REASON_LEN, MAX_TOKEN_TYPE_LEN,
+    MAX_ACCOUNT_LEN, MAX_KEY_ID_LEN, MAX_METADATA_LEN, MAX_PROVIDER_LEN, MAX_SEALED_TOKEN_LEN,
+    MAX_SHARED_SCOPES_LEN, MAX_STATUS_REASON_LEN, MAX_TOKEN_TYPE_LEN,
 };
+
+/// What a stored token carries besides itself ([`crate::TokenWriter::store_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenFacts<'a> {
+    /// The account's metadata from a signed connect link (a JSON object, at most
+    /// [`MAX_METADATA_LEN`] bytes; the caller checks its shape): stored with the account and
+    /// carried by its events from then on. Connects only.
+    pub metadata: Option<&'a str>,
+    /// When the provider said this refresh token expires (`refresh_token_expires_in`), Unix
+    /// seconds.
+    pub refresh_token_expires_at: Option<i64>,
+}
 
 /// What [`crate::TokenWriter::store`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

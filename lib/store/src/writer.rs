@@ -1,15 +1,19 @@
 //! The write side (set-service): appends sealed token versions, tombstones and status records.
 //!
 //! Holds sealed tokens only in flight (as arguments); never a plaintext token, and never reads a
-//! stored sealed token back (on PostgreSQL its role cannot). Every operation is a single
-//! INSERT statement, so nothing is ever half-written.
+//! stored sealed token back (on PostgreSQL its role cannot). Every change of an account's state
+//! is one transaction with its account event ([`crate::events`]), so nothing is ever
+//! half-written and no change goes without its event.
 
 use sha2::{Digest, Sha256};
 
-use crate::db::{self, Db, Role, Sql, check_key, check_kid, check_sealed_token, on_db};
+use crate::db::{
+    self, Db, Role, Sql, check_key, check_kid, check_metadata, check_sealed_token, on_db,
+};
+use crate::events::{Change, INSERT_EXPIRY, INSERT_METADATA, LOCK_KEY, append_event};
 use crate::types::{
     DisconnectOutcome, MAX_SHARED_SCOPES_LEN, MAX_STATUS_REASON_LEN, MAX_TOKEN_TYPE_LEN,
-    ResealOutcome, RevocationOutcome, SharedAccessToken, StoreOutcome, TokenStatus,
+    ResealOutcome, RevocationOutcome, SharedAccessToken, StoreOutcome, TokenFacts, TokenStatus,
 };
 use crate::{Result, StoreError};
 
@@ -103,7 +107,7 @@ const PG_CAN_READ_SECRETS: &str =
 /// Append-only writer handle. Cheap to clone (shares the pool).
 #[derive(Debug, Clone)]
 pub struct TokenWriter {
-    db: Db,
+    pub(crate) db: Db,
 }
 
 impl TokenWriter {
@@ -145,8 +149,15 @@ impl TokenWriter {
         sealed_token: &str,
         kid: &str,
     ) -> Result<StoreOutcome> {
-        self.store_conditionally(account, provider, sealed_token, kid, None)
-            .await
+        self.store_conditionally(
+            account,
+            provider,
+            sealed_token,
+            kid,
+            None,
+            TokenFacts::default(),
+        )
+        .await
     }
 
     /// Like [`Self::store`], but only while the newest row of (account,
@@ -162,8 +173,55 @@ impl TokenWriter {
         kid: &str,
         expected_version: i64,
     ) -> Result<StoreOutcome> {
-        self.store_conditionally(account, provider, sealed_token, kid, Some(expected_version))
+        self.store_conditionally(
+            account,
+            provider,
+            sealed_token,
+            kid,
+            Some(expected_version),
+            TokenFacts::default(),
+        )
+        .await
+    }
+
+    /// Like [`Self::store`], with what the token carries besides itself (see [`TokenFacts`]),
+    /// stored in the same transaction.
+    pub async fn store_with(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: &str,
+        kid: &str,
+        facts: TokenFacts<'_>,
+    ) -> Result<StoreOutcome> {
+        self.store_conditionally(account, provider, sealed_token, kid, None, facts)
             .await
+    }
+
+    /// Like [`Self::store_if_newest`], recording the refresh token's expiry (a rotation keeps the
+    /// account's metadata, so it carries none).
+    pub async fn store_if_newest_with(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: &str,
+        kid: &str,
+        expected_version: i64,
+        refresh_token_expires_at: Option<i64>,
+    ) -> Result<StoreOutcome> {
+        let facts = TokenFacts {
+            metadata: None,
+            refresh_token_expires_at,
+        };
+        self.store_conditionally(
+            account,
+            provider,
+            sealed_token,
+            kid,
+            Some(expected_version),
+            facts,
+        )
+        .await
     }
 
     async fn store_conditionally(
@@ -173,35 +231,66 @@ impl TokenWriter {
         sealed_token: &str,
         kid: &str,
         expected_version: Option<i64>,
+        facts: TokenFacts<'_>,
     ) -> Result<StoreOutcome> {
         check_key(account, provider)?;
+        if let Some(metadata) = facts.metadata {
+            check_metadata(metadata)?;
+        }
+        if facts.refresh_token_expires_at.is_some_and(|at| at <= 0) {
+            return Err(StoreError::Invalid(
+                "a refresh token's expiry must be after 1970".to_owned(),
+            ));
+        }
         check_kid(kid)?;
         check_sealed_token(sealed_token)?;
         let hash = Sha256::digest(sealed_token.as_bytes()).to_vec();
-
-        let inserted: Option<i64> = match expected_version {
-            None => on_db!(&self.db, INSERT_TOKEN, |pool, q| {
-                sqlx::query_scalar(q)
-                    .bind(account)
-                    .bind(provider)
-                    .bind(sealed_token)
-                    .bind(kid)
-                    .bind(&hash)
-                    .fetch_optional(pool)
-                    .await?
-            }),
-            Some(expected) => on_db!(&self.db, INSERT_TOKEN_IF_NEWEST, |pool, q| {
-                sqlx::query_scalar(q)
-                    .bind(account)
-                    .bind(provider)
-                    .bind(sealed_token)
-                    .bind(kid)
-                    .bind(&hash)
-                    .bind(expected)
-                    .fetch_optional(pool)
-                    .await?
-            }),
+        let insert = match expected_version {
+            None => INSERT_TOKEN,
+            Some(_) => INSERT_TOKEN_IF_NEWEST,
         };
+        let change = Change::Token {
+            rotation: expected_version.is_some(),
+        };
+
+        // One transaction: the token, its metadata and its event commit together or not at all.
+        // The insert takes the key's lock (a trigger on PostgreSQL, the write lock on SQLite), so
+        // the status read after it is the one this token follows.
+        let inserted: Option<i64> = on_db!(&self.db, insert, |pool, q, pick| {
+            let mut tx = pool.begin().await?;
+            let mut query = sqlx::query_scalar(q)
+                .bind(account)
+                .bind(provider)
+                .bind(sealed_token)
+                .bind(kid)
+                .bind(&hash);
+            if let Some(expected) = expected_version {
+                query = query.bind(expected);
+            }
+            let inserted: Option<i64> = query.fetch_optional(&mut *tx).await?;
+            if let Some(version) = inserted {
+                if let Some(expires_at) = facts.refresh_token_expires_at {
+                    sqlx::query(pick(INSERT_EXPIRY))
+                        .bind(account)
+                        .bind(provider)
+                        .bind(version)
+                        .bind(expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(metadata) = facts.metadata {
+                    sqlx::query(pick(INSERT_METADATA))
+                        .bind(account)
+                        .bind(provider)
+                        .bind(metadata)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                append_event!(tx, pick, account, provider, change);
+            }
+            tx.commit().await?;
+            inserted
+        });
         let outcome = match inserted {
             Some(version) => StoreOutcome {
                 version,
@@ -247,12 +336,18 @@ impl TokenWriter {
     /// [`StoreError::NotFound`] if nothing was ever stored for (account, provider).
     pub async fn disconnect(&self, account: &str, provider: &str) -> Result<DisconnectOutcome> {
         check_key(account, provider)?;
-        let inserted: Option<i64> = on_db!(&self.db, INSERT_TOMBSTONE, |pool, q| {
-            sqlx::query_scalar(q)
+        let inserted: Option<i64> = on_db!(&self.db, INSERT_TOMBSTONE, |pool, q, pick| {
+            let mut tx = pool.begin().await?;
+            let inserted: Option<i64> = sqlx::query_scalar(q)
                 .bind(account)
                 .bind(provider)
-                .fetch_optional(pool)
-                .await?
+                .fetch_optional(&mut *tx)
+                .await?;
+            if inserted.is_some() {
+                append_event!(tx, pick, account, provider, Change::Tombstone);
+            }
+            tx.commit().await?;
+            inserted
         });
         if let Some(version) = inserted {
             tracing::debug!(account, provider, version, "disconnected");
@@ -305,15 +400,28 @@ impl TokenWriter {
                 "reason contains control characters".to_owned(),
             ));
         }
-        let affected = on_db!(&self.db, INSERT_STATUS, |pool, q| {
-            sqlx::query(q)
+        let affected = on_db!(&self.db, INSERT_STATUS, |pool, q, pick| {
+            let mut tx = pool.begin().await?;
+            // Serialised with the key's token inserts, so the status before is the one this
+            // record follows.
+            sqlx::query(pick(LOCK_KEY))
+                .bind(account)
+                .bind(provider)
+                .execute(&mut *tx)
+                .await?;
+            let affected = sqlx::query(q)
                 .bind(account)
                 .bind(provider)
                 .bind(status.as_str())
                 .bind(reason)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            if affected == 1 {
+                append_event!(tx, pick, account, provider, Change::Status(status));
+            }
+            tx.commit().await?;
+            affected
         });
         if affected == 1 {
             tracing::debug!(account, provider, %status, "recorded status");
@@ -341,15 +449,21 @@ impl TokenWriter {
         outcome: RevocationOutcome,
     ) -> Result<bool> {
         check_key(account, provider)?;
-        let inserted = on_db!(&self.db, INSERT_REVOCATION, |pool, q| {
-            sqlx::query(q)
+        let inserted = on_db!(&self.db, INSERT_REVOCATION, |pool, q, pick| {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(q)
                 .bind(account)
                 .bind(provider)
                 .bind(token_version)
                 .bind(outcome.as_str())
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            if inserted == 1 {
+                append_event!(tx, pick, account, provider, Change::Revocation);
+            }
+            tx.commit().await?;
+            inserted
         });
         if inserted == 1 {
             tracing::debug!(account, provider, token_version, %outcome, "recorded revocation");

@@ -27,15 +27,19 @@ pub enum Role {
     GetService,
     /// A background job worker that asks `get-service` for access tokens.
     Worker,
+    /// The embedding application's operators and back office: reads the account inventory and
+    /// its events, never a token.
+    Admin,
 }
 
 impl Role {
     /// Every role, in a stable order.
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::WebFrontend,
         Role::SetService,
         Role::GetService,
         Role::Worker,
+        Role::Admin,
     ];
 
     /// The role's path segment in a SPIFFE ID.
@@ -45,6 +49,7 @@ impl Role {
             Role::SetService => "set-service",
             Role::GetService => "get-service",
             Role::Worker => "worker",
+            Role::Admin => "admin",
         }
     }
 }

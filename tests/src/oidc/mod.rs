@@ -397,6 +397,17 @@ impl OidcServer {
             .map(drop)
     }
 
+    /// Makes token-endpoint answers that carry a refresh token also say
+    /// `refresh_token_expires_in: secs` (0 = off), as GitHub Apps do.
+    pub async fn set_refresh_token_lifetime(&self, secs: u64) -> anyhow::Result<()> {
+        self.hook(
+            "/test/refresh-token-lifetime",
+            &[("secs", secs.to_string())],
+        )
+        .await
+        .map(drop)
+    }
+
     /// Makes the next `count` token-endpoint requests answer `status` without
     /// being processed (`Retry-After: 1` for 429 and 503); `count` 0 clears.
     /// The error code is `temporarily_unavailable` for 429 and 5xx,

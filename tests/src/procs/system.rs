@@ -490,6 +490,7 @@ impl ProcSystem {
             account,
             Some(PROVIDER),
             expires,
+            None,
         )?;
         let form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -154,6 +154,8 @@ async fn each_rpc_and_web_action_writes_exactly_one_audit_event_and_no_token() {
             provider: "oidc".into(),
             sealed_token: "x".repeat(256 * 1024),
             expected_version: None,
+            metadata_json: String::new(),
+            refresh_token_expires_at_unix: 0,
         })
         .await
         .unwrap_err();

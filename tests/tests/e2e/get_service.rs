@@ -93,6 +93,7 @@ async fn provider_down_or_slow_is_unavailable_then_recovers() {
     let mut f = System::start(Options::default()).await.unwrap();
     f.connect("dave").await.unwrap();
     f.connect("erin").await.unwrap();
+    f.connect("fay").await.unwrap();
     f.oidc.stop().await.unwrap();
     let started = Instant::now();
     assert_eq!(f.token("dave", 0).await, Err(Code::Unavailable));
@@ -105,17 +106,33 @@ async fn provider_down_or_slow_is_unavailable_then_recovers() {
     f.oidc.restart().await.unwrap();
     assert!(f.token("dave", 0).await.is_ok());
 
-    // Slow: every token response takes longer than the 1 s provider timeout.
+    // Slow: every token response takes 3 s, longer than the 1 s per-call
+    // timeout but within the 4 s refresh deadline. The one request is waited
+    // for, not abandoned and sent again: at a rotating provider the second
+    // would reuse a rotated refresh token and cost the grant.
     f.oidc.set_slow(3000).await.unwrap();
+    f.oidc.reset_counters().await.unwrap();
     let started = Instant::now();
-    assert_eq!(f.token("erin", 0).await, Err(Code::Unavailable));
+    assert!(f.token("erin", 0).await.is_ok());
+    assert!(
+        (Duration::from_secs(3)..Duration::from_secs(7)).contains(&started.elapsed()),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(f.refreshes().await.unwrap(), 1);
+
+    // Slower than the deadline: UNAVAILABLE within it (the provider, seeing
+    // the client gone, never processes the request).
+    f.oidc.set_slow(6000).await.unwrap();
+    let started = Instant::now();
+    assert_eq!(f.token("fay", 0).await, Err(Code::Unavailable));
     assert!(
         started.elapsed() < Duration::from_secs(7),
         "{:?}",
         started.elapsed()
     );
     f.oidc.set_slow(0).await.unwrap();
-    assert!(f.token("erin", 0).await.is_ok());
+    assert!(f.token("fay", 0).await.is_ok());
     f.stop().await.unwrap();
 }
 

@@ -424,6 +424,8 @@ async fn store_all(
                         provider: SYNTHETIC_PROVIDER.into(),
                         sealed_token: sealed,
                         expected_version: None,
+                        metadata_json: String::new(),
+                        refresh_token_expires_at_unix: 0,
                     })
                     .await
                     .unwrap();

@@ -2,6 +2,7 @@
 //! use the harness in `tokenvault-tests`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod account_events;
 mod audit;
 mod browser;
 mod crate_boundaries;
@@ -11,7 +12,9 @@ mod footprint;
 mod framing;
 mod get_service;
 mod grpc_discovery;
+mod inventory;
 mod jose_interop;
+mod keep_alive;
 mod key_rotation;
 mod metrics;
 mod mtls;
@@ -29,9 +32,11 @@ mod scopes;
 mod seal;
 mod set_service;
 mod store_behaviour;
+mod store_events;
 mod store_history;
 mod store_postgres;
 mod store_sqlite;
 mod trust_changes;
 mod web_errors;
 mod web_frontend;
+mod webhooks;

@@ -146,6 +146,8 @@ async fn counters_and_histograms_move_with_calls() {
                 .seal("metrics-alice", "oidc", b"not-a-token")
                 .unwrap(),
             expected_version: None,
+            metadata_json: String::new(),
+            refresh_token_expires_at_unix: 0,
         })
         .await
         .unwrap_err();

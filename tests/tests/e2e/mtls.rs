@@ -37,6 +37,8 @@ impl Fixture {
                 .keys
                 .seal(account, "oidc", b"refresh-token-value")
                 .unwrap(),
+            metadata_json: String::new(),
+            refresh_token_expires_at_unix: 0,
         }
     }
 

@@ -133,6 +133,8 @@ async fn hsm_key_opens_sealed_token_and_serves_access_token() {
             account: "alice".into(),
             provider: "oidc".into(),
             sealed_token: sealed,
+            metadata_json: String::new(),
+            refresh_token_expires_at_unix: 0,
         })
         .await
         .unwrap();

@@ -114,7 +114,7 @@ fn bad_arguments_give_one_line_and_non_zero_exit() {
     let state = dir.path().join("state");
     assert!(pki(&state, &["init"]).status.success());
     for args in [
-        &["issue", "admin"][..],
+        &["issue", "operator"][..],
         &["issue", "worker", "--days", "0"],
         &["issue", "worker", "--name", "a/b"],
         &["issue", "worker", "--ip", "not-an-ip"],

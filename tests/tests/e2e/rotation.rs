@@ -361,6 +361,8 @@ async fn certificates_and_the_ca_rotate_under_a_continuous_stream_with_zero_fail
                     account,
                     provider: "oidc".into(),
                     sealed_token: sealed,
+                    metadata_json: String::new(),
+                    refresh_token_expires_at_unix: 0,
                 });
                 request.set_timeout(Duration::from_secs(10));
                 SetServiceClient::new(channel)

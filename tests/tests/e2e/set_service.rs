@@ -60,6 +60,8 @@ impl Fixture {
             account: account.into(),
             provider: provider.into(),
             sealed_token: self.sealed(account, provider),
+            metadata_json: String::new(),
+            refresh_token_expires_at_unix: 0,
         }
     }
 
@@ -219,6 +221,8 @@ async fn malformed_input_writes_nothing(backend: Backend) {
         account: account.into(),
         provider: provider.into(),
         sealed_token: token,
+        metadata_json: String::new(),
+        refresh_token_expires_at_unix: 0,
     };
     let tampered_ciphertext = {
         let mut p: Vec<String> = parts.iter().map(|s| (*s).to_owned()).collect();

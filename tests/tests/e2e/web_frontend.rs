@@ -34,6 +34,7 @@ fn link_query(action: LinkAction, account: &str, provider: Option<&str>, expires
             account,
             provider,
             expires,
+            None,
         )
         .unwrap();
     format!("?{}", url.query().unwrap())

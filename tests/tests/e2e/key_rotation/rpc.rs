@@ -85,6 +85,8 @@ async fn reseal_rpc(backend: Backend) {
                 provider: PROVIDER.into(),
                 sealed_token: key1.seal(account, PROVIDER, PLAINTEXT.as_bytes()).unwrap(),
                 expected_version: None,
+                metadata_json: String::new(),
+                refresh_token_expires_at_unix: 0,
             })
             .await
             .unwrap();
@@ -269,6 +271,8 @@ async fn reseal_rpc(backend: Backend) {
                 .seal("a", PROVIDER, b"rt-keyrot-SECRET-rotated")
                 .unwrap(),
             expected_version: Some(u64::try_from(va).unwrap()),
+            metadata_json: String::new(),
+            refresh_token_expires_at_unix: 0,
         })
         .await
         .unwrap();

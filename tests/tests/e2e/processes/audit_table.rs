@@ -134,6 +134,8 @@ async fn both_services_keep_one_row_per_call_whatever_a_caller_sends() {
                         provider: "oidc".into(),
                         sealed_token: "not a sealed token".into(),
                         expected_version: None,
+                        metadata_json: String::new(),
+                        refresh_token_expires_at_unix: 0,
                     })
                     .await
                     .unwrap_err();
