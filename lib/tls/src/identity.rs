@@ -285,7 +285,7 @@ mod tests {
         for s in [
             "https://tokenvault.local/worker",
             "spiffe://tokenvault.local",
-            "spiffe://tokenvault.local/admin",
+            "spiffe://tokenvault.local/operator",
             "spiffe://tokenvault.local/worker/a/b",
             "spiffe://Tokenvault.local/worker",
             "spiffe:///worker",

@@ -64,6 +64,8 @@ pub struct ProcOptions {
     /// Whether both gRPC services write the audit table (and get-service
     /// serves its metrics; then it has no replicas).
     pub audit: Option<AuditTable>,
+    /// `[[webhooks]]` tables appended to set-service's config, as written.
+    pub set_webhooks_toml: Option<String>,
 }
 
 impl Default for ProcOptions {
@@ -81,6 +83,7 @@ impl Default for ProcOptions {
             provider_timeout_secs: 5,
             get_shutdown: (0, 10),
             audit: None,
+            set_webhooks_toml: None,
         }
     }
 }
@@ -202,13 +205,15 @@ impl ProcSystem {
              providers = [{provider}]\n\
              {tls}\
              [store]\nurl = {url}\n\
-             {audit}",
+             {audit}\
+             {webhooks}",
             td = toml_string(TRUST_DOMAIN),
             public = toml_path(&pki.public_keys_dir()),
             provider = toml_string(PROVIDER),
             tls = tls_table(&set_tls),
             url = toml_string(&urls.writer),
             audit = audit_table(&urls.writer),
+            webhooks = options.set_webhooks_toml.clone().unwrap_or_default(),
         );
         let set = ServiceProcess::start(ServiceSpec::new(
             "set-service",

@@ -15,6 +15,7 @@
 
 mod audit_table;
 mod graceful_stop;
+mod webhooks_kill;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

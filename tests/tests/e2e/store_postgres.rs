@@ -35,12 +35,16 @@ async fn writer_role_cannot_read_update_or_delete() {
         "SELECT * FROM token_events",
         "SELECT kid FROM token_events",
         "SELECT count(*) FROM token_events WHERE sealed_token IS NOT NULL",
-        "SELECT * FROM token_status",
         "UPDATE token_events SET kid = 'x'",
         "UPDATE token_events SET sealed_token = NULL",
         "DELETE FROM token_events",
         "DELETE FROM token_status",
         "TRUNCATE token_events",
+        // The event outbox and its delivery rows: append-only.
+        "UPDATE account_events SET reason = 'x'",
+        "DELETE FROM account_event_deliveries",
+        "INSERT INTO account_events (id, account, provider, kind, status, reason) \
+         VALUES (1, 'a', 'b', 'connected', 'active', '')",
         // Columns the database sets itself are not insertable.
         "INSERT INTO token_events (account, provider, kind, pruned) VALUES ('a', 'b', 'tombstone', false)",
         "INSERT INTO token_status (account, provider, status, reason, created_at) \
@@ -60,6 +64,12 @@ async fn writer_role_cannot_read_update_or_delete() {
     .await
     .unwrap();
     assert_eq!(n, 1);
+    // The statuses (none secret): the writer classifies each change by the one before it.
+    let (statuses,): (i64,) = sqlx::query_as("SELECT count(*) FROM token_status")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(statuses, 1);
     conn.close().await.unwrap();
 }
 
@@ -88,6 +98,11 @@ async fn reader_role_cannot_write() {
         "DELETE FROM token_events",
         "DELETE FROM token_status",
         "TRUNCATE token_events",
+        // The event outbox and its delivery rows: append-only.
+        "UPDATE account_events SET reason = 'x'",
+        "DELETE FROM account_event_deliveries",
+        "INSERT INTO account_events (id, account, provider, kind, status, reason) \
+         VALUES (1, 'a', 'b', 'connected', 'active', '')",
     ] {
         assert_eq!(
             sqlstate_of(&mut conn, sql).await,
