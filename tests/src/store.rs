@@ -186,6 +186,39 @@ impl TestStore {
         }
     }
 
+    /// Waits until every account event committed before this call can be read. PostgreSQL
+    /// shows events only below the oldest transaction still running in the cluster (migration
+    /// 0010), and other tests' transactions run meanwhile: this waits until every transaction
+    /// that had begun writing by now has ended. SQLite: at once.
+    pub async fn settle_events(&self) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        let mut conn = PgConnection::connect(&self.reader_url).await.unwrap();
+        let target: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let horizon: i64 =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            if horizon >= target {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a transaction older than {target} is still open after 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let _ = conn.close().await;
+    }
+
     /// Runs one SQL statement with owner rights (SQLite: a plain read-write connection).
     pub async fn exec_as_owner(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match self.backend {

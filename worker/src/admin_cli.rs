@@ -381,10 +381,7 @@ fn time_text(unix: i64) -> String {
     if unix == 0 {
         return "-".into();
     }
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
+    tokenvault_unix_time::rfc3339_or_number(unix)
 }
 
 /// Metadata as JSON: the object itself, `null` when none.

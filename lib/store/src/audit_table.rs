@@ -104,7 +104,7 @@ impl<S: Subscriber> Layer<S> for AuditTableLayer {
             self.gate.dropped(1);
             return;
         };
-        row.at = now_rfc3339();
+        row.at = tokenvault_unix_time::now_rfc3339();
         row.service = self.service.to_owned();
         self.pending.add(1);
         if self.queue.send((row, slot)).is_err() {
@@ -210,11 +210,4 @@ fn connect_lazy(url: &str) -> Result<Db> {
                 ),
         ),
     })
-}
-
-/// Now, RFC 3339 UTC.
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }

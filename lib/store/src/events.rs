@@ -128,7 +128,9 @@ pub(crate) fn classify(before: Option<TokenStatus>, change: Change) -> Option<Ev
 }
 
 /// PostgreSQL: the per-key transaction lock the token triggers take (two-`int4` form); SQLite's
-/// first write takes the file's write lock instead.
+/// first write takes the file's write lock instead. Every event-writing transaction takes it
+/// before its first write, so its transaction id (its event's cursor) is drawn after the
+/// previous writer of the key committed: per account, cursors follow the order of changes.
 pub(crate) const LOCK_KEY: Sql = Sql {
     postgres: "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))::text",
     sqlite: "SELECT $1 || $2",
@@ -166,6 +168,21 @@ pub(crate) fn parse_status(status: Option<String>) -> crate::Result<Option<Token
         .map_err(|e: UnknownStatus| crate::StoreError::Database(e.to_string()))
 }
 
+/// Begins a writer transaction on (`$account`, `$provider`) that holds the key's lock
+/// ([`LOCK_KEY`]) before anything else. `$pick` gives the backend's SQL text (see `on_db!`).
+macro_rules! begin_on_key {
+    ($pool:ident, $pick:ident, $account:expr, $provider:expr) => {{
+        let mut tx = $pool.begin().await?;
+        sqlx::query($pick($crate::events::LOCK_KEY))
+            .bind($account)
+            .bind($provider)
+            .execute(&mut *tx)
+            .await?;
+        tx
+    }};
+}
+pub(crate) use begin_on_key;
+
 /// Inside a writer's transaction `$tx`, after a change of (`$account`, `$provider`) has been
 /// written: appends the event the change makes, judged by the status before the change's own
 /// status row. `$pick` gives the backend's SQL text (see `on_db!`).
@@ -190,11 +207,16 @@ macro_rules! append_event {
 }
 pub(crate) use append_event;
 
-/// Events after cursor `$1`, oldest first, at most `$2`.
+/// Events after cursor `$1`, oldest first, at most `$2`. PostgreSQL: an event's id is its
+/// transaction's id, and only events below the snapshot's horizon (the oldest transaction still
+/// running) are returned, so none with a smaller id can commit after a reader has passed it
+/// (migration 0010). SQLite has one writer at a time: ids are in commit order.
 pub(crate) const EVENTS_AFTER: Sql = Sql {
     postgres: "SELECT id, kind, account, provider, status, reason, \
                CAST(EXTRACT(EPOCH FROM created_at) AS bigint), metadata \
-               FROM account_events WHERE id > $1 ORDER BY id LIMIT $2",
+               FROM account_events \
+               WHERE id > $1 AND id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+               ORDER BY id LIMIT $2",
     sqlite: "SELECT id, kind, account, provider, status, reason, created_at, metadata \
              FROM account_events WHERE id > $1 ORDER BY id LIMIT $2",
 };

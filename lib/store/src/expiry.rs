@@ -4,7 +4,7 @@
 //! non-secret columns only; never a token.
 
 use crate::db::{Sql, on_db};
-use crate::events::LOCK_KEY;
+use crate::events::begin_on_key;
 use crate::{Result, TokenWriter};
 
 /// Newest tokens of active accounts that expire before `$1` and have no `expiring` event yet,
@@ -48,14 +48,12 @@ impl TokenWriter {
         });
         let mut recorded = 0;
         for (account, provider, token_id, expires_at) in due {
-            let reason = format!("the refresh token expires at {}", rfc3339(expires_at));
+            let reason = format!(
+                "the refresh token expires at {}",
+                tokenvault_unix_time::rfc3339_or_number(expires_at)
+            );
             let inserted = on_db!(&self.db, INSERT_EXPIRING, |pool, q, pick| {
-                let mut tx = pool.begin().await?;
-                sqlx::query(pick(LOCK_KEY))
-                    .bind(&account)
-                    .bind(&provider)
-                    .execute(&mut *tx)
-                    .await?;
+                let mut tx = begin_on_key!(pool, pick, &account, &provider);
                 let inserted = sqlx::query(q)
                     .bind(&account)
                     .bind(&provider)
@@ -73,25 +71,5 @@ impl TokenWriter {
             }
         }
         Ok(recorded)
-    }
-}
-
-/// Unix seconds as an RFC 3339 UTC time (`2026-12-03T07:24:09Z`), or the number if out of range.
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("{unix} (Unix seconds)"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_796_282_649), "2026-12-03T07:24:09Z");
     }
 }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::db::{
     self, Db, Role, Sql, check_key, check_kid, check_metadata, check_sealed_token, on_db,
 };
-use crate::events::{Change, INSERT_EXPIRY, INSERT_METADATA, LOCK_KEY, append_event};
+use crate::events::{Change, INSERT_EXPIRY, INSERT_METADATA, append_event, begin_on_key};
 use crate::types::{
     DisconnectOutcome, MAX_SHARED_SCOPES_LEN, MAX_STATUS_REASON_LEN, MAX_TOKEN_TYPE_LEN,
     ResealOutcome, RevocationOutcome, SharedAccessToken, StoreOutcome, TokenFacts, TokenStatus,
@@ -34,6 +34,10 @@ const INSERT_TOKEN_IF_NEWEST: Sql = Sql::both(
      ON CONFLICT DO NOTHING \
      RETURNING id",
 );
+
+/// PostgreSQL's store of a token: one round trip (migration 0010); returns the new id or NULL.
+const STORE_TOKEN_POSTGRES: &str =
+    "SELECT public.tokenvault_store_token($1, $2, $3, $4, $5, $6, $7, $8)";
 
 const FIND_TOKEN: Sql = Sql::both(
     "SELECT id FROM token_events WHERE account = $1 AND provider = $2 AND token_hash = $3",
@@ -253,44 +257,62 @@ impl TokenWriter {
             rotation: expected_version.is_some(),
         };
 
-        // One transaction: the token, its metadata and its event commit together or not at all.
-        // The insert takes the key's lock (a trigger on PostgreSQL, the write lock on SQLite), so
-        // the status read after it is the one this token follows.
-        let inserted: Option<i64> = on_db!(&self.db, insert, |pool, q, pick| {
-            let mut tx = pool.begin().await?;
-            let mut query = sqlx::query_scalar(q)
-                .bind(account)
-                .bind(provider)
-                .bind(sealed_token)
-                .bind(kid)
-                .bind(&hash);
-            if let Some(expected) = expected_version {
-                query = query.bind(expected);
+        // One transaction: the token, its expiry, its metadata and its event commit together or
+        // not at all, holding the key's lock from its start (on SQLite the insert takes the write
+        // lock), so the status read after the insert is the one this token follows. PostgreSQL
+        // runs the same steps in one database function (migration 0010), one round trip.
+        let inserted: Option<i64> = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(STORE_TOKEN_POSTGRES)
+                    .bind(account)
+                    .bind(provider)
+                    .bind(sealed_token)
+                    .bind(kid)
+                    .bind(&hash)
+                    .bind(expected_version)
+                    .bind(facts.refresh_token_expires_at)
+                    .bind(facts.metadata)
+                    .fetch_one(pool)
+                    .await?
             }
-            let inserted: Option<i64> = query.fetch_optional(&mut *tx).await?;
-            if let Some(version) = inserted {
-                if let Some(expires_at) = facts.refresh_token_expires_at {
-                    sqlx::query(pick(INSERT_EXPIRY))
-                        .bind(account)
-                        .bind(provider)
-                        .bind(version)
-                        .bind(expires_at)
-                        .execute(&mut *tx)
-                        .await?;
+            Db::Sqlite(pool) => {
+                let q = insert.sqlite;
+                let pick = |sql: Sql| -> &'static str { sql.sqlite };
+                let mut tx = begin_on_key!(pool, pick, account, provider);
+                let mut query = sqlx::query_scalar(q)
+                    .bind(account)
+                    .bind(provider)
+                    .bind(sealed_token)
+                    .bind(kid)
+                    .bind(&hash);
+                if let Some(expected) = expected_version {
+                    query = query.bind(expected);
                 }
-                if let Some(metadata) = facts.metadata {
-                    sqlx::query(pick(INSERT_METADATA))
-                        .bind(account)
-                        .bind(provider)
-                        .bind(metadata)
-                        .execute(&mut *tx)
-                        .await?;
+                let inserted: Option<i64> = query.fetch_optional(&mut *tx).await?;
+                if let Some(version) = inserted {
+                    if let Some(expires_at) = facts.refresh_token_expires_at {
+                        sqlx::query(pick(INSERT_EXPIRY))
+                            .bind(account)
+                            .bind(provider)
+                            .bind(version)
+                            .bind(expires_at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    if let Some(metadata) = facts.metadata {
+                        sqlx::query(pick(INSERT_METADATA))
+                            .bind(account)
+                            .bind(provider)
+                            .bind(metadata)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    append_event!(tx, pick, account, provider, change);
                 }
-                append_event!(tx, pick, account, provider, change);
+                tx.commit().await?;
+                inserted
             }
-            tx.commit().await?;
-            inserted
-        });
+        };
         let outcome = match inserted {
             Some(version) => StoreOutcome {
                 version,
@@ -337,7 +359,7 @@ impl TokenWriter {
     pub async fn disconnect(&self, account: &str, provider: &str) -> Result<DisconnectOutcome> {
         check_key(account, provider)?;
         let inserted: Option<i64> = on_db!(&self.db, INSERT_TOMBSTONE, |pool, q, pick| {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin_on_key!(pool, pick, account, provider);
             let inserted: Option<i64> = sqlx::query_scalar(q)
                 .bind(account)
                 .bind(provider)
@@ -401,14 +423,9 @@ impl TokenWriter {
             ));
         }
         let affected = on_db!(&self.db, INSERT_STATUS, |pool, q, pick| {
-            let mut tx = pool.begin().await?;
             // Serialised with the key's token inserts, so the status before is the one this
             // record follows.
-            sqlx::query(pick(LOCK_KEY))
-                .bind(account)
-                .bind(provider)
-                .execute(&mut *tx)
-                .await?;
+            let mut tx = begin_on_key!(pool, pick, account, provider);
             let affected = sqlx::query(q)
                 .bind(account)
                 .bind(provider)
@@ -450,7 +467,7 @@ impl TokenWriter {
     ) -> Result<bool> {
         check_key(account, provider)?;
         let inserted = on_db!(&self.db, INSERT_REVOCATION, |pool, q, pick| {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin_on_key!(pool, pick, account, provider);
             let inserted = sqlx::query(q)
                 .bind(account)
                 .bind(provider)

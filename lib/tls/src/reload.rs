@@ -75,7 +75,7 @@ fn report(
     not_after_unix: i64,
 ) {
     let left = not_after_unix.saturating_sub(crate::now_unix());
-    let not_after = rfc3339(not_after_unix);
+    let not_after = tokenvault_unix_time::rfc3339_or_number(not_after_unix);
     let expires_in_days = left / 86_400;
     if left < EXPIRY_WARNING_SECS {
         tracing::warn!(target: TLS_TARGET, config = what, %identity, %not_after, cert_not_after_unix = not_after_unix, expires_in_days, "certificate in use expires soon; renew it (pki renew)");
@@ -83,16 +83,6 @@ fn report(
         tracing::info!(target: TLS_TARGET, config = what, %identity, %not_after, cert_not_after_unix = not_after_unix, expires_in_days, "certificate in use");
     }
     observer.observe(what, identity, not_after_unix);
-}
-
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }
 
 /// Watches `files` and publishes `build(files)` on `tx` whenever they change

@@ -12,8 +12,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokenvault_store::AccountEvent;
 
 /// The `webhook-id` of the event at `cursor`.
@@ -67,10 +65,7 @@ pub fn body(event: &AccountEvent) -> Vec<u8> {
 
 /// Unix seconds as RFC 3339 in UTC (`1970-01-01T00:00:00Z` for a time out of range).
 fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+    tokenvault_unix_time::rfc3339(unix).unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
 #[cfg(test)]

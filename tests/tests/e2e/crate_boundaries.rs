@@ -134,10 +134,14 @@ fn only_get_service_can_open_a_sealed_token() {
 #[test]
 fn shared_libraries_depend_only_on_the_layers_below() {
     let graph = Graph::load();
-    let layers: [(&str, &[&str]); 10] = [
+    let layers: [(&str, &[&str]); 11] = [
         ("tokenvault-limits", &[]),
+        ("tokenvault-unix-time", &[]),
         ("tokenvault-proto", &["tokenvault-limits"]),
-        ("tokenvault-tls", &["tokenvault-limits"]),
+        (
+            "tokenvault-tls",
+            &["tokenvault-limits", "tokenvault-unix-time"],
+        ),
         ("tokenvault-seal", &["tokenvault-limits"]),
         ("tokenvault-runtime", &["tokenvault-tls"]),
         (
@@ -151,7 +155,11 @@ fn shared_libraries_depend_only_on_the_layers_below() {
         ),
         (
             "tokenvault-store",
-            &["tokenvault-limits", "tokenvault-runtime"],
+            &[
+                "tokenvault-limits",
+                "tokenvault-runtime",
+                "tokenvault-unix-time",
+            ],
         ),
         ("tokenvault-oauth", &["tokenvault-runtime"]),
         (

@@ -642,6 +642,7 @@ async fn interrupted_and_resumed(backend: Backend) {
     }
     writer.close().await;
 
+    system.store.settle_events().await;
     let reader = TokenReader::connect(&system.store.reader_url)
         .await
         .unwrap();

@@ -27,8 +27,9 @@ fn with_metadata(metadata: &str) -> TokenFacts<'_> {
     }
 }
 
-/// The kinds of the events of `account` after `after`, in order.
-async fn kinds(reader: &TokenReader, account: &str) -> Vec<EventKind> {
+/// The kinds of the events of `account`, in order, once every event committed so far is visible.
+async fn kinds(store: &TestStore, reader: &TokenReader, account: &str) -> Vec<EventKind> {
+    store.settle_events().await;
     reader
         .events_after(0, 10_000)
         .await
@@ -76,7 +77,7 @@ async fn every_state_change_has_its_event(store: &TestStore) {
     let newest = w.store(a, p, "sealed.5", "kid-1").await.unwrap();
     assert!(newest.version > v2.version);
     assert_eq!(
-        kinds(&r, a).await,
+        kinds(store, &r, a).await,
         vec![
             EventKind::Connected,
             EventKind::ReauthorizationRequired,
@@ -86,6 +87,7 @@ async fn every_state_change_has_its_event(store: &TestStore) {
             EventKind::Connected,
         ]
     );
+    store.settle_events().await;
     let events = r.events_after(0, 100).await.unwrap();
     // Each event carries the status after it, its reason and the metadata of the time.
     assert_eq!(events[1].status, TokenStatus::ReauthorizationRequired);
@@ -113,13 +115,14 @@ async fn every_state_change_has_its_event(store: &TestStore) {
             .unwrap()
     );
     assert_eq!(
-        kinds(&r, b).await,
+        kinds(store, &r, b).await,
         vec![
             EventKind::Connected,
             EventKind::Disconnected,
             EventKind::Revoked
         ]
     );
+    store.settle_events().await;
     let revoked = r.events_after(0, 100).await.unwrap().pop().unwrap();
     assert!(
         revoked.reason.contains("revoked at the provider"),
@@ -255,17 +258,40 @@ async fn cursors_follow_commit_order(store: &TestStore) {
     for writer in writers {
         writer.await.unwrap();
     }
+    store.settle_events().await;
     done.store(true, Ordering::SeqCst);
     let seen = reader.await.unwrap();
-    let all: Vec<i64> = r
-        .events_after(0, 100_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.cursor)
-        .collect();
+    let events = r.events_after(0, 100_000).await.unwrap();
+    let all: Vec<i64> = events.iter().map(|e| e.cursor).collect();
     assert!(all.len() > 8 * 20, "{} events", all.len());
     assert_eq!(seen, all, "the poller saw every event once, in order");
+
+    // Per account, the cursor order is the order of the changes each writer made.
+    for t in 0..8 {
+        for k in 0..5 {
+            let account = format!("w{t}-{k}");
+            let mut expected = Vec::new();
+            let mut connected = false;
+            for i in (0..40).filter(|i| i % 5 == k) {
+                expected.push(if connected {
+                    EventKind::Reconnected
+                } else {
+                    EventKind::Connected
+                });
+                connected = true;
+                if i % 3 == 0 {
+                    expected.push(EventKind::Disconnected);
+                    connected = false;
+                }
+            }
+            let got: Vec<EventKind> = events
+                .iter()
+                .filter(|e| e.account == account)
+                .map(|e| e.kind)
+                .collect();
+            assert_eq!(got, expected, "{account}");
+        }
+    }
 }
 
 /// A refresh token the provider said expires soon gets one `expiring` event, only while it is
@@ -303,6 +329,7 @@ async fn expiring_refresh_tokens_are_announced_once(store: &TestStore) {
         0,
         "once per token"
     );
+    store.settle_events().await;
     let expiring: Vec<_> = r
         .events_after(0, 1000)
         .await

@@ -44,6 +44,7 @@ async fn set_service_killed_mid_delivery_loses_no_event() {
     );
     f.set.restart().await.unwrap();
 
+    f.shared_store().unwrap().settle_events().await;
     let stored = TokenReader::connect(&f.shared_store().unwrap().reader_url)
         .await
         .unwrap()
