@@ -1,6 +1,7 @@
 //! A provider's answer to a refresh grant and to a revocation: the first
 //! line is `<status>[ <Retry-After>]`, the rest the body. Checks the rules
-//! of `lib/oauth/src/classify.rs` and that provider texts come out sanitized.
+//! of `lib/oauth/src/classify.rs` and that provider texts come out sanitized,
+//! with a nested answer shape (`lib/oauth/src/shape.rs`) on the way.
 #![no_main]
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -8,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use libfuzzer_sys::fuzz_target;
 use tokenvault_oauth::ProviderError;
 use tokenvault_oauth::fuzzing::{refresh_answer, revocation_answer};
+use tokenvault_oauth::shape::ResponseShape;
 
 fn check(e: &ProviderError, status: u16) {
     assert!(!e.to_string().chars().any(char::is_control), "{e}");
@@ -34,7 +36,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let asked = ["openid".to_owned()];
-    match refresh_answer(status, retry_after, body, "rt-sent-0123456789", &asked, now) {
+    let shape = ResponseShape {
+        nested_path: Some("authed_user".into()),
+        expiry_field: Some("x_refresh_token_expires_in".into()),
+    };
+    match refresh_answer(status, retry_after, body, "rt-sent-0123456789", &asked, &shape, now) {
         Some(Ok(r)) => {
             assert_eq!(status, 200);
             assert!(!r.access_token.is_empty() && !r.scopes.is_empty());

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use tokenvault_oauth::ProviderConfig;
+use tokenvault_oauth::{ProviderConfig, RefreshSettings};
 use tokenvault_opener::pkcs11::Pkcs11Config;
 use tokenvault_runtime::settings::{EnvOverride, ServiceConfig, ServiceSettings, env};
 pub use tokenvault_store::StoreConfig;
@@ -228,6 +228,17 @@ impl Default for AllowConfig {
 impl ServiceConfig for Config {
     const ENV_PREFIX: &'static str = ENV_PREFIX;
     const ENV_OVERRIDES: &'static [EnvOverride] = ENV_OVERRIDES;
+
+    /// `provider = "<catalogue entry>"` entries get the catalogue's facts.
+    fn expand(table: &mut toml::Table) -> Result<(), ConfigError> {
+        let catalogue = tokenvault_catalogue::catalogue()
+            .map_err(|e| ConfigError::Parse(format!("provider catalogue: {e}")))?;
+        tokenvault_catalogue::expand::expand_providers::<RefreshSettings>(&catalogue, table)
+            .map_err(|reason| ConfigError::Invalid {
+                setting: "providers",
+                reason,
+            })
+    }
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid =

@@ -63,6 +63,18 @@
 //        token also say refresh_token_expires_in: N, as GitHub Apps and Google
 //        apps in testing do (0 = off). Only the answer says so: oidc-provider
 //        keeps the token's own lifetime.
+//   POST /test/quirks?[nested=KEY][&omit_expires_in=1][&rotate=0][&pkce=0]
+//                     [&expiry_field=NAME][&comma_scopes=1][&subject_field=KEY]
+//                            -> behave like a provider with these quirks, until
+//        the next call (every call sets them all; no parameters = standard):
+//        nested: token answers carry the tokens (and `id`, the account) in an
+//        object under KEY, as Slack's `authed_user`; omit_expires_in: answers
+//        carry no expires_in; rotate=0: refresh tokens do not rotate; pkce=0:
+//        PKCE is not required; expiry_field: the refresh-token lifetime (see
+//        /test/refresh-token-lifetime) goes under NAME; comma_scopes:
+//        authorization requests separate scopes with commas and answers say
+//        `scope` that way too; subject_field: answers carry the account id
+//        under KEY at the top level, as Dropbox's `account_id`.
 //   POST /test/revoke-grant?account=ID
 //                            -> revokes every grant of the account (all its
 //        tokens), as when the user removes the app at the provider; answers
@@ -144,6 +156,16 @@ const counters = {
 };
 let slowMs = 0;
 let refreshTokenLifetime = 0;
+const standardQuirks = () => ({
+  nested: '',
+  omitExpiresIn: false,
+  rotate: true,
+  pkce: true,
+  expiryField: 'refresh_token_expires_in',
+  commaScopes: false,
+  subjectField: '',
+});
+let quirks = standardQuirks();
 const failure = { status: 0, count: 0, error: '' };
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
@@ -192,6 +214,8 @@ const provider = new Provider(issuer, {
       async claims() {
         return {
           sub: id,
+          // A second stable id, as Microsoft's `oid` beside its pairwise `sub`.
+          oid: `oid-${id}`,
           email: `${id}@example.test`,
           email_verified: true,
           name: id,
@@ -200,11 +224,14 @@ const provider = new Provider(issuer, {
     };
   },
   claims: {
-    openid: ['sub'],
+    openid: ['sub', 'oid'],
     email: ['email', 'email_verified'],
     profile: ['name'],
   },
   scopes: ['openid', 'offline_access', 'profile', 'email'],
+  // ID tokens carry every claim of the granted scopes (`oid` among them),
+  // not only those asked for with the claims parameter.
+  conformIdTokenClaims: false,
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
@@ -216,14 +243,14 @@ const provider = new Provider(issuer, {
     },
     userinfo: { enabled: true },
   },
-  pkce: { required: () => true },
+  pkce: { required: () => quirks.pkce },
   // Refresh tokens are issued when offline_access was granted (the default
   // policy, spelled out): oidc-provider itself drops offline_access from an
   // authorization request without prompt=consent.
   async issueRefreshToken(_ctx, client, code) {
     return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
   },
-  rotateRefreshToken: true,
+  rotateRefreshToken: () => quirks.rotate,
   ttl: {
     AccessToken: accessTokenTtl,
     AuthorizationCode: 60,
@@ -317,6 +344,18 @@ provider.use(async (ctx, next) => {
       log(`next ${count} token endpoint requests fail with ${status} ${failure.error}`);
       return json(ctx, 200, { status, count, error: failure.error });
     }
+    case 'POST /test/quirks': {
+      quirks = standardQuirks();
+      if (query.nested) quirks.nested = String(query.nested);
+      if (query.omit_expires_in === '1') quirks.omitExpiresIn = true;
+      if (query.rotate === '0') quirks.rotate = false;
+      if (query.pkce === '0') quirks.pkce = false;
+      if (query.expiry_field) quirks.expiryField = String(query.expiry_field);
+      if (query.comma_scopes === '1') quirks.commaScopes = true;
+      if (query.subject_field) quirks.subjectField = String(query.subject_field);
+      log(`quirks: ${JSON.stringify(quirks)}`);
+      return json(ctx, 200, quirks);
+    }
     case 'POST /test/revoke-grant': {
       const account = query.account;
       if (typeof account !== 'string' || account === '') {
@@ -334,6 +373,55 @@ provider.use(async (ctx, next) => {
       return json(ctx, 404, { error: 'no such test hook' });
   }
 });
+
+// DEVELOPMENT-ONLY: comma-separated scopes in authorization requests, read
+// the way oidc-provider reads space-separated ones.
+provider.use(async (ctx, next) => {
+  if (quirks.commaScopes && ctx.method === 'GET' && ctx.path === '/auth'
+    && typeof ctx.query.scope === 'string' && ctx.query.scope.includes(',')) {
+    ctx.querystring = querystring.stringify({ ...ctx.query, scope: ctx.query.scope.split(',').join(' ') });
+  }
+  return next();
+});
+
+// The account an answer's ID token names (the answer is the server's own).
+function subjectOf(body) {
+  try {
+    return JSON.parse(Buffer.from(body.id_token.split('.')[1], 'base64url').toString('utf8')).sub;
+  } catch {
+    return undefined;
+  }
+}
+
+// Rewrites a token-endpoint success answer with the configured quirks.
+function applyQuirks(body) {
+  const expiryMembers = ['refresh_token_expires_in'];
+  if (refreshTokenLifetime > 0 && body.refresh_token) {
+    body[quirks.expiryField] = refreshTokenLifetime;
+    expiryMembers.push(quirks.expiryField);
+  }
+  if (quirks.omitExpiresIn) {
+    delete body.expires_in;
+  }
+  if (quirks.commaScopes && typeof body.scope === 'string') {
+    body.scope = body.scope.split(' ').join(',');
+  }
+  const sub = subjectOf(body);
+  if (quirks.subjectField && sub) {
+    body[quirks.subjectField] = sub;
+  }
+  if (quirks.nested) {
+    const inner = { id: sub };
+    for (const member of ['access_token', 'token_type', 'expires_in', 'refresh_token', 'scope', ...expiryMembers]) {
+      if (member in body) {
+        inner[member] = body[member];
+        delete body[member];
+      }
+    }
+    body.ok = true;
+    body[quirks.nested] = inner;
+  }
+}
 
 // DEVELOPMENT-ONLY test hooks: counting, slowing and failing the token endpoint.
 provider.use(async (ctx, next) => {
@@ -382,9 +470,8 @@ provider.use(async (ctx, next) => {
   }
 
   await next();
-  if (refreshTokenLifetime > 0 && ctx.status === 200 && ctx.body
-    && typeof ctx.body === 'object' && ctx.body.refresh_token) {
-    ctx.body.refresh_token_expires_in = refreshTokenLifetime;
+  if (ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && ctx.body.access_token) {
+    applyQuirks(ctx.body);
   }
   return undefined;
 });

@@ -7,6 +7,7 @@
 //! directories that are removed when dropped.
 #![forbid(unsafe_code)]
 
+pub mod catalogue;
 pub mod keys;
 pub mod kryoptic;
 pub mod logs;

@@ -55,6 +55,10 @@ pub struct Options {
     /// set-service's webhook endpoints (none by default); see
     /// [`crate::webhook_receiver::WebhookReceiver::endpoint`].
     pub webhooks: Vec<tokenvault_set_service::config::WebhookConfig>,
+    /// Provider-catalogue entries configured in web-frontend and
+    /// get-service under their own names, pointed at the authorization
+    /// server (see [`crate::catalogue`]).
+    pub catalogue: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -82,6 +86,7 @@ impl Default for Options {
             keep_alive_days: None,
             policy: None,
             webhooks: Vec::new(),
+            catalogue: Vec::new(),
         }
     }
 }
@@ -139,6 +144,9 @@ impl System {
         }
         let mut set_config = set_service_config(&pki, &store.writer_url)?;
         set_config.webhooks = options.webhooks.clone();
+        set_config
+            .providers
+            .extend(options.catalogue.iter().map(|name| (*name).to_owned()));
         let set = start_set_service(set_config.clone()).await?;
         // The SQLite reader needs the file the writer creates.
         let _ = TokenReader::connect(&store.reader_url).await;
@@ -150,6 +158,13 @@ impl System {
             provider.keep_alive_days = options.keep_alive_days;
             get_providers.push(provider);
         }
+        for name in &options.catalogue {
+            get_providers.push(crate::catalogue::get_provider(
+                &oidc,
+                name,
+                options.provider_timeout_secs,
+            )?);
+        }
         let mut get_config =
             get_service_config(&pki, &store.reader_url, &set.address(), get_providers)?;
         if let Some(rules) = &options.policy {
@@ -160,11 +175,14 @@ impl System {
         get_config.cache = options.cache;
         get_config.revocation.batch_size = options.revocation_batch_size;
         let get = start_get_service(get_config).await?;
-        let web_providers = options
+        let mut web_providers = options
             .web_providers
             .iter()
             .map(|kind| web_provider_config(&oidc, *kind))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        for name in &options.catalogue {
+            web_providers.push(crate::catalogue::web_provider(&oidc, name)?);
+        }
         let mut web_config = web_frontend_config(&pki, &web_url, &set.address(), web_providers)?;
         web_config.session.sign_in_ttl_secs = options.sign_in_ttl_secs;
         let web = start_web_frontend(web_listener, web_config).await?;

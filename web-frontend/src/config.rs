@@ -11,7 +11,7 @@ use tokenvault_oauth::checks::check_endpoint;
 use tokenvault_runtime::settings::{ConfigError, EnvOverride, ServiceConfig, ServiceSettings, env};
 use url::Url;
 
-use crate::provider::ProviderConfig;
+use crate::provider::{ConnectSettings, ProviderConfig};
 
 /// Path of the TOML config file (used by the binary).
 pub const ENV_CONFIG: &str = "TOKENVAULT_WEB_CONFIG";
@@ -167,6 +167,14 @@ impl Config {
 impl ServiceConfig for Config {
     const ENV_PREFIX: &'static str = ENV_PREFIX;
     const ENV_OVERRIDES: &'static [EnvOverride] = ENV_OVERRIDES;
+
+    /// `provider = "<catalogue entry>"` entries get the catalogue's facts.
+    fn expand(table: &mut toml::Table) -> Result<(), ConfigError> {
+        let catalogue = tokenvault_catalogue::catalogue()
+            .map_err(|e| ConfigError::Parse(format!("provider catalogue: {e}")))?;
+        tokenvault_catalogue::expand::expand_providers::<ConnectSettings>(&catalogue, table)
+            .map_err(invalid("providers"))
+    }
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;

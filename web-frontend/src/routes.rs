@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Form;
-use axum::extract::{ConnectInfo, FromRef, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRef, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::WithRejection;
@@ -216,6 +216,7 @@ pub async fn callback(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     params: Result<Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
+    RawQuery(query): RawQuery,
     jar: PrivateCookieJar,
 ) -> Response {
     // The sign-in cookie is spent whatever happens next, even for a
@@ -241,7 +242,7 @@ pub async fn callback(
         .as_ref()
         .map(|p| (p.account.clone().unwrap_or_default(), p.provider.clone()))
         .unwrap_or_default();
-    match finish(&app, params, pending).await {
+    match finish(&app, params, query.as_deref(), pending).await {
         Ok((account, provider)) => {
             audit(
                 "web.connect",
@@ -272,6 +273,7 @@ pub async fn callback(
 async fn finish(
     app: &AppState,
     params: CallbackParams,
+    query: Option<&str>,
     pending: Option<PendingSignIn>,
 ) -> Result<(String, Arc<Provider>), WebError> {
     let state = params.state.ok_or(WebError::StateMissing)?;
@@ -317,7 +319,7 @@ async fn finish(
         .code
         .ok_or(WebError::BadRequest("the callback has no code"))?;
     let granted = provider
-        .finish(code, &pending.verifier, &pending.nonce)
+        .finish(code, &pending.verifier, &pending.nonce, query)
         .await?;
     let account = match pending.account {
         Some(account) => account,
@@ -337,6 +339,10 @@ async fn finish(
             granted.refresh_token.expose().as_bytes(),
         )
         .map_err(|e| WebError::Seal(e.to_string()))?;
+    let refresh_token_expires_at_unix = granted
+        .refresh_token_expires_in
+        .and_then(|secs| i64::try_from(secs).ok())
+        .map(|secs| now.saturating_add(secs));
     drop(granted);
     let version = app
         .0
@@ -348,7 +354,7 @@ async fn finish(
             None,
             &StoreExtras {
                 metadata: pending.metadata.clone(),
-                refresh_token_expires_at_unix: None,
+                refresh_token_expires_at_unix,
             },
         )
         .await?;

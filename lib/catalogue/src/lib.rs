@@ -14,6 +14,8 @@
 //!
 //! This crate holds no secrets: no client ids, client secrets or tokens.
 //!
+//! - [`expand`]: an operator's `provider = "<name>"` entry filled in from
+//!   the catalogue, for each service's own reading of an entry.
 //! - [`model`]: the entry types; [`classes`]: behaviour classes; [`facts`]:
 //!   which facts need a source; [`validate`]: the rules; [`CatalogueError`].
 
@@ -21,6 +23,7 @@
 
 pub mod classes;
 mod error;
+pub mod expand;
 pub mod facts;
 pub mod model;
 mod urls;

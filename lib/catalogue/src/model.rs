@@ -79,9 +79,10 @@ pub struct ProviderEntry {
 }
 
 /// The `scope` parameter's separator.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 pub enum ScopeSeparator {
     /// RFC 6749: space-delimited.
+    #[default]
     #[serde(rename = " ")]
     Space,
     /// Comma-delimited (Slack, Strava, ...).
@@ -96,6 +97,29 @@ impl ScopeSeparator {
             Self::Space => ' ',
             Self::Comma => ',',
         }
+    }
+
+    /// The separator as config files spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Space => " ",
+            Self::Comma => ",",
+        }
+    }
+
+    /// `scopes` joined into one `scope` parameter value.
+    pub fn join(self, scopes: &[String]) -> String {
+        scopes.join(self.as_str())
+    }
+
+    /// A `scope` value split into scopes (a provider with comma-separated
+    /// scopes may still put spaces after the commas).
+    pub fn split(self, value: &str) -> Vec<String> {
+        value
+            .split(|c: char| c.is_whitespace() || (self == Self::Comma && c == ','))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 

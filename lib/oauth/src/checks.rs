@@ -117,6 +117,25 @@ pub fn check_issuer(setting: &str, issuer: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// A dot path of JSON member names (`authed_user`, `data.id`).
+pub fn check_member_path(setting: &str, path: &str) -> Result<(), String> {
+    let ok = !path.is_empty()
+        && path.len() <= 128
+        && path.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{setting}: {path:?} must be JSON member names (A-Z, a-z, 0-9, '_', '-') joined by '.'"
+        ))
+    }
+}
+
 /// Checks a per-call time limit: 1 to `max` seconds.
 pub fn check_timeout(setting: &str, secs: u64, max: u64) -> Result<(), String> {
     if secs == 0 || secs > max {

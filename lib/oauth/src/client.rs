@@ -22,9 +22,10 @@ use reqwest::StatusCode;
 use zeroize::Zeroizing;
 
 use crate::classify::{Exchange, classify_oauth_error, sanitize_text};
-use crate::config::{ClientAuth, EndpointSource, ProviderConfig};
+use crate::config::{ClientAuth, EndpointSource, ProviderConfig, ScopeSeparator};
 use crate::discovery::{Endpoints, discover};
 use crate::metrics::RefreshMetrics;
+use crate::shape::ResponseShape;
 use crate::token_body::TokenBody;
 use crate::transport::Transport;
 use crate::{ProviderError, Refreshed, Secret, TRACE_TARGET};
@@ -54,6 +55,8 @@ pub struct Provider {
     pub(crate) client_secret: Secret,
     pub(crate) client_auth: ClientAuth,
     scopes: Vec<String>,
+    scope_separator: ScopeSeparator,
+    shape: ResponseShape,
     narrow_scopes: bool,
     keep_alive: Option<Duration>,
     pub(crate) timeout: Duration,
@@ -67,6 +70,8 @@ impl fmt::Debug for Provider {
             .field("name", &self.name)
             .field("endpoints", &self.endpoints)
             .field("scopes", &self.scopes)
+            .field("scope_separator", &self.scope_separator)
+            .field("shape", &self.shape)
             .field("narrow_scopes", &self.narrow_scopes)
             .field("keep_alive", &self.keep_alive)
             .field("timeout", &self.timeout)
@@ -125,6 +130,7 @@ impl Provider {
             "provider configured"
         );
         let keep_alive = config.keep_alive();
+        let shape = config.response_shape();
         Ok(Self {
             name: config.name,
             endpoints,
@@ -134,6 +140,8 @@ impl Provider {
             client_secret: config.client_secret,
             client_auth: config.client_auth,
             scopes: config.scopes,
+            scope_separator: config.scope_separator,
+            shape,
             narrow_scopes: config.narrow_scopes,
             keep_alive,
             timeout: checked.timeout,
@@ -195,7 +203,8 @@ impl Provider {
         narrowed: Option<&[String]>,
         limit: Duration,
     ) -> Result<Refreshed, ProviderError> {
-        let transport = Transport::new(&self.http, &self.name, Exchange::Refresh);
+        let transport =
+            Transport::new(&self.http, &self.name, Exchange::Refresh).with_shape(&self.shape);
         let started = std::time::Instant::now();
         let scopes = narrowed.unwrap_or(&self.scopes);
         let result = self
@@ -221,10 +230,15 @@ impl Provider {
     ) -> Result<Refreshed, ProviderError> {
         let sent_at = unix_now();
         let token = WipedRefreshToken(RefreshToken::new(refresh_token.to_owned()));
-        let request = self
-            .oauth
-            .exchange_refresh_token(&token.0)
-            .add_scopes(scopes.iter().cloned().map(Scope::new));
+        let mut request = self.oauth.exchange_refresh_token(&token.0);
+        request = match self.scope_separator {
+            // oauth2 joins scopes with spaces.
+            ScopeSeparator::Space => request.add_scopes(scopes.iter().cloned().map(Scope::new)),
+            ScopeSeparator::Comma if scopes.is_empty() => request,
+            ScopeSeparator::Comma => {
+                request.add_scope(Scope::new(ScopeSeparator::Comma.join(scopes)))
+            }
+        };
         let response = match tokio::time::timeout(limit, request.request_async(transport)).await {
             Err(_) => return Err(timed_out(limit)),
             Ok(result) => result.map_err(from_oauth)?,
@@ -232,6 +246,7 @@ impl Provider {
         Ok(refreshed(
             response,
             scopes,
+            self.scope_separator,
             refresh_token,
             sent_at,
             self.default_lifetime,
@@ -289,6 +304,7 @@ pub(crate) fn timed_out(limit: Duration) -> ProviderError {
 pub(crate) fn refreshed(
     mut response: TokenBody,
     asked: &[String],
+    separator: ScopeSeparator,
     sent: &str,
     sent_at: i64,
     default_lifetime: Duration,
@@ -297,7 +313,10 @@ pub(crate) fn refreshed(
         .expires_in
         .map_or(default_lifetime, Duration::from_secs);
     let scopes = match response.scopes.take() {
-        Some(scopes) if !scopes.is_empty() => scopes.into_iter().map(|s| s.to_string()).collect(),
+        Some(scopes) if !scopes.is_empty() => scopes
+            .iter()
+            .flat_map(|s| separator.split(s.as_str()))
+            .collect(),
         _ => asked.to_vec(),
     };
     let refresh_token = response

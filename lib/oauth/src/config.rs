@@ -10,10 +10,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+pub use tokenvault_catalogue::ScopeSeparator;
 use tokenvault_runtime::secret::Secret;
 
 pub use crate::checks::ClientAuth;
-use crate::checks::{check_client, check_endpoint, check_issuer, check_scopes, check_timeout};
+use crate::checks::{
+    check_client, check_endpoint, check_issuer, check_member_path, check_scopes, check_timeout,
+};
+use crate::shape::ResponseShape;
 
 /// One provider, e.g.
 ///
@@ -73,6 +77,18 @@ pub struct ProviderConfig {
     /// after 60) lets it die. Unset: no keep-alive.
     #[serde(default)]
     pub keep_alive_days: Option<f64>,
+    /// How scopes are joined in the `scope` parameter: `" "` (RFC 6749) or
+    /// `","` (Slack, Strava).
+    #[serde(default)]
+    pub scope_separator: ScopeSeparator,
+    /// The token-answer member with the refresh token's lifetime in
+    /// seconds, when not `refresh_token_expires_in`.
+    #[serde(default)]
+    pub refresh_token_expiry_field: Option<String>,
+    /// Dot path of the object holding the user's tokens in a nested token
+    /// answer (Slack: `authed_user`); used when the top level has none.
+    #[serde(default)]
+    pub token_response_path: Option<String>,
 }
 
 fn default_lifetime_secs() -> u64 {
@@ -117,6 +133,14 @@ impl ProviderConfig {
     /// The per-call time limit.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Where the provider puts the tokens in its answers.
+    pub fn response_shape(&self) -> ResponseShape {
+        ResponseShape {
+            nested_path: self.token_response_path.clone(),
+            expiry_field: self.refresh_token_expiry_field.clone(),
+        }
     }
 
     /// How long a grant may go unrefreshed before keep-alive refreshes it.
@@ -178,6 +202,17 @@ impl ProviderConfig {
                 "{}: must be more than 0 and at most {MAX_KEEP_ALIVE_DAYS} days, got {days}",
                 setting("keep_alive_days")
             ));
+        }
+        for (field, value) in [
+            (
+                "refresh_token_expiry_field",
+                &self.refresh_token_expiry_field,
+            ),
+            ("token_response_path", &self.token_response_path),
+        ] {
+            if let Some(value) = value {
+                check_member_path(&setting(field), value)?;
+            }
         }
         Ok(Checked {
             source,

@@ -13,8 +13,9 @@ use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 
 use crate::classify::{Exchange, check_response};
 use crate::client::refreshed;
-use crate::config::ClientAuth;
+use crate::config::{ClientAuth, ScopeSeparator};
 use crate::discovery::endpoints_from_body;
+use crate::shape::ResponseShape;
 use crate::token_body::TokenBody;
 use crate::{Endpoints, ProviderError, Refreshed};
 
@@ -36,26 +37,39 @@ fn head(status: u16, retry_after: Option<&[u8]>) -> Option<(StatusCode, HeaderMa
 /// [`Provider::refresh`](crate::Provider::refresh) takes it: a failure
 /// classified; a success body parsed as oauth2 parses it (serde_json into
 /// the token body) and turned into what a refresh returns, for the refresh
-/// token `sent` asking for the scopes `asked`. `None` if `status` or
-/// `retry_after` cannot be in an HTTP answer.
+/// token `sent` asking for the scopes `asked`, after `shape` brought it
+/// into the standard shape. `None` if `status` or `retry_after` cannot be
+/// in an HTTP answer.
 pub fn refresh_answer(
     status: u16,
     retry_after: Option<&[u8]>,
     body: &[u8],
     sent: &str,
     asked: &[String],
+    shape: &ResponseShape,
     now: SystemTime,
 ) -> Option<Result<Refreshed, ProviderError>> {
     let (status, headers) = head(status, retry_after)?;
     let sent_at = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let normalized = status.is_success().then(|| shape.normalize(body)).flatten();
+    let body = normalized.as_deref().map_or(body, Vec::as_slice);
     let result = check_response(Exchange::Refresh, status, &headers, body, now)
         .and_then(|()| {
             serde_json::from_slice::<TokenBody>(body)
                 .map_err(|_| ProviderError::InvalidResponse("malformed token response".into()))
         })
-        .map(|token| refreshed(token, asked, sent, sent_at, DEFAULT_LIFETIME));
+        .map(|token| {
+            refreshed(
+                token,
+                asked,
+                ScopeSeparator::Comma,
+                sent,
+                sent_at,
+                DEFAULT_LIFETIME,
+            )
+        });
     Some(result)
 }
 

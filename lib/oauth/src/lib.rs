@@ -10,6 +10,9 @@
 //!   retries transient failures with backoff until a deadline.
 //! - [`Provider::revoke`] revokes a refresh token where the provider can.
 //! - [`RefreshMetrics`] counts refresh-grant calls and failures by reason.
+//! - [`RefreshSettings`] reads a provider-catalogue entry into a
+//!   [`ProviderConfig`] (`provider = "slack"`); [`shape`] brings nested or
+//!   renamed token answers into the standard shape.
 //! - [`fuzzing`] runs the answer parsers on plain bytes, for `fuzz/`.
 //!
 //! This module holds the provider's client secret (for the life of the
@@ -22,6 +25,7 @@
 //! our control and are not wiped.
 #![forbid(unsafe_code)]
 
+mod catalogue;
 pub mod checks;
 mod classify;
 mod client;
@@ -33,9 +37,11 @@ mod metrics;
 mod retry;
 mod retry_after;
 mod revoke;
+pub mod shape;
 mod token_body;
 mod transport;
 
+pub use catalogue::RefreshSettings;
 pub use client::Provider;
 pub use config::{ClientAuth, ProviderConfig};
 pub use discovery::Endpoints;

@@ -19,6 +19,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use crate::classify::{self, Exchange};
+use crate::shape::ResponseShape;
 use crate::{ProviderError, TRACE_TARGET};
 
 /// Largest response body read; a success must fit, an error body is cut.
@@ -33,6 +34,8 @@ pub(crate) struct Transport<'a> {
     status: AtomicU16,
     /// The OAuth error code of a failed answer, for the trace event.
     error_code: OnceLock<String>,
+    /// How the provider shapes token answers (nested, renamed fields).
+    shape: Option<&'a ResponseShape>,
 }
 
 impl<'a> Transport<'a> {
@@ -43,7 +46,15 @@ impl<'a> Transport<'a> {
             exchange,
             status: AtomicU16::new(0),
             error_code: OnceLock::new(),
+            shape: None,
         }
+    }
+
+    /// Token answers are brought into the standard shape before oauth2
+    /// parses them.
+    pub fn with_shape(mut self, shape: &'a ResponseShape) -> Self {
+        self.shape = Some(shape);
+        self
     }
 
     /// The last HTTP status, if a response arrived.
@@ -69,6 +80,11 @@ impl<'a> Transport<'a> {
         })?;
         let (status, headers, body) = fetch(self.http, request, self.provider).await?;
         self.status.store(status.as_u16(), Ordering::Relaxed);
+        // A success in the provider's own shape is read in the standard one.
+        let body = match self.shape.filter(|_| status.is_success()) {
+            Some(shape) => shape.normalize(&body).map_or(body, |n| n.to_vec()),
+            None => body,
+        };
         let checked =
             classify::check_response(self.exchange, status, &headers, &body, SystemTime::now());
         if let Err(e) = checked {

@@ -402,11 +402,15 @@ pub fn load_toml<T: DeserializeOwned>(
 /// beside the service's own settings. The service's config struct has a
 /// field `service: ServiceSettings` and its own fields; the file stays flat.
 /// The overrides are [`ServiceSettings::OVERRIDES`] and `own`.
+/// `expand` sees the file's table, overrides applied, before it is
+/// deserialized (a service expands its `provider = "<catalogue entry>"`
+/// entries there).
 pub fn load_service_config<T: DeserializeOwned>(
     text: &str,
     prefix: &str,
     own: &[EnvOverride],
     env: impl Fn(&str) -> Option<String>,
+    expand: impl FnOnce(&mut toml::Table) -> Result<(), ConfigError>,
 ) -> Result<T, ConfigError> {
     let all: Vec<EnvOverride> = ServiceSettings::OVERRIDES
         .iter()
@@ -417,6 +421,7 @@ pub fn load_service_config<T: DeserializeOwned>(
     if table.contains_key(SERVICE_KEY) {
         return Err(ConfigError::Parse(format!("unknown field `{SERVICE_KEY}`")));
     }
+    expand(&mut table)?;
     let mut service = toml::Table::new();
     for key in ServiceSettings::KEYS {
         if let Some(value) = table.remove(*key) {
@@ -438,6 +443,13 @@ pub trait ServiceConfig: DeserializeOwned {
     /// Checks what serde cannot; the error names the setting.
     fn validate(&self) -> Result<(), ConfigError>;
 
+    /// Rewrites the file's table before it is deserialized; by default
+    /// nothing. Services with providers fill `provider = "<name>"` entries
+    /// from the provider catalogue here.
+    fn expand(_table: &mut toml::Table) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
     /// Reads `path`, applies overrides from `env` (a lookup such as
     /// `|k| std::env::var(k).ok()`), and checks the result.
     fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -446,7 +458,13 @@ pub trait ServiceConfig: DeserializeOwned {
 
     /// Parses TOML text, applies overrides from `env`, and checks the result.
     fn from_toml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let config: Self = load_service_config(text, Self::ENV_PREFIX, Self::ENV_OVERRIDES, env)?;
+        let config: Self = load_service_config(
+            text,
+            Self::ENV_PREFIX,
+            Self::ENV_OVERRIDES,
+            env,
+            Self::expand,
+        )?;
         config.validate()?;
         Ok(config)
     }

@@ -408,6 +408,15 @@ impl OidcServer {
         .map(drop)
     }
 
+    /// Makes the server behave like a provider with `quirks` (see
+    /// `POST /test/quirks` in `tests/oidc/server.mjs`), e.g.
+    /// `[("nested", "authed_user"), ("comma_scopes", "1")]`; none: standard.
+    pub async fn set_quirks(&self, quirks: &[(&str, &str)]) -> anyhow::Result<()> {
+        let quirks: Vec<(&str, String)> =
+            quirks.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        self.hook("/test/quirks", &quirks).await.map(drop)
+    }
+
     /// Makes the next `count` token-endpoint requests answer `status` without
     /// being processed (`Retry-After: 1` for 429 and 503); `count` 0 clears.
     /// The error code is `temporarily_unavailable` for 429 and 5xx,

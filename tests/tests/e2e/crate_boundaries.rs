@@ -134,9 +134,10 @@ fn only_get_service_can_open_a_sealed_token() {
 #[test]
 fn shared_libraries_depend_only_on_the_layers_below() {
     let graph = Graph::load();
-    let layers: [(&str, &[&str]); 11] = [
+    let layers: [(&str, &[&str]); 12] = [
         ("tokenvault-limits", &[]),
         ("tokenvault-unix-time", &[]),
+        ("tokenvault-catalogue", &[]),
         ("tokenvault-proto", &["tokenvault-limits"]),
         (
             "tokenvault-tls",
@@ -161,7 +162,10 @@ fn shared_libraries_depend_only_on_the_layers_below() {
                 "tokenvault-unix-time",
             ],
         ),
-        ("tokenvault-oauth", &["tokenvault-runtime"]),
+        (
+            "tokenvault-oauth",
+            &["tokenvault-runtime", "tokenvault-catalogue"],
+        ),
         (
             "tokenvault-opener",
             &["tokenvault-seal", "tokenvault-runtime"],

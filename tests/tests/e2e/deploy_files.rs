@@ -101,13 +101,32 @@ fn example_configs_load_with_the_real_loaders() {
         .iter()
         .map(|p| (p.name.as_str(), p))
         .collect();
+    // The catalogue filled in what the examples leave out.
     assert_eq!(
-        get["google"].revocation_endpoint.as_deref(),
-        Some("https://oauth2.googleapis.com/revoke")
+        get["google"].issuer.as_deref(),
+        Some("https://accounts.google.com")
     );
+    assert_eq!(get["google"].keep_alive_days, Some(90.0));
     assert_eq!(
         get["github"].token_endpoint.as_deref(),
         Some("https://github.com/login/oauth/access_token")
+    );
+    assert_eq!(
+        get["microsoft"].issuer.as_deref(),
+        Some("https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0")
+    );
+    assert_eq!(get["microsoft"].keep_alive_days, Some(30.0));
+    let web: BTreeMap<&str, &tokenvault_web_frontend::provider::ProviderConfig> = c
+        .web
+        .providers
+        .iter()
+        .map(|p| (p.name.as_str(), p))
+        .collect();
+    assert_eq!(web["google"].auth_params["access_type"], "offline");
+    assert_eq!(web["microsoft"].subject_claim, "oid");
+    assert_eq!(
+        web["github"].user_endpoint.as_deref(),
+        Some("https://api.github.com/user")
     );
     assert!(
         get["oidc"].issuer.is_some(),

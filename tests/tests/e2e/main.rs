@@ -4,6 +4,7 @@
 
 mod account_events;
 mod audit;
+mod behaviour_classes;
 mod browser;
 mod crate_boundaries;
 mod demo_auth;

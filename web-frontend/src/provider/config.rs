@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use tokenvault_catalogue::ScopeSeparator;
 pub use tokenvault_oauth::checks::ClientAuth;
 use tokenvault_oauth::checks::{
-    check_client, check_endpoint, check_issuer, check_scopes, check_timeout,
+    check_client, check_endpoint, check_issuer, check_member_path, check_scopes, check_timeout,
 };
+use tokenvault_oauth::shape::ResponseShape;
 use tokenvault_runtime::secret::Secret;
 use url::Url;
 
@@ -69,10 +71,34 @@ pub struct ProviderConfig {
     /// the access token as a Bearer token.
     #[serde(default)]
     pub user_endpoint: Option<String>,
-    /// The JSON field of the user API's answer that identifies the account
-    /// (a string or a number), e.g. `id` for GitHub.
+    /// Where the account's id comes from (`kind = "oauth2"`): `user_api`
+    /// (default), `token_response`, `id_token` or `redirect`.
+    #[serde(default)]
+    pub subject_from: SubjectSource,
+    /// The field that identifies the account (a string or a number): a dot
+    /// path into the user API's answer (`id` for GitHub, `data.id`) or into
+    /// the token response (`authed_user.id`), or the callback's query
+    /// parameter (`realmId`).
     #[serde(default = "default_subject_field")]
     pub subject_field: String,
+    /// The ID-token claim that identifies the account: `sub` (default), or
+    /// e.g. Microsoft's `oid`.
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// How scopes are joined: `" "` (default) or `","` (Slack, Strava).
+    #[serde(default)]
+    pub scope_separator: ScopeSeparator,
+    /// Whether to send PKCE (S256); off only for a provider that refuses it.
+    #[serde(default = "default_pkce")]
+    pub pkce: bool,
+    /// Dot path of the user's tokens in a nested token response (Slack:
+    /// `authed_user`), used when the top level has no access token.
+    #[serde(default)]
+    pub token_response_path: Option<String>,
+    /// The token-answer member with the refresh token's lifetime in
+    /// seconds, when not `refresh_token_expires_in`; recorded at connect.
+    #[serde(default)]
+    pub refresh_token_expiry_field: Option<String>,
     /// The OAuth client id.
     pub client_id: String,
     /// The OAuth client secret.
@@ -95,6 +121,32 @@ pub struct ProviderConfig {
 
 fn default_subject_field() -> String {
     "sub".to_owned()
+}
+
+fn default_subject_claim() -> String {
+    "sub".to_owned()
+}
+
+fn default_pkce() -> bool {
+    true
+}
+
+/// Where a plain OAuth 2.0 provider names the account.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectSource {
+    /// `subject_field` of the user API's answer (`user_endpoint`).
+    #[default]
+    UserApi,
+    /// `subject_field` of the token response.
+    TokenResponse,
+    /// `subject_claim` of the token response's ID token, which came straight
+    /// from the token endpoint over TLS (OpenID Connect Core 3.1.3.7); its
+    /// `aud` must be this client.
+    IdToken,
+    /// The callback's `subject_field` query parameter (QuickBooks'
+    /// `realmId`).
+    Redirect,
 }
 
 fn default_timeout_secs() -> u64 {
@@ -131,7 +183,8 @@ pub(crate) enum Endpoints {
     Oauth2 {
         authorization: Url,
         token: Url,
-        user: Url,
+        /// The user API, for [`SubjectSource::UserApi`].
+        user: Option<Url>,
     },
 }
 
@@ -139,6 +192,14 @@ impl ProviderConfig {
     /// The name shown to people.
     pub fn display_name(&self) -> &str {
         self.display_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Where the provider puts the tokens in its token answers.
+    pub fn response_shape(&self) -> ResponseShape {
+        ResponseShape {
+            nested_path: self.token_response_path.clone(),
+            expiry_field: self.refresh_token_expiry_field.clone(),
+        }
     }
 
     /// The per-call time limit.
@@ -185,13 +246,24 @@ impl ProviderConfig {
             }
             ProviderKind::Oauth2 => {
                 forbidden("issuer", &self.issuer)?;
+                let user = if self.subject_from == SubjectSource::UserApi {
+                    Some(required("user_endpoint", &self.user_endpoint)?)
+                } else {
+                    if self.user_endpoint.is_some() {
+                        return Err(format!(
+                            "{}: only used with subject_from = \"user_api\"",
+                            setting("user_endpoint")
+                        ));
+                    }
+                    None
+                };
                 Endpoints::Oauth2 {
                     authorization: required(
                         "authorization_endpoint",
                         &self.authorization_endpoint,
                     )?,
                     token: required("token_endpoint", &self.token_endpoint)?,
-                    user: required("user_endpoint", &self.user_endpoint)?,
+                    user,
                 }
             }
         };
@@ -201,8 +273,24 @@ impl ProviderConfig {
             self.timeout_secs,
             MAX_TIMEOUT_SECS,
         )?;
-        if self.subject_field.is_empty() {
-            return Err(format!("{}: must not be empty", setting("subject_field")));
+        check_member_path(&setting("subject_field"), &self.subject_field)?;
+        check_member_path(&setting("subject_claim"), &self.subject_claim)?;
+        for (field, value) in [
+            ("token_response_path", &self.token_response_path),
+            (
+                "refresh_token_expiry_field",
+                &self.refresh_token_expiry_field,
+            ),
+        ] {
+            if let Some(value) = value {
+                check_member_path(&setting(field), value)?;
+            }
+        }
+        if self.kind == ProviderKind::Oidc && self.subject_from != SubjectSource::UserApi {
+            return Err(format!(
+                "{}: an OpenID provider names the account in its validated ID token (see subject_claim)",
+                setting("subject_from")
+            ));
         }
         check_scopes(setting, &self.scopes)?;
         if self.kind == ProviderKind::Oidc && !self.scopes.iter().any(|s| s == "openid") {

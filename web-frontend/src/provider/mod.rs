@@ -7,8 +7,10 @@
 //! sealed; the access and ID tokens are dropped after identifying the
 //! account. Nothing here logs or formats a token.
 
+mod answer;
 mod config;
 mod error;
+mod from_catalogue;
 mod oidc;
 mod plain;
 
@@ -20,8 +22,9 @@ use tokenvault_runtime::secret::Secret;
 use url::Url;
 use zeroize::Zeroizing;
 
-pub use config::{ClientAuth, ProviderConfig, ProviderKind};
+pub use config::{ClientAuth, ProviderConfig, ProviderKind, ScopeSeparator, SubjectSource};
 pub use error::ProviderError;
+pub use from_catalogue::ConnectSettings;
 pub use plain::user_api_subject;
 
 use config::Endpoints;
@@ -53,6 +56,8 @@ pub struct Granted {
     pub subject: String,
     /// The refresh token.
     pub refresh_token: Secret,
+    /// How long the provider said the refresh token lives, in seconds.
+    pub refresh_token_expires_in: Option<u64>,
 }
 
 /// The refresh token of a code exchange's answer: without one, the account
@@ -72,6 +77,7 @@ pub struct Provider {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per provider, built at start
 enum Flow {
     Oidc(oidc::OidcFlow),
     Plain(plain::PlainFlow),
@@ -148,18 +154,23 @@ impl Provider {
     }
 
     /// Exchanges `code`, checks that a refresh token came back, and
-    /// identifies the account.
+    /// identifies the account (`callback_query`: the callback's query
+    /// string, where some providers name it).
     pub async fn finish(
         &self,
         code: String,
         verifier: &str,
         nonce: &str,
+        callback_query: Option<&str>,
     ) -> Result<Granted, ProviderError> {
         let code = oauth2::AuthorizationCode::new(code);
         let verifier = PkceCodeVerifier::new(verifier.to_owned());
         let granted = match &self.flow {
-            Flow::Oidc(f) => f.finish(code, verifier, nonce).await?,
-            Flow::Plain(f) => f.finish(&self.config, code, verifier).await?,
+            Flow::Oidc(f) => f.finish(&self.config, code, verifier, nonce).await?,
+            Flow::Plain(f) => {
+                f.finish(&self.config, code, verifier, callback_query)
+                    .await?
+            }
         };
         tokenvault_proto::ids::check_account(&granted.subject).map_err(|_| {
             ProviderError::Identity(

@@ -15,6 +15,7 @@ use openidconnect::{
 use tokio::sync::Mutex;
 use url::Url;
 
+use super::answer::{AnswerSubject, ShapedHttp, id_token_claim};
 use super::config::{ClientAuth, ProviderConfig};
 use super::error::{ProviderError, root_cause, token_request_error};
 use super::{Granted, new_state};
@@ -121,13 +122,14 @@ impl OidcFlow {
         let state = new_state();
         let state_for_url = state.clone();
         let client = self.client(&metadata);
-        let mut request = client
-            .authorize_url(
-                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
-                move || CsrfToken::new(state_for_url),
-                Nonce::new_random,
-            )
-            .set_pkce_challenge(challenge);
+        let mut request = client.authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            move || CsrfToken::new(state_for_url),
+            Nonce::new_random,
+        );
+        if config.pkce {
+            request = request.set_pkce_challenge(challenge);
+        }
         for scope in config.scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
@@ -140,17 +142,23 @@ impl OidcFlow {
 
     pub(super) async fn finish(
         &self,
+        config: &ProviderConfig,
         code: AuthorizationCode,
         verifier: PkceCodeVerifier,
         nonce: &str,
     ) -> Result<Granted, ProviderError> {
         let metadata = self.metadata(false).await?;
         let client = self.client(&metadata);
-        let response = client
+        let mut request = client
             .exchange_code(code)
-            .map_err(|e| ProviderError::Misconfigured(e.to_string()))?
-            .set_pkce_verifier(verifier)
-            .request_async(&self.http)
+            .map_err(|e| ProviderError::Misconfigured(e.to_string()))?;
+        if config.pkce {
+            request = request.set_pkce_verifier(verifier);
+        }
+        let shape = config.response_shape();
+        let http = ShapedHttp::new(&self.http, &shape, &AnswerSubject::Elsewhere);
+        let response = request
+            .request_async(&http)
             .await
             .map_err(token_request_error)?;
         let refresh_token = super::refresh_token(&response)?;
@@ -173,9 +181,21 @@ impl OidcFlow {
             }
             Err(e) => return Err(id_token_error(e)),
         };
+        // Validated above (signature, iss, aud, exp, nonce): another claim
+        // may now be read from it.
+        let subject = if config.subject_claim == "sub" {
+            subject
+        } else {
+            id_token_claim(
+                &id_token.to_string(),
+                &config.subject_claim,
+                self.client_id.as_str(),
+            )?
+        };
         Ok(Granted {
             subject,
             refresh_token,
+            refresh_token_expires_in: http.refresh_token_expires_in(),
         })
     }
 }
