@@ -244,11 +244,7 @@ async fn providers(
     config: &Config,
     metrics: RefreshMetrics,
 ) -> Result<HashMap<String, Arc<Provider>>, ServeError> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| ServeError::Http(e.to_string()))?;
+    let http = tokenvault_oauth::http_client().map_err(|e| ServeError::Http(e.to_string()))?;
     let mut providers = HashMap::new();
     for p in &config.providers {
         let provider = Provider::new(p.clone(), http.clone())

@@ -76,26 +76,34 @@ impl SetServiceImpl {
                 ));
             }
         };
-        if metadata.is_some() && req.expected_version.is_some() {
+        let import = req.expected_version == Some(0);
+        if metadata.is_some() && req.expected_version.is_some() && !import {
             return Err(RpcError::InvalidArgument(
                 "metadata_json: a rotation (expected_version) keeps the account's metadata; \
                  send metadata with a connect only"
                     .into(),
             ));
         }
+        let facts = TokenFacts {
+            metadata: metadata.as_deref(),
+            refresh_token_expires_at,
+        };
         let outcome = match req.expected_version {
-            None => {
+            // Only if nothing was ever stored for the key (an import).
+            Some(0) => {
                 self.store
-                    .store_with(
+                    .store_if_absent_with(
                         &req.account,
                         &req.provider,
                         &req.sealed_token,
                         &kid,
-                        TokenFacts {
-                            metadata: metadata.as_deref(),
-                            refresh_token_expires_at,
-                        },
+                        facts,
                     )
+                    .await?
+            }
+            None => {
+                self.store
+                    .store_with(&req.account, &req.provider, &req.sealed_token, &kid, facts)
                     .await?
             }
             Some(expected) => {

@@ -55,6 +55,9 @@ pub struct Options {
     /// set-service's webhook endpoints (none by default); see
     /// [`crate::webhook_receiver::WebhookReceiver::endpoint`].
     pub webhooks: Vec<tokenvault_set_service::config::WebhookConfig>,
+    /// Identities set-service admits to `StoreRefreshToken` besides its
+    /// defaults (e.g. an import's).
+    pub set_store_allow: Vec<tokenvault_tls::IdentityPattern>,
     /// Provider-catalogue entries configured in web-frontend and
     /// get-service under their own names, pointed at the authorization
     /// server (see [`crate::catalogue`]).
@@ -87,6 +90,7 @@ impl Default for Options {
             policy: None,
             webhooks: Vec::new(),
             catalogue: Vec::new(),
+            set_store_allow: Vec::new(),
         }
     }
 }
@@ -144,6 +148,10 @@ impl System {
         }
         let mut set_config = set_service_config(&pki, &store.writer_url)?;
         set_config.webhooks = options.webhooks.clone();
+        set_config
+            .allow
+            .store_refresh_token
+            .extend(options.set_store_allow.iter().cloned());
         set_config
             .providers
             .extend(options.catalogue.iter().map(|name| (*name).to_owned()));

@@ -43,6 +43,16 @@ type OAuthClient = oauth2::Client<
     EndpointSet,
 >;
 
+/// The HTTP client every [`Provider`] of a process shares: no redirects
+/// (see [`Provider::new`]) and a connect timeout.
+pub fn http_client() -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| ProviderError::Misconfigured(format!("cannot build the HTTP client: {e}")))
+}
+
 /// A configured provider. Cheap to share behind an `Arc`; every method takes
 /// `&self` and may run concurrently.
 pub struct Provider {

@@ -42,7 +42,7 @@ mod token_body;
 mod transport;
 
 pub use catalogue::RefreshSettings;
-pub use client::Provider;
+pub use client::{Provider, http_client};
 pub use config::{ClientAuth, ProviderConfig};
 pub use discovery::Endpoints;
 pub use error::ProviderError;

@@ -25,15 +25,19 @@ const INSERT_TOKEN: Sql = Sql::both(
 );
 
 /// Appends a token only while the newest row of the key is version `$6`
-/// (optimistic concurrency for rotated tokens).
+/// (optimistic concurrency for rotated tokens); `$6` = 0: only while the key
+/// has no row at all (an import).
 const INSERT_TOKEN_IF_NEWEST: Sql = Sql::both(
     "INSERT INTO token_events (account, provider, kind, sealed_token, kid, token_hash) \
      SELECT $1, $2, 'token', $3, $4, $5 \
-     WHERE (SELECT id FROM token_events WHERE account = $1 AND provider = $2 \
-            ORDER BY id DESC LIMIT 1) = $6 \
+     WHERE COALESCE((SELECT id FROM token_events WHERE account = $1 AND provider = $2 \
+            ORDER BY id DESC LIMIT 1), 0) = $6 \
      ON CONFLICT DO NOTHING \
      RETURNING id",
 );
+
+/// The expected version that means "nothing stored yet" (ids start at 1).
+pub const NOTHING_STORED: i64 = 0;
 
 /// PostgreSQL's store of a token: one round trip (migration 0010); returns the new id or NULL.
 const STORE_TOKEN_POSTGRES: &str =
@@ -188,6 +192,29 @@ impl TokenWriter {
         .await
     }
 
+    /// Like [`Self::store_with`], but only if nothing was ever stored for
+    /// (account, provider): an import never replaces a token tokenvault
+    /// already holds (nor revives a disconnected account), and importing the
+    /// same line twice stores it once. Otherwise [`StoreError::Conflict`].
+    pub async fn store_if_absent_with(
+        &self,
+        account: &str,
+        provider: &str,
+        sealed_token: &str,
+        kid: &str,
+        facts: TokenFacts<'_>,
+    ) -> Result<StoreOutcome> {
+        self.store_conditionally(
+            account,
+            provider,
+            sealed_token,
+            kid,
+            Some(NOTHING_STORED),
+            facts,
+        )
+        .await
+    }
+
     /// Like [`Self::store`], with what the token carries besides itself (see [`TokenFacts`]),
     /// stored in the same transaction.
     pub async fn store_with(
@@ -328,6 +355,10 @@ impl TokenWriter {
                         .await?
                 });
                 let version = existing.ok_or_else(|| match expected_version {
+                    Some(NOTHING_STORED) => StoreError::Conflict(
+                        "a token is already stored for this account (or it was disconnected)"
+                            .to_owned(),
+                    ),
                     Some(expected) => StoreError::Conflict(format!(
                         "the newest stored version is no longer {expected} \
                          (the account was disconnected or reconnected meanwhile)"

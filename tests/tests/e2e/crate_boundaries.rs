@@ -122,6 +122,11 @@ fn only_get_service_can_open_a_sealed_token() {
     for never in ["tokenvault-store", "tokenvault-get-service", "sqlx"] {
         assert!(!web.contains(never), "web-frontend links {never}");
     }
+    // The import seals with public keys only, and never reads the store.
+    let import = graph.closure("tokenvault-import");
+    for never in ["tokenvault-opener", "tokenvault-store", "sqlx"] {
+        assert!(!import.contains(never), "tokenvault-import links {never}");
+    }
     let set_service = graph.closure("tokenvault-set-service");
     assert!(!set_service.contains("tokenvault-get-service"));
     assert!(!set_service.contains("cryptoki"));
@@ -188,6 +193,7 @@ fn shared_libraries_depend_only_on_the_layers_below() {
         "tokenvault-web-frontend",
         "tokenvault-pki",
         "tokenvault-worker",
+        "tokenvault-import",
         "tokenvault-demo-auth",
         "tokenvault-quickstart",
         "tokenvault-tests",

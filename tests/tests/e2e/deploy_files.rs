@@ -79,6 +79,19 @@ impl Configs {
 }
 
 #[test]
+fn the_import_example_loads_with_the_import_loader() {
+    let config =
+        tokenvault_import::ImportConfig::load(&deploy_dir().join("examples/import.toml")).unwrap();
+    assert_eq!(config.set_service.address, "set.internal:7401");
+    // The catalogue filled in the provider's endpoints.
+    assert_eq!(config.providers[0].name, "google");
+    assert_eq!(
+        config.providers[0].issuer.as_deref(),
+        Some("https://accounts.google.com")
+    );
+}
+
+#[test]
 fn example_configs_load_with_the_real_loaders() {
     let c = Configs::load(
         &read("examples/set-service.toml"),

@@ -13,6 +13,7 @@ mod footprint;
 mod framing;
 mod get_service;
 mod grpc_discovery;
+mod import;
 mod inventory;
 mod jose_interop;
 mod keep_alive;

@@ -5,7 +5,7 @@
 
 use tokenvault_store::{
     DisconnectOutcome, Latest, MAX_SEALED_TOKEN_LEN, RevocationOutcome, StoreAdmin, StoreError,
-    TokenReader, TokenStatus, TokenWriter,
+    TokenFacts, TokenReader, TokenStatus, TokenWriter,
 };
 use tokenvault_tests::store::TestStore;
 
@@ -90,6 +90,51 @@ async fn idempotent_retry(store: &TestStore) {
         .unwrap();
     assert!(!other.already_stored);
     assert!(other.version > first.version);
+}
+
+/// An import stores only where nothing was ever stored: once per key, never
+/// over a token, never reviving a disconnected account.
+async fn store_if_absent_stores_once(store: &TestStore) {
+    let h = open(store).await;
+    let facts = || TokenFacts {
+        metadata: Some(r#"{"tenant":"t1"}"#),
+        refresh_token_expires_at: Some(4_000_000_000),
+    };
+    let first = h
+        .writer
+        .store_if_absent_with("imp", "github", "sealed.i1", "k", facts())
+        .await
+        .unwrap();
+    assert!(!first.already_stored);
+    // The same line again (sealed anew): refused, nothing written.
+    let before = h.admin.count_rows().await.unwrap();
+    let again = h
+        .writer
+        .store_if_absent_with("imp", "github", "sealed.i2", "k", facts())
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(h.admin.count_rows().await.unwrap(), before);
+    // The very same sealed bytes (a retry of the first call) is that call's.
+    let retry = h
+        .writer
+        .store_if_absent_with("imp", "github", "sealed.i1", "k", facts())
+        .await
+        .unwrap();
+    assert!(retry.already_stored && retry.version == first.version);
+    // A disconnected account is not revived by an import.
+    h.writer.disconnect("imp", "github").await.unwrap();
+    let revived = h
+        .writer
+        .store_if_absent_with("imp", "github", "sealed.i3", "k", facts())
+        .await;
+    assert!(
+        matches!(revived, Err(StoreError::Conflict(_))),
+        "{revived:?}"
+    );
+    assert!(matches!(
+        h.reader.latest("imp", "github").await.unwrap(),
+        Latest::Disconnected
+    ));
 }
 
 async fn tombstone_hides_and_store_revives(store: &TestStore) {
@@ -473,6 +518,7 @@ async fn revocation_clears_the_disconnected_token(store: &TestStore) {
 tokenvault_tests::on_both_backends!(
     round_trip,
     idempotent_retry,
+    store_if_absent_stores_once,
     tombstone_hides_and_store_revives,
     revocation_clears_the_disconnected_token,
     pruning_keeps_newest_only,
