@@ -322,12 +322,18 @@ pub(crate) fn refreshed(
     let lifetime = response
         .expires_in
         .map_or(default_lifetime, Duration::from_secs);
-    let scopes = match response.scopes.take() {
-        Some(scopes) if !scopes.is_empty() => scopes
-            .iter()
-            .flat_map(|s| separator.split(s.as_str()))
-            .collect(),
-        _ => asked.to_vec(),
+    let named: Vec<String> = response
+        .scopes
+        .take()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|s| separator.split(s.as_str()))
+        .collect();
+    // A response that names no scope (or only separators) has those asked.
+    let scopes = if named.is_empty() {
+        asked.to_vec()
+    } else {
+        named
     };
     let refresh_token = response
         .refresh_token

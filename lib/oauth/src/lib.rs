@@ -84,6 +84,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn comma_scopes_are_split_and_a_blank_answer_keeps_those_asked() {
+        use crate::config::ScopeSeparator;
+        let asked = vec!["a".to_owned()];
+        let body = |json: &str| serde_json::from_str::<token_body::TokenBody>(json).unwrap();
+        let split = client::refreshed(
+            body(r#"{"access_token":"t","scope":"x,y, z"}"#),
+            &asked,
+            ScopeSeparator::Comma,
+            "sent",
+            0,
+            std::time::Duration::from_secs(1),
+        );
+        assert_eq!(split.scopes, ["x", "y", "z"]);
+        let blank = client::refreshed(
+            body(r#"{"access_token":"t","scope":","}"#),
+            &asked,
+            ScopeSeparator::Comma,
+            "sent",
+            0,
+            std::time::Duration::from_secs(1),
+        );
+        assert_eq!(blank.scopes, asked);
+    }
+
+    #[test]
     fn refreshed_debug_is_redacted() {
         let r = Refreshed {
             access_token: Secret::new("at-123456789".into()),
