@@ -23,6 +23,17 @@ impl AccountKey {
         Self::with_provider(account, Arc::from(provider))
     }
 
+    /// The key of `provider`'s own client-credentials token: no account
+    /// (an empty id, which no account can have).
+    pub fn client(provider: Arc<str>) -> Self {
+        Self::with_provider("", provider)
+    }
+
+    /// Whether this is a provider's client token, not an account's.
+    pub fn is_client(&self) -> bool {
+        self.account.is_empty()
+    }
+
     /// The key of `account` at `provider`, sharing `provider`'s text.
     pub fn with_provider(account: &str, provider: Arc<str>) -> Self {
         Self {

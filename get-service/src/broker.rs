@@ -29,6 +29,9 @@
 //!   are cached and refreshed apart, by scope set, but refreshes stay one at
 //!   a time per account ([`scoped`]).
 //!
+//! - The application's own client-credentials tokens go through the same
+//!   cache and flights, keyed by provider alone ([`client`]).
+//!
 //! One refresh is [`refresh`]; this module is the cache and the flights
 //! around it. Flights are tracked, so that a stop can let them finish
 //! ([`Broker::drain`]).
@@ -47,6 +50,7 @@
 //! This module holds plaintext refresh tokens only inside one refresh, and
 //! access tokens in the cache, all in `Zeroizing` buffers.
 
+mod client;
 mod idle;
 mod refresh;
 mod scoped;
@@ -290,7 +294,13 @@ impl Broker {
     async fn token_for(&self, key: CacheKey, min_ttl_secs: u32) -> Outcome {
         let provider = key.account.provider.clone();
         let min_ttl = i64::from(min_ttl_secs).max(1);
-        let known_lifetime = lock(&self.inner.lifetimes).get(&*provider).copied();
+        // (What the provider's account tokens live says nothing of its
+        // client tokens.)
+        let known_lifetime = if key.account.is_client() {
+            None
+        } else {
+            lock(&self.inner.lifetimes).get(&*provider).copied()
+        };
         if let Some(lifetime) = known_lifetime.filter(|l| min_ttl > *l) {
             return Err(too_long(min_ttl_secs, &provider, lifetime));
         }
@@ -347,7 +357,8 @@ impl Broker {
             }
         };
         if let Some((token, stale)) = hit {
-            if stale {
+            // A client token has nothing stored to confirm.
+            if stale && !key.account.is_client() {
                 self.revalidate(key).await?;
             }
             let ahead = i64::try_from(self.inner.config.refresh_ahead_secs)

@@ -206,6 +206,8 @@ impl Default for CacheConfig {
 pub struct AllowConfig {
     /// Who may call `GetAccessToken`.
     pub get_access_token: Vec<IdentityPattern>,
+    /// Who may call `GetClientAccessToken` (default `worker`).
+    pub get_client_access_token: Vec<IdentityPattern>,
     /// Who may call `GetAccountStatus`.
     pub get_account_status: Vec<IdentityPattern>,
     /// Who may call `AccountInventory.ListAccounts` (default `admin`).
@@ -218,6 +220,7 @@ impl Default for AllowConfig {
     fn default() -> Self {
         Self {
             get_access_token: vec![IdentityPattern::Role(Role::Worker)],
+            get_client_access_token: vec![IdentityPattern::Role(Role::Worker)],
             get_account_status: vec![IdentityPattern::Role(Role::Worker)],
             list_accounts: vec![IdentityPattern::Role(Role::Admin)],
             watch_account_events: vec![IdentityPattern::Role(Role::Admin)],

@@ -13,6 +13,12 @@
 //! accounts = ["acme:*"]            # `*`, a prefix ending in `*`, or exact
 //! providers = ["google"]           # configured names, or ["*"]
 //! scopes = ["openid", "email"]     # optional ceiling
+//!
+//! [[rules]]
+//! name = "reports"
+//! callers = ["worker/reports"]
+//! client_token = true              # the application's own token
+//! providers = ["partner-api"]      # (accounts may be left out)
 //! ```
 //!
 //! - The first rule that matches the caller, the account and the provider
@@ -21,6 +27,10 @@
 //! - With no rule file every caller the allow-list admits reads every
 //!   account, as before policies existed, and get-service warns at start. A
 //!   file without rules is refused (it would open everything by mistake).
+//! - The application's own client-credentials token of a provider is no
+//!   account: only a rule with `client_token = true` allows it
+//!   ([`Policy::decide_client`]), so that `accounts = ["*"]` never hands a
+//!   worker the application's machine token.
 //! - A ceiling caps the scopes of the token the caller gets: asking beyond
 //!   it is refused; asking for nothing gets the grant's scopes within it.
 //! - The account inventory (`AccountInventory`, [`crate::inventory`])
@@ -53,6 +63,8 @@ pub struct Rule {
     label: String,
     callers: Vec<CallerPattern>,
     accounts: Vec<AccountPattern>,
+    /// Whether it allows the providers' client-credentials tokens.
+    client_token: bool,
     /// `None`: every provider.
     providers: Option<Vec<String>>,
     /// The most scopes a token for these callers may carry; `None`: as many
@@ -72,10 +84,13 @@ impl Rule {
     fn matches_parts(&self, caller: &SpiffeId, account: &str, provider: &str) -> bool {
         self.names(caller)
             && self.accounts.iter().any(|a| a.matches(account))
-            && self
-                .providers
-                .as_ref()
-                .is_none_or(|ps| ps.iter().any(|p| p == provider))
+            && self.names_provider(provider)
+    }
+
+    fn names_provider(&self, provider: &str) -> bool {
+        self.providers
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|p| p == provider))
     }
 }
 
@@ -120,7 +135,10 @@ struct RuleFile {
 struct RuleText {
     name: String,
     callers: Vec<String>,
+    #[serde(default)]
     accounts: Vec<String>,
+    #[serde(default)]
+    client_token: bool,
     providers: Vec<String>,
     #[serde(default)]
     scopes: Option<Vec<String>>,
@@ -170,6 +188,20 @@ impl Policy {
         }
     }
 
+    /// What the policy says of `caller` getting `provider`'s own
+    /// client-credentials token: only a `client_token` rule allows it.
+    pub fn decide_client(&self, caller: &SpiffeId, provider: &str) -> Decision {
+        if self.is_open() {
+            return Decision::Open;
+        }
+        let allows =
+            |r: &&Arc<Rule>| r.client_token && r.names(caller) && r.names_provider(provider);
+        match self.rules.iter().find(allows) {
+            Some(rule) => Decision::Allowed(Arc::clone(rule)),
+            None => Decision::NoRule,
+        }
+    }
+
     /// Whether some rule names `caller` among its callers, whatever accounts
     /// it covers. The account inventory lists everything to a caller no rule
     /// names, and only what [`Policy::allows`] to one that a rule names.
@@ -199,7 +231,9 @@ impl RuleText {
             }
         };
         nonempty("callers", self.callers.len())?;
-        nonempty("accounts", self.accounts.len())?;
+        if !self.client_token {
+            nonempty("accounts", self.accounts.len())?;
+        }
         nonempty("providers", self.providers.len())?;
         let callers = self
             .callers
@@ -238,6 +272,7 @@ impl RuleText {
             name: self.name,
             callers,
             accounts,
+            client_token: self.client_token,
             providers: (!any_provider).then_some(self.providers),
             ceiling,
         })
@@ -306,6 +341,38 @@ providers = ["*"]
             _ => None,
         };
         assert_eq!(ceiling.unwrap().to_string(), "email openid");
+    }
+
+    #[test]
+    fn only_client_token_rules_allow_a_client_token() {
+        let text = format!(
+            "{RULES}\n[[rules]]\nname = \"reports\"\ncallers = [\"worker/reports\"]\n\
+             client_token = true\nproviders = [\"github\"]\n"
+        );
+        let policy = Policy::parse(&text, TD, PROVIDERS).unwrap();
+        let decide = |who: &str, provider: &str| {
+            policy
+                .decide_client(&caller(who), provider)
+                .label()
+                .to_owned()
+        };
+        assert_eq!(decide("reports", "github"), "rule:reports");
+        assert_eq!(decide("reports", "google"), "none");
+        // A rule for every account of a provider is no client-token rule.
+        assert_eq!(decide("crm", "github"), "none");
+        // And a client-token rule without accounts allows no account.
+        let account = AccountKey::new("acme:1", "github");
+        assert_eq!(policy.decide(&caller("reports"), &account).label(), "none");
+        // Without client_token, accounts are still required.
+        let missing = "[[rules]]\nname = \"x\"\ncallers = [\"worker/x\"]\nproviders = [\"*\"]\n";
+        assert!(Policy::parse(missing, TD, PROVIDERS).is_err());
+        assert_eq!(
+            Policy::parse("", TD, PROVIDERS)
+                .unwrap()
+                .decide_client(&caller("x"), "github")
+                .label(),
+            "open"
+        );
     }
 
     #[test]

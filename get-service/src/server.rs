@@ -45,7 +45,7 @@ use crate::service::GetServiceImpl;
 const SET_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// get-service's `GetService` RPCs.
-pub const RPCS: [&str; 2] = ["GetAccessToken", "GetAccountStatus"];
+pub const RPCS: [&str; 3] = ["GetAccessToken", "GetClientAccessToken", "GetAccountStatus"];
 
 /// get-service's `AccountInventory` RPCs, served beside them.
 pub const INVENTORY_RPCS: [&str; 2] = ["ListAccounts", "WatchAccountEvents"];
@@ -56,6 +56,10 @@ pub fn allow_list(allow: &AllowConfig) -> AllowList {
     let inventory = |method: &str| GrpcService::path(INVENTORY_SERVICE_NAME, method);
     AllowList::new()
         .allow(&path("GetAccessToken"), &allow.get_access_token)
+        .allow(
+            &path("GetClientAccessToken"),
+            &allow.get_client_access_token,
+        )
         .allow(&path("GetAccountStatus"), &allow.get_account_status)
         .allow(&inventory("ListAccounts"), &allow.list_accounts)
         .allow(

@@ -2,11 +2,14 @@
 //! account policy ([`crate::policy`]) and writes one audit line (caller,
 //! peer, RPC, account, provider, the policy rule that decided, outcome); the
 //! access token goes to the caller only, never to a log line.
+//!
+//! `GetClientAccessToken` serves the application's own client-credentials
+//! tokens: its audit line names the account `(client)`.
 
 use tokenvault_proto::v1::get_service_server::GetService;
 use tokenvault_proto::v1::{
     GetAccessTokenRequest, GetAccessTokenResponse, GetAccountStatusRequest,
-    GetAccountStatusResponse,
+    GetAccountStatusResponse, GetClientAccessTokenRequest,
 };
 use tokenvault_rpc::audit;
 use tokenvault_tls::PeerInfo;
@@ -117,6 +120,66 @@ impl GetServiceImpl {
         (Some(decision), result)
     }
 
+    async fn client_access_token(
+        &self,
+        peer: Option<&PeerInfo>,
+        req: &GetClientAccessTokenRequest,
+    ) -> Governed<GetAccessTokenResponse> {
+        let checked = tokenvault_proto::ids::check_provider(&req.provider)
+            .map_err(|m| TokenError::InvalidArgument(m.into()))
+            .and_then(|()| {
+                let asked = ScopeSet::parse(&req.scopes).map_err(TokenError::InvalidArgument)?;
+                match self.broker.provider_name(&req.provider) {
+                    Some(name) if self.broker.serves_client_credentials(&name) => Ok((name, asked)),
+                    _ => Err(TokenError::InvalidArgument(format!(
+                        "provider: {:?} is not a provider configured for the client-credentials \
+                         grant (client_credentials = true)",
+                        req.provider
+                    ))),
+                }
+            });
+        let (provider, asked) = match checked {
+            Ok(checked) => checked,
+            Err(e) => return (None, Err(e)),
+        };
+        let policy = self.policy.borrow().clone();
+        let decision = match peer {
+            Some(peer) => policy.decide_client(&peer.id, &provider),
+            None if policy.is_open() => Decision::Open,
+            None => Decision::NoRule,
+        };
+        if matches!(decision, Decision::NoRule) {
+            let denied = TokenError::PermissionDenied(format!(
+                "caller {} may not have the client token of {provider}: no account policy rule \
+                 with client_token = true allows it",
+                caller(peer)
+            ));
+            return (Some(decision), Err(denied));
+        }
+        let scopes = match client_scopes(&decision, asked, self.broker.client_scopes(&provider)) {
+            Ok(scopes) => scopes,
+            Err(beyond) => {
+                let denied = TokenError::PermissionDenied(format!(
+                    "caller {} may not have scopes {beyond} of the client token of {provider}: \
+                     beyond what its account policy rule allows",
+                    caller(peer)
+                ));
+                return (Some(decision), Err(denied));
+            }
+        };
+        let result = self
+            .broker
+            .client_token(provider, req.min_ttl_seconds, scopes)
+            .await
+            .map(|token| GetAccessTokenResponse {
+                access_token: token.token.to_string(),
+                token_type: token.token_type.to_string(),
+                expires_at_unix: token.expires_at_unix,
+                scopes: token.scopes.to_vec(),
+            });
+        (Some(decision), result)
+    }
+
     async fn account_status(
         &self,
         peer: Option<&PeerInfo>,
@@ -164,6 +227,39 @@ fn want(decision: &Decision, asked: ScopeSet) -> Result<Want, ScopeSet> {
     }
 }
 
+/// Which scopes to ask a client token with (`None`: the configured ones):
+/// what the caller asked for, within its rule's ceiling; asking for nothing
+/// under a ceiling gets the configured scopes within it (or the ceiling, if
+/// none are configured). The error is the scopes beyond the ceiling.
+fn client_scopes(
+    decision: &Decision,
+    asked: ScopeSet,
+    configured: Option<ScopeSet>,
+) -> Result<Option<ScopeSet>, ScopeSet> {
+    let ceiling = match decision {
+        Decision::Allowed(rule) => rule.ceiling.as_ref(),
+        Decision::Open | Decision::NoRule => None,
+    };
+    match ceiling {
+        None if asked.is_empty() => Ok(None),
+        None => Ok(Some(asked)),
+        Some(ceiling) if asked.is_empty() => match configured.filter(|c| !c.is_empty()) {
+            Some(configured) if configured.is_subset(ceiling) => Ok(None),
+            Some(configured) => {
+                let within = configured.intersection(ceiling);
+                if within.is_empty() {
+                    Err(configured.beyond(ceiling))
+                } else {
+                    Ok(Some(within))
+                }
+            }
+            None => Ok(Some(ceiling.clone())),
+        },
+        Some(ceiling) if asked.is_subset(ceiling) => Ok(Some(asked)),
+        Some(ceiling) => Err(asked.beyond(ceiling)),
+    }
+}
+
 fn caller(peer: Option<&PeerInfo>) -> String {
     peer.map_or_else(|| "(unknown)".to_owned(), |p| p.id.to_string())
 }
@@ -181,6 +277,23 @@ impl GetService for GetServiceImpl {
             "GetAccessToken",
             peer.as_ref(),
             (&req.account, &req.provider),
+            policy.as_ref().map(Decision::label),
+            result,
+            TokenError::outcome,
+        )
+    }
+
+    async fn get_client_access_token(
+        &self,
+        request: Request<GetClientAccessTokenRequest>,
+    ) -> Result<Response<GetAccessTokenResponse>, Status> {
+        let peer = request.extensions().get::<PeerInfo>().cloned();
+        let req = request.into_inner();
+        let (policy, result) = self.client_access_token(peer.as_ref(), &req).await;
+        audit::respond_with_policy(
+            "GetClientAccessToken",
+            peer.as_ref(),
+            ("(client)", &req.provider),
             policy.as_ref().map(Decision::label),
             result,
             TokenError::outcome,

@@ -53,6 +53,11 @@ requests_and_replies! {
     WatchAccountEventsRequest => AccountEvent,
 }
 
+// Its reply is GetAccessTokenResponse, stated above.
+impl Decoded for v1::GetClientAccessTokenRequest {
+    const REQUEST: bool = true;
+}
+
 /// prost's codec with [`StrictDecoder`]; named by the generated code.
 #[derive(Debug, Clone)]
 pub struct TokenvaultCodec<T, U>(PhantomData<(T, U)>);

@@ -28,6 +28,13 @@
 // scope "openid offline_access profile email"):
 //   tokenvault       / tokenvault-secret        client_secret_basic
 //   tokenvault-post  / tokenvault-post-secret   client_secret_post
+// Client credentials (RFC 6749 4.4) only, scope "api.read api.write":
+//   tokenvault-machine / tokenvault-machine-secret   client_secret_basic
+// Device authorization grant (RFC 8628) + refresh_token, scope
+// "openid offline_access profile email", no redirect URIs:
+//   tokenvault-device  / tokenvault-device-secret    client_secret_basic
+// (oidc-provider accepts client_secret_post from any client registered with
+// client_secret_basic, and the reverse.)
 //
 // Behaviour that matters to tokenvault:
 // - A refresh token is issued only when `offline_access` is granted, and
@@ -40,14 +47,32 @@
 //   whole grant too; of an access token, only that token.
 // - Introspection (POST /token/introspection, client authentication) and
 //   userinfo (GET /me, Bearer access token) are on.
+// - Client credentials: opaque access tokens (no refresh token, no ID token)
+//   that live as long as the others (--access-token-ttl). A scope the client
+//   may not have (api.admin is known but allowed to no client; openid ...)
+//   answers invalid_scope; a scope the server does not know is dropped.
+// - Device flow: POST /device/auth, user pages at /device (oidc-provider's
+//   development pages, then the devInteractions login and consent), polling
+//   with grant_type=urn:ietf:params:oauth:grant-type:device_code. offline_access
+//   is kept without prompt=consent there (that parameter is ignored), so a
+//   device grant gets a refresh token. Device codes live 600 s (see
+//   /test/device-flow); an expired one answers expired_token for 600 s more.
+//   oidc-provider never answers slow_down (inject it with /test/fail) and its
+//   device authorization answers carry no interval (RFC 8628's default: 5 s).
 //
 // Test hooks (development only; unauthenticated; never in a real deployment):
 //   GET  /test/counters      -> {"token_requests":M,"refresh_grants":N,
-//                                "refresh_grants_succeeded":S,"grants_revoked":R}
+//                                "refresh_grants_succeeded":S,"grants_revoked":R,
+//                                "client_credentials_grants":C,
+//                                "device_code_grants":D}
 //        token_requests: every request that reached POST /token (including
 //        injected failures); refresh_grants: those with
 //        grant_type=refresh_token; refresh_grants_succeeded: refresh grants that
-//        issued tokens; grants_revoked: grants revoked for any reason.
+//        issued tokens; grants_revoked: grants revoked for any reason;
+//        client_credentials_grants: token requests with
+//        grant_type=client_credentials; device_code_grants: token requests
+//        (polls) with grant_type=urn:ietf:params:oauth:grant-type:device_code.
+//        The last two count injected failures too, as refresh_grants does.
 //   POST /test/reset-counters -> sets all counters to 0.
 //   POST /test/slow?ms=N     -> every token-endpoint response waits N ms first
 //        (0 = off). The request is processed only after the wait and only if the
@@ -75,6 +100,12 @@
 //        authorization requests separate scopes with commas and answers say
 //        `scope` that way too; subject_field: answers carry the account id
 //        under KEY at the top level, as Dropbox's `account_id`.
+//   POST /test/device-flow?[interval=N][&expires_in=M]
+//                            -> device authorization answers carry
+//        `interval: N` (0 = none, the default, as oidc-provider) and device
+//        codes issued from now on live M seconds (default 600), until the next
+//        call (every call sets both). The interval is only announced, never
+//        enforced.
 //   POST /test/revoke-grant?account=ID
 //                            -> revokes every grant of the account (all its
 //        tokens), as when the user removes the app at the provider; answers
@@ -153,9 +184,15 @@ const counters = {
   refresh_grants: 0,
   refresh_grants_succeeded: 0,
   grants_revoked: 0,
+  client_credentials_grants: 0,
+  device_code_grants: 0,
 };
 let slowMs = 0;
 let refreshTokenLifetime = 0;
+// Device authorization answers: `interval` (0 = none, as oidc-provider) and
+// the device code's lifetime.
+const standardDeviceFlow = () => ({ interval: 0, expiresIn: 600 });
+let deviceFlow = standardDeviceFlow();
 const standardQuirks = () => ({
   nested: '',
   omitExpiresIn: false,
@@ -189,8 +226,26 @@ const clientDefaults = {
   scope: 'openid offline_access profile email',
 };
 
+// The store forgets a record when it expires. Device codes are kept
+// DEVICE_CODE_GRACE seconds longer, so that polling with an expired one
+// answers `expired_token` (RFC 8628) rather than `invalid_grant`.
+const DEVICE_CODE_GRACE = 600;
+const storeAdapter = adapterFactory(store);
+const adapter = (model) => {
+  const instance = storeAdapter(model);
+  if (model === 'DeviceCode') {
+    const upsert = instance.upsert.bind(instance);
+    instance.upsert = (id, payload, expiresIn) => upsert(
+      id,
+      payload,
+      typeof expiresIn === 'number' ? expiresIn + DEVICE_CODE_GRACE : expiresIn,
+    );
+  }
+  return instance;
+};
+
 const provider = new Provider(issuer, {
-  adapter: adapterFactory(store),
+  adapter,
   jwks,
   cookies: { keys: cookieKeys },
   clients: [
@@ -205,6 +260,26 @@ const provider = new Provider(issuer, {
       client_id: 'tokenvault-post',
       client_secret: 'tokenvault-post-secret',
       token_endpoint_auth_method: 'client_secret_post',
+    },
+    {
+      // Machine-to-machine: client credentials only, no end-user.
+      client_id: 'tokenvault-machine',
+      client_secret: 'tokenvault-machine-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: 'api.read api.write',
+    },
+    {
+      // RFC 8628 device authorization grant (input-constrained devices).
+      client_id: 'tokenvault-device',
+      client_secret: 'tokenvault-device-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+      response_types: [],
+      redirect_uris: [],
+      scope: 'openid offline_access profile email',
     },
   ],
   // Any account id signs in; `sub` is the account id.
@@ -228,12 +303,18 @@ const provider = new Provider(issuer, {
     email: ['email', 'email_verified'],
     profile: ['name'],
   },
-  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  // api.read / api.write: client-credentials scopes (tokenvault-machine only);
+  // api.admin: known but allowed to no client (answers invalid_scope).
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'api.read', 'api.write', 'api.admin'],
   // ID tokens carry every claim of the granted scopes (`oid` among them),
   // not only those asked for with the claims parameter.
   conformIdTokenClaims: false,
   features: {
     devInteractions: { enabled: true },
+    clientCredentials: { enabled: true },
+    // RFC 8628, with oidc-provider's own (development) user-code, confirm and
+    // success pages.
+    deviceFlow: { enabled: true },
     revocation: { enabled: true },
     introspection: {
       enabled: true,
@@ -254,6 +335,9 @@ const provider = new Provider(issuer, {
   ttl: {
     AccessToken: accessTokenTtl,
     AuthorizationCode: 60,
+    // Client-credentials access tokens live as long as the others.
+    ClientCredentials: accessTokenTtl,
+    DeviceCode: () => deviceFlow.expiresIn,
     IdToken: 3600,
     Interaction: 600,
     Session: 24 * 3600,
@@ -327,6 +411,16 @@ provider.use(async (ctx, next) => {
       slowMs = integer('ms', query.ms, 0);
       log(`token endpoint delay set to ${slowMs} ms`);
       return json(ctx, 200, { slow_ms: slowMs });
+    case 'POST /test/device-flow': {
+      const interval = integer('interval', query.interval, 0);
+      const expiresIn = integer('expires_in', query.expires_in, 600);
+      if (expiresIn < 1) {
+        return json(ctx, 400, { error: 'expires_in must be at least 1' });
+      }
+      deviceFlow = { interval, expiresIn };
+      log(`device flow: ${JSON.stringify(deviceFlow)}`);
+      return json(ctx, 200, { interval, expires_in: expiresIn });
+    }
     case 'POST /test/refresh-token-lifetime':
       refreshTokenLifetime = integer('secs', query.secs, 0);
       log(`answers say refresh_token_expires_in ${refreshTokenLifetime}`);
@@ -384,6 +478,17 @@ provider.use(async (ctx, next) => {
   return next();
 });
 
+// DEVELOPMENT-ONLY: device authorization answers carry `interval` when set
+// with /test/device-flow (oidc-provider sends none, so clients poll every 5 s,
+// RFC 8628's default).
+provider.use(async (ctx, next) => {
+  await next();
+  if (deviceFlow.interval > 0 && ctx.method === 'POST' && ctx.path === '/device/auth'
+    && ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && ctx.body.device_code) {
+    ctx.body.interval = deviceFlow.interval;
+  }
+});
+
 // The account an answer's ID token names (the answer is the server's own).
 function subjectOf(body) {
   try {
@@ -439,9 +544,20 @@ provider.use(async (ctx, next) => {
     return json(ctx, 400, { error: 'invalid_request', error_description: err.message });
   }
   ctx.req.body = body;
-  if (ctx.is('application/x-www-form-urlencoded')
-    && querystring.parse(body).grant_type === 'refresh_token') {
-    counters.refresh_grants += 1;
+  if (ctx.is('application/x-www-form-urlencoded')) {
+    switch (querystring.parse(body).grant_type) {
+      case 'refresh_token':
+        counters.refresh_grants += 1;
+        break;
+      case 'client_credentials':
+        counters.client_credentials_grants += 1;
+        break;
+      case 'urn:ietf:params:oauth:grant-type:device_code':
+        counters.device_code_grants += 1;
+        break;
+      default:
+        break;
+    }
   }
 
   if (slowMs > 0) {

@@ -250,6 +250,30 @@ timeout_secs = {timeout_secs}
     ))?)
 }
 
+/// get-service's provider `name` for the test authorization server's
+/// client-credentials client ([`crate::oidc::MACHINE_CLIENT_ID`]), asking
+/// for `api.read` by default.
+pub fn client_credentials_provider_config(
+    oidc: &OidcServer,
+    name: &str,
+    timeout_secs: u64,
+) -> anyhow::Result<ProviderConfig> {
+    Ok(toml::from_str(&format!(
+        r#"
+name = "{name}"
+issuer = "{issuer}"
+client_id = "{id}"
+client_secret = "{secret}"
+client_credentials = true
+scopes = ["api.read"]
+timeout_secs = {timeout_secs}
+"#,
+        issuer = oidc.issuer(),
+        id = crate::oidc::MACHINE_CLIENT_ID,
+        secret = crate::oidc::MACHINE_CLIENT_SECRET,
+    ))?)
+}
+
 /// A lazily connecting mTLS channel to `address` with `files`, expecting the
 /// server to have `server_role`.
 pub fn grpc_channel(address: &str, files: &TlsFiles, server_role: Role) -> anyhow::Result<Channel> {

@@ -62,6 +62,9 @@ pub struct Options {
     /// get-service under their own names, pointed at the authorization
     /// server (see [`crate::catalogue`]).
     pub catalogue: Vec<&'static str>,
+    /// get-service providers for the authorization server's
+    /// client-credentials client (`GetClientAccessToken`).
+    pub client_credentials: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -90,6 +93,7 @@ impl Default for Options {
             policy: None,
             webhooks: Vec::new(),
             catalogue: Vec::new(),
+            client_credentials: Vec::new(),
             set_store_allow: Vec::new(),
         }
     }
@@ -168,6 +172,13 @@ impl System {
         }
         for name in &options.catalogue {
             get_providers.push(crate::catalogue::get_provider(
+                &oidc,
+                name,
+                options.provider_timeout_secs,
+            )?);
+        }
+        for name in &options.client_credentials {
+            get_providers.push(crate::services::client_credentials_provider_config(
                 &oidc,
                 name,
                 options.provider_timeout_secs,

@@ -50,7 +50,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
-use tokenvault_proto::v1::{AccountStatus, GetAccessTokenRequest, GetAccountStatusRequest};
+use tokenvault_proto::v1::{
+    AccountStatus, GetAccessTokenRequest, GetAccountStatusRequest, GetClientAccessTokenRequest,
+};
 use tokenvault_tls::{IdentityPattern, Role, TlsFiles};
 use zeroize::Zeroizing;
 
@@ -240,6 +242,42 @@ impl WorkerClient {
         {
             return Err(WorkerError::BroaderScopes(response.scopes.clone()));
         }
+        Ok(AccessToken {
+            secret: Zeroizing::new(response.access_token.clone()),
+            token_type: response.token_type.clone(),
+            expires_at_unix: response.expires_at_unix,
+            scopes: response.scopes.clone(),
+        })
+    }
+
+    /// The application's own client-credentials token at `provider`
+    /// (`GetClientAccessToken`), valid for at least `min_ttl`, with `scopes`
+    /// (empty: the provider's configured ones).
+    pub async fn client_access_token(
+        &self,
+        provider: &str,
+        min_ttl: Duration,
+        scopes: &[&str],
+    ) -> Result<AccessToken, WorkerError> {
+        let message = GetClientAccessTokenRequest {
+            provider: provider.to_owned(),
+            min_ttl_seconds: u32::try_from(min_ttl.as_secs()).unwrap_or(u32::MAX),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let response = self
+            .connection
+            .targets
+            .call(self.timeout, |channel, timeout| {
+                let mut request = tonic::Request::new(message.clone());
+                request.set_timeout(timeout);
+                async move {
+                    GetServiceClient::new(channel)
+                        .get_client_access_token(request)
+                        .await
+                }
+            })
+            .await?
+            .into_inner();
         Ok(AccessToken {
             secret: Zeroizing::new(response.access_token.clone()),
             token_type: response.token_type.clone(),

@@ -53,6 +53,9 @@ impl Broker {
         key: &CacheKey,
         min_expires_at: i64,
     ) -> Result<(AccessToken, Option<Finish>), TokenError> {
+        if key.account.is_client() {
+            return Ok((self.fetch_client_token(key).await?, None));
+        }
         let Some(replicas) = &self.inner.replicas else {
             let (token, _) = self.refresh_here(key, &mut None).await?;
             return Ok((token, None));

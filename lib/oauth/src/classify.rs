@@ -52,6 +52,8 @@ pub(crate) enum Exchange {
     /// The refresh-token grant at the token endpoint: only a 200 with an
     /// `access_token` is a success.
     Refresh,
+    /// The client-credentials grant: a success as for `Refresh`.
+    ClientCredentials,
     /// RFC 7009 revocation: any 2xx is a success.
     Revoke,
 }
@@ -60,6 +62,7 @@ impl Exchange {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Refresh => "refresh",
+            Self::ClientCredentials => "client_credentials",
             Self::Revoke => "revoke",
         }
     }
@@ -75,7 +78,9 @@ pub(crate) fn check_response(
 ) -> Result<(), ProviderError> {
     match exchange {
         Exchange::Revoke if status.is_success() => Ok(()),
-        Exchange::Refresh if status == StatusCode::OK => check_token_body(body),
+        Exchange::Refresh | Exchange::ClientCredentials if status == StatusCode::OK => {
+            check_token_body(body)
+        }
         _ => Err(classify_failure(status, headers, body, now)),
     }
 }

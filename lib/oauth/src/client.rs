@@ -58,19 +58,20 @@ pub fn http_client() -> Result<reqwest::Client, ProviderError> {
 pub struct Provider {
     pub(crate) name: String,
     pub(crate) endpoints: Endpoints,
-    oauth: OAuthClient,
+    pub(crate) oauth: OAuthClient,
     pub(crate) http: reqwest::Client,
     /// For revocation, which does not go through oauth2 (see `revoke.rs`).
     pub(crate) client_id: String,
     pub(crate) client_secret: Secret,
     pub(crate) client_auth: ClientAuth,
-    scopes: Vec<String>,
-    scope_separator: ScopeSeparator,
-    shape: ResponseShape,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) scope_separator: ScopeSeparator,
+    pub(crate) shape: ResponseShape,
     narrow_scopes: bool,
+    pub(crate) client_credentials: bool,
     keep_alive: Option<Duration>,
     pub(crate) timeout: Duration,
-    default_lifetime: Duration,
+    pub(crate) default_lifetime: Duration,
     metrics: RefreshMetrics,
 }
 
@@ -83,6 +84,7 @@ impl fmt::Debug for Provider {
             .field("scope_separator", &self.scope_separator)
             .field("shape", &self.shape)
             .field("narrow_scopes", &self.narrow_scopes)
+            .field("client_credentials", &self.client_credentials)
             .field("keep_alive", &self.keep_alive)
             .field("timeout", &self.timeout)
             .field("default_lifetime", &self.default_lifetime)
@@ -153,6 +155,7 @@ impl Provider {
             scope_separator: config.scope_separator,
             shape,
             narrow_scopes: config.narrow_scopes,
+            client_credentials: config.client_credentials,
             keep_alive,
             timeout: checked.timeout,
             default_lifetime: checked.default_lifetime,
@@ -240,15 +243,10 @@ impl Provider {
     ) -> Result<Refreshed, ProviderError> {
         let sent_at = unix_now();
         let token = WipedRefreshToken(RefreshToken::new(refresh_token.to_owned()));
-        let mut request = self.oauth.exchange_refresh_token(&token.0);
-        request = match self.scope_separator {
-            // oauth2 joins scopes with spaces.
-            ScopeSeparator::Space => request.add_scopes(scopes.iter().cloned().map(Scope::new)),
-            ScopeSeparator::Comma if scopes.is_empty() => request,
-            ScopeSeparator::Comma => {
-                request.add_scope(Scope::new(ScopeSeparator::Comma.join(scopes)))
-            }
-        };
+        let request = self
+            .oauth
+            .exchange_refresh_token(&token.0)
+            .add_scopes(self.scope_params(scopes));
         let response = match tokio::time::timeout(limit, request.request_async(transport)).await {
             Err(_) => return Err(timed_out(limit)),
             Ok(result) => result.map_err(from_oauth)?,
@@ -261,6 +259,16 @@ impl Provider {
             sent_at,
             self.default_lifetime,
         ))
+    }
+
+    /// `scopes` as oauth2 sends them: oauth2 joins scopes with spaces, so
+    /// comma-separated ones go as one.
+    pub(crate) fn scope_params(&self, scopes: &[String]) -> Vec<Scope> {
+        match self.scope_separator {
+            ScopeSeparator::Space => scopes.iter().cloned().map(Scope::new).collect(),
+            ScopeSeparator::Comma if scopes.is_empty() => Vec::new(),
+            ScopeSeparator::Comma => vec![Scope::new(ScopeSeparator::Comma.join(scopes))],
+        }
     }
 
     pub(crate) fn trace<T>(
@@ -392,7 +400,7 @@ fn same_secret(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -30,6 +30,7 @@ use crate::shape::ResponseShape;
 /// client_auth = "client_secret_post"       # default: client_secret_basic
 /// scopes = ["openid", "email"]             # default: none (keep the grant's)
 /// narrow_scopes = true                     # default: false
+/// client_credentials = true                # default: false
 /// ```
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +72,11 @@ pub struct ProviderConfig {
     /// the account granted. Off: such a request is refused.
     #[serde(default)]
     pub narrow_scopes: bool,
+    /// Whether this client also gets the application's own access tokens
+    /// with the client-credentials grant (RFC 6749 section 4.4), asking for
+    /// `scopes` unless the caller names others (`GetClientAccessToken`).
+    #[serde(default)]
+    pub client_credentials: bool,
     /// Keep-alive: a grant not refreshed for this many days (fractions
     /// allowed) is refreshed in the background, before a provider that
     /// expires idle refresh tokens (Microsoft after 90 days of disuse, Xero

@@ -8,6 +8,8 @@
 //!   [`Provider::new`] checks it and, for an `issuer`, runs OIDC discovery.
 //! - [`Provider::refresh`] makes one attempt; [`Provider::refresh_with_retry`]
 //!   retries transient failures with backoff until a deadline.
+//! - [`Provider::client_credentials`] gets the application's own token with
+//!   the client-credentials grant, for a client configured for it.
 //! - [`Provider::revoke`] revokes a refresh token where the provider can.
 //! - [`RefreshMetrics`] counts refresh-grant calls and failures by reason.
 //! - [`RefreshSettings`] reads a provider-catalogue entry into a
@@ -29,6 +31,7 @@ mod catalogue;
 pub mod checks;
 mod classify;
 mod client;
+mod client_credentials;
 mod config;
 mod discovery;
 mod error;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokenvault_proto::v1::get_service_server::{GetService, GetServiceServer};
 use tokenvault_proto::v1::{
     GetAccessTokenRequest, GetAccessTokenResponse, GetAccountStatusRequest,
-    GetAccountStatusResponse,
+    GetAccountStatusResponse, GetClientAccessTokenRequest,
 };
 use tokenvault_tests::TestPki;
 use tokenvault_tests::pki::TRUST_DOMAIN;
@@ -35,6 +35,13 @@ impl GetService for Bare {
             expires_at_unix: i64::MAX,
             scopes: vec![],
         }))
+    }
+
+    async fn get_client_access_token(
+        &self,
+        _: Request<GetClientAccessTokenRequest>,
+    ) -> Result<Response<GetAccessTokenResponse>, Status> {
+        Err(Status::unimplemented("bare"))
     }
 
     async fn get_account_status(

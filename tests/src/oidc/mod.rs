@@ -49,6 +49,15 @@ pub const CLIENT_SECRET: &str = "tokenvault-secret";
 pub const POST_CLIENT_ID: &str = "tokenvault-post";
 /// The secret of [`POST_CLIENT_ID`].
 pub const POST_CLIENT_SECRET: &str = "tokenvault-post-secret";
+/// The client-credentials client (scopes `api.read api.write`).
+pub const MACHINE_CLIENT_ID: &str = "tokenvault-machine";
+/// The secret of [`MACHINE_CLIENT_ID`].
+pub const MACHINE_CLIENT_SECRET: &str = "tokenvault-machine-secret";
+/// The device-flow client (RFC 8628; scope `openid offline_access profile
+/// email`).
+pub const DEVICE_CLIENT_ID: &str = "tokenvault-device";
+/// The secret of [`DEVICE_CLIENT_ID`].
+pub const DEVICE_CLIENT_SECRET: &str = "tokenvault-device-secret";
 /// The redirect URI registered when none is given. Nothing listens there: the
 /// harness reads the code from the redirect without following it.
 pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
@@ -95,6 +104,10 @@ pub struct Counters {
     /// Grants revoked for any reason (reuse of a rotated refresh token, RFC
     /// 7009 revocation of a refresh token, [`OidcServer::revoke_grant`]).
     pub grants_revoked: u64,
+    /// Requests with `grant_type=client_credentials`.
+    pub client_credentials_grants: u64,
+    /// Device-code polls (`grant_type=urn:ietf:params:oauth:grant-type:device_code`).
+    pub device_code_grants: u64,
 }
 
 /// A token response. `Debug` shows no token.
@@ -381,6 +394,8 @@ impl OidcServer {
             refresh_grants: n("refresh_grants")?,
             refresh_grants_succeeded: n("refresh_grants_succeeded")?,
             grants_revoked: n("grants_revoked")?,
+            client_credentials_grants: n("client_credentials_grants")?,
+            device_code_grants: n("device_code_grants")?,
         })
     }
 

@@ -6,6 +6,7 @@ mod account_events;
 mod audit;
 mod behaviour_classes;
 mod browser;
+mod client_credentials;
 mod crate_boundaries;
 mod demo_auth;
 mod deploy_files;
