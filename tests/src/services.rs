@@ -274,6 +274,21 @@ timeout_secs = {timeout_secs}
     ))?)
 }
 
+/// get-service's provider `device`: the test authorization server's
+/// device-flow client ([`crate::oidc::DEVICE_CLIENT_ID`]), whose refresh
+/// tokens only that client may use.
+pub fn device_provider_config(
+    oidc: &OidcServer,
+    timeout_secs: u64,
+) -> anyhow::Result<ProviderConfig> {
+    let mut provider = oidc_provider_config(oidc, timeout_secs)?;
+    provider.name = "device".to_owned();
+    provider.client_id = crate::oidc::DEVICE_CLIENT_ID.to_owned();
+    provider.client_secret =
+        tokenvault_oauth::Secret::new(crate::oidc::DEVICE_CLIENT_SECRET.to_owned());
+    Ok(provider)
+}
+
 /// A lazily connecting mTLS channel to `address` with `files`, expecting the
 /// server to have `server_role`.
 pub fn grpc_channel(address: &str, files: &TlsFiles, server_role: Role) -> anyhow::Result<Channel> {
@@ -329,6 +344,9 @@ pub enum WebProvider {
     /// OpenID Connect without asking for offline access (so no refresh
     /// token comes back), named `no-offline`.
     NoOffline,
+    /// OpenID Connect through the device authorization grant (RFC 8628)
+    /// with the server's device client, named `device`.
+    Device,
 }
 
 /// A web-frontend provider entry for the test authorization server.
@@ -336,10 +354,15 @@ pub fn web_provider_config(
     oidc: &OidcServer,
     kind: WebProvider,
 ) -> anyhow::Result<tokenvault_web_frontend::provider::ProviderConfig> {
+    let (client_id, client_secret) = match kind {
+        WebProvider::Device => (
+            crate::oidc::DEVICE_CLIENT_ID,
+            crate::oidc::DEVICE_CLIENT_SECRET,
+        ),
+        _ => (crate::oidc::CLIENT_ID, crate::oidc::CLIENT_SECRET),
+    };
     let credentials = format!(
-        "client_id = \"{}\"\nclient_secret = \"{}\"\ntimeout_secs = 3\n",
-        crate::oidc::CLIENT_ID,
-        crate::oidc::CLIENT_SECRET
+        "client_id = \"{client_id}\"\nclient_secret = \"{client_secret}\"\ntimeout_secs = 3\n"
     );
     let entry = match kind {
         WebProvider::Oidc => format!(
@@ -371,6 +394,15 @@ auth_params = {{ prompt = "consent" }}
 display_name = "Without offline access"
 issuer = "{issuer}"
 scopes = ["openid", "email"]
+"#,
+            issuer = oidc.issuer()
+        ),
+        WebProvider::Device => format!(
+            r#"name = "device"
+display_name = "Test OpenID Provider (device flow)"
+issuer = "{issuer}"
+scopes = ["openid", "email", "offline_access"]
+device_authorization_endpoint = "{issuer}/device/auth"
 "#,
             issuer = oidc.issuer()
         ),

@@ -159,6 +159,9 @@ impl System {
         set_config
             .providers
             .extend(options.catalogue.iter().map(|name| (*name).to_owned()));
+        if options.web_providers.contains(&WebProvider::Device) {
+            set_config.providers.push("device".to_owned());
+        }
         let set = start_set_service(set_config.clone()).await?;
         // The SQLite reader needs the file the writer creates.
         let _ = TokenReader::connect(&store.reader_url).await;
@@ -174,6 +177,12 @@ impl System {
             get_providers.push(crate::catalogue::get_provider(
                 &oidc,
                 name,
+                options.provider_timeout_secs,
+            )?);
+        }
+        if options.web_providers.contains(&WebProvider::Device) {
+            get_providers.push(crate::services::device_provider_config(
+                &oidc,
                 options.provider_timeout_secs,
             )?);
         }

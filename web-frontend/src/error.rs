@@ -63,6 +63,9 @@ pub enum WebError {
     /// No such page.
     #[error("not found")]
     NotFound,
+    /// Too many device flows are in progress.
+    #[error("too many device sign-ins are in progress")]
+    Busy,
 }
 
 /// What an error page says.
@@ -86,7 +89,7 @@ impl WebError {
             WebError::DisconnectFailed(SetError::Refused { .. }) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            WebError::DisconnectFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::DisconnectFailed(_) | WebError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             WebError::StateMissing
             | WebError::StateMismatch
             | WebError::StateExpired
@@ -223,6 +226,11 @@ impl WebError {
                 "Go back to the start page and try again.",
             ),
             WebError::NotFound => ("not-found", "Page not found", "Go back to the start page."),
+            WebError::Busy => (
+                "busy",
+                "Too many sign-ins in progress",
+                "Nothing was stored. Wait a few minutes and start again.",
+            ),
         };
         ErrorPage {
             code,

@@ -17,12 +17,14 @@
 //!   validation; plain OAuth 2.0 with a user API).
 //! - [`link`]: connect links signed by the embedding application.
 //! - [`signin`]: the sign-in cookies and single-use state.
-//! - [`routes`], [`pages`], [`headers`]: the HTTP side.
+//! - [`routes`], [`pages`], [`headers`]: the HTTP side; [`device`]: the
+//!   device authorization grant (RFC 8628) for hosts without a browser.
 //! - [`metrics`]: requests by route and status, served with the certificate
 //!   expiry on the optional `metrics_listen` endpoint.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod headers;
 pub mod link;
@@ -39,7 +41,7 @@ use tokenvault_runtime::settings::ServiceConfig as _;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum_extra::extract::cookie::Key;
 use tokenvault_runtime::metrics::{CertExpiry, HttpMetrics, Registry};
 use tokenvault_runtime::secret::read_secret_file;
@@ -127,11 +129,14 @@ pub fn router_with_metrics(config: &Config, registry: &mut Registry) -> Result<R
         public_url,
         sign_in_ttl_secs: i64::try_from(config.session.sign_in_ttl_secs).unwrap_or(600),
         connected_ttl_secs: i64::try_from(config.session.connected_ttl_secs).unwrap_or(3600),
+        devices: device::DeviceFlows::default(),
     }));
     Ok(Router::new()
         .route("/", get(routes::home))
         .route("/connect/{provider}", get(routes::connect))
         .route("/callback", get(routes::callback))
+        .route("/device/{provider}", post(device::start))
+        .route("/device/status/{id}", get(device::status))
         .route(
             "/disconnect",
             get(routes::confirm_disconnect).post(routes::disconnect),

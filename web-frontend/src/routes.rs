@@ -17,7 +17,7 @@ use maud::Markup;
 use serde::Deserialize;
 use tokenvault_runtime::logging::AUDIT_TARGET;
 use tokenvault_seal::PublicKeySet;
-use tokenvault_set_client::{SetClient, StoreExtras};
+use tokenvault_set_client::{SetClient, SetError, StoreExtras};
 use url::Url;
 
 use crate::error::WebError;
@@ -44,6 +44,7 @@ pub(crate) struct Inner {
     pub public_url: Url,
     pub sign_in_ttl_secs: i64,
     pub connected_ttl_secs: i64,
+    pub devices: crate::device::DeviceFlows,
 }
 
 impl FromRef<AppState> for Key {
@@ -52,7 +53,7 @@ impl FromRef<AppState> for Key {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -60,7 +61,7 @@ fn now() -> i64 {
 }
 
 /// A short, non-reversible name for one browser sign-in, for audit lines.
-fn session_label(state: &str) -> String {
+pub(crate) fn session_label(state: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, state.as_bytes());
     digest.as_ref()[..6]
         .iter()
@@ -70,7 +71,7 @@ fn session_label(state: &str) -> String {
 
 /// One audit line per web connect or disconnect: who (the browser sign-in),
 /// where, what, and the outcome.
-fn audit(
+pub(crate) fn audit(
     action: &str,
     session: &str,
     peer: SocketAddr,
@@ -93,14 +94,22 @@ fn audit(
 }
 
 impl AppState {
-    fn provider(&self, name: &str) -> Result<&Arc<Provider>, WebError> {
+    pub(crate) fn devices(&self) -> &crate::device::DeviceFlows {
+        &self.0.devices
+    }
+
+    pub(crate) fn public_url(&self) -> &Url {
+        &self.0.public_url
+    }
+
+    pub(crate) fn provider(&self, name: &str) -> Result<&Arc<Provider>, WebError> {
         self.0
             .catalogue
             .get(name)
             .ok_or_else(|| WebError::UnknownProvider(name.chars().take(64).collect()))
     }
 
-    fn signer(&self) -> Result<&LinkSigner, WebError> {
+    pub(crate) fn signer(&self) -> Result<&LinkSigner, WebError> {
         self.0
             .links
             .as_ref()
@@ -321,7 +330,31 @@ async fn finish(
     let granted = provider
         .finish(code, &pending.verifier, &pending.nonce, query)
         .await?;
-    let account = match pending.account {
+    // A person is waiting at the page: no retries, the error page says so.
+    let account = store_granted(
+        app,
+        &provider,
+        (pending.account, pending.metadata),
+        granted,
+        std::time::Duration::ZERO,
+    )
+    .await?;
+    Ok((account, provider))
+}
+
+/// Seals `granted`'s refresh token for `account` (or, without one,
+/// `<provider>:<subject>`) and stores it through set-service with
+/// `metadata`; returns the account id. While set-service is unavailable
+/// (or did not confirm: storing again is safe), the sealed token is stored
+/// again until `patience` has passed.
+pub(crate) async fn store_granted(
+    app: &AppState,
+    provider: &Provider,
+    (account, metadata): (Option<String>, Option<String>),
+    granted: crate::provider::Granted,
+    patience: std::time::Duration,
+) -> Result<String, WebError> {
+    let account = match account {
         Some(account) => account,
         None => format!("{}:{}", provider.name(), granted.subject),
     };
@@ -342,29 +375,43 @@ async fn finish(
     let refresh_token_expires_at_unix = granted
         .refresh_token_expires_in
         .and_then(|secs| i64::try_from(secs).ok())
-        .map(|secs| now.saturating_add(secs));
+        .map(|secs| now().saturating_add(secs));
     drop(granted);
-    let version = app
-        .0
-        .set
-        .store_with(
-            &account,
-            provider.name(),
-            sealed,
-            None,
-            &StoreExtras {
-                metadata: pending.metadata.clone(),
-                refresh_token_expires_at_unix,
-            },
-        )
-        .await?;
+    let extras = StoreExtras {
+        metadata,
+        refresh_token_expires_at_unix,
+    };
+    // Only the sealed token is kept for another attempt.
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = std::time::Duration::from_millis(200);
+    let version = loop {
+        let stored = app
+            .0
+            .set
+            .store_with(&account, provider.name(), sealed.clone(), None, &extras)
+            .await;
+        match stored {
+            Err(SetError::Unavailable(_) | SetError::Uncertain(_))
+                if tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(
+                    account,
+                    provider = provider.name(),
+                    "set-service unavailable; storing the sealed token again shortly"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => break other?,
+        }
+    };
     tracing::info!(
         account,
         provider = provider.name(),
         version,
         "account connected"
     );
-    Ok((account, provider))
+    Ok(account)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 
+mod device;
 mod interaction;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

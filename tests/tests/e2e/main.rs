@@ -10,6 +10,7 @@ mod client_credentials;
 mod crate_boundaries;
 mod demo_auth;
 mod deploy_files;
+mod device_flow;
 mod footprint;
 mod framing;
 mod get_service;

@@ -117,6 +117,11 @@ pub struct ProviderConfig {
     /// Time limit of each HTTP call to the provider.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// The RFC 8628 device authorization endpoint: set, the provider can be
+    /// connected from a device without a browser (`POST /device/{provider}`).
+    /// OpenID providers only (the ID token names the account).
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
 }
 
 fn default_subject_field() -> String {
@@ -267,6 +272,16 @@ impl ProviderConfig {
                 }
             }
         };
+        if let Some(device) = &self.device_authorization_endpoint {
+            check_endpoint(&setting("device_authorization_endpoint"), device)?;
+            if self.kind != ProviderKind::Oidc {
+                return Err(format!(
+                    "{}: the device flow is offered for OpenID providers only (their ID \
+                     token names the account)",
+                    setting("device_authorization_endpoint")
+                ));
+            }
+        }
         check_client(setting, &self.client_id, &self.client_secret)?;
         check_timeout(
             &setting("timeout_secs"),

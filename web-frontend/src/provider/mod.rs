@@ -1,7 +1,7 @@
 //! The provider catalogue: starting an authorization-code flow (state, PKCE
 //! S256, nonce, the provider's way of asking for offline access) and
 //! finishing it (code exchange with the `oauth2`/`openidconnect` crates, then
-//! identifying the account).
+//! identifying the account); and the device flow ([`DeviceGrant`]).
 //!
 //! The refresh token leaves here only inside a [`Secret`], on its way to be
 //! sealed; the access and ID tokens are dropped after identifying the
@@ -9,6 +9,7 @@
 
 mod answer;
 mod config;
+mod device;
 mod error;
 mod from_catalogue;
 mod oidc;
@@ -23,6 +24,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 pub use config::{ClientAuth, ProviderConfig, ProviderKind, ScopeSeparator, SubjectSource};
+pub use device::DeviceGrant;
 pub use error::ProviderError;
 pub use from_catalogue::ConnectSettings;
 pub use plain::user_api_subject;

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreResponseType};
+use openidconnect::core::{CoreClient, CoreIdToken, CoreProviderMetadata, CoreResponseType};
 use openidconnect::{
     AuthType, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId,
-    ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    Scope,
+    ClientSecret, CsrfToken, IssuerUrl, Nonce, NonceVerifier, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope,
 };
 use tokio::sync::Mutex;
 use url::Url;
@@ -64,12 +64,19 @@ impl OidcFlow {
         })
     }
 
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub(super) fn issuer(&self) -> &str {
         self.issuer.as_str()
     }
 
     /// The provider's metadata, discovered now if not cached or if `fresh`.
-    async fn metadata(&self, fresh: bool) -> Result<Arc<CoreProviderMetadata>, ProviderError> {
+    pub(super) async fn metadata(
+        &self,
+        fresh: bool,
+    ) -> Result<Arc<CoreProviderMetadata>, ProviderError> {
         let mut cached = self.metadata.lock().await;
         if let Some((at, m)) = cached.as_ref()
             && !fresh
@@ -93,7 +100,7 @@ impl OidcFlow {
         Ok(discovered)
     }
 
-    fn client(
+    pub(super) fn client(
         &self,
         metadata: &CoreProviderMetadata,
     ) -> CoreClient<
@@ -167,36 +174,51 @@ impl OidcFlow {
             .id_token()
             .ok_or_else(|| ProviderError::Identity("the token response has no ID token".into()))?;
         let nonce = Nonce::new(nonce.to_owned());
-        let subject = match id_token.claims(&client.id_token_verifier(), &nonce) {
+        let subject = self.account_of(config, id_token, &nonce).await?;
+        Ok(Granted {
+            subject,
+            refresh_token,
+            refresh_token_expires_in: http.refresh_token_expires_in(),
+        })
+    }
+}
+
+impl OidcFlow {
+    /// The account an ID token straight from the token endpoint names: its
+    /// `subject_claim`, once its signature (against the provider's keys,
+    /// fetched again once for an unknown key), `iss`, `aud`, `exp` and
+    /// nonce (as `nonce` checks it) are valid.
+    pub(super) async fn account_of<N: NonceVerifier + Copy>(
+        &self,
+        config: &ProviderConfig,
+        id_token: &CoreIdToken,
+        nonce: N,
+    ) -> Result<String, ProviderError> {
+        let metadata = self.metadata(false).await?;
+        let client = self.client(&metadata);
+        let subject = match id_token.claims(&client.id_token_verifier(), nonce) {
             Ok(claims) => claims.subject().to_string(),
             // The provider may have rotated its signing keys: fetch them once more.
             Err(ClaimsVerificationError::SignatureVerification(_)) => {
                 let metadata = self.metadata(true).await?;
                 let client = self.client(&metadata);
                 id_token
-                    .claims(&client.id_token_verifier(), &nonce)
+                    .claims(&client.id_token_verifier(), nonce)
                     .map_err(id_token_error)?
                     .subject()
                     .to_string()
             }
             Err(e) => return Err(id_token_error(e)),
         };
-        // Validated above (signature, iss, aud, exp, nonce): another claim
-        // may now be read from it.
-        let subject = if config.subject_claim == "sub" {
-            subject
-        } else {
-            id_token_claim(
-                &id_token.to_string(),
-                &config.subject_claim,
-                self.client_id.as_str(),
-            )?
-        };
-        Ok(Granted {
-            subject,
-            refresh_token,
-            refresh_token_expires_in: http.refresh_token_expires_in(),
-        })
+        // Validated above: another claim may now be read from it.
+        if config.subject_claim == "sub" {
+            return Ok(subject);
+        }
+        id_token_claim(
+            &id_token.to_string(),
+            &config.subject_claim,
+            self.client_id.as_str(),
+        )
     }
 }
 
