@@ -177,13 +177,13 @@ impl CacheMetrics {
             hits: registered(
                 registry,
                 "access_token_cache_hits",
-                "GetAccessToken calls answered from the cache, by provider",
+                "GetAccessToken and GetClientAccessToken calls answered from the cache, by provider",
                 Family::default(),
             ),
             misses: registered(
                 registry,
                 "access_token_cache_misses",
-                "GetAccessToken calls that waited for a refresh, by provider",
+                "GetAccessToken and GetClientAccessToken calls that waited for a refresh, by provider",
                 Family::default(),
             ),
             entries: registered(
@@ -295,9 +295,11 @@ impl Broker {
         let provider = key.account.provider.clone();
         let min_ttl = i64::from(min_ttl_secs).max(1);
         // (What the provider's account tokens live says nothing of its
-        // client tokens.)
+        // client tokens: those are remembered apart.)
         let known_lifetime = if key.account.is_client() {
-            None
+            lock(&self.inner.lifetimes)
+                .get(&client::lifetime_key(&provider))
+                .copied()
         } else {
             lock(&self.inner.lifetimes).get(&*provider).copied()
         };

@@ -30,7 +30,8 @@
 //! - The application's own client-credentials token of a provider is no
 //!   account: only a rule with `client_token = true` allows it
 //!   ([`Policy::decide_client`]), so that `accounts = ["*"]` never hands a
-//!   worker the application's machine token.
+//!   worker the application's machine token; without a rule file, no
+//!   caller gets one.
 //! - A ceiling caps the scopes of the token the caller gets: asking beyond
 //!   it is refused; asking for nothing gets the grant's scopes within it.
 //! - The account inventory (`AccountInventory`, [`crate::inventory`])
@@ -190,10 +191,9 @@ impl Policy {
 
     /// What the policy says of `caller` getting `provider`'s own
     /// client-credentials token: only a `client_token` rule allows it.
+    /// Unlike accounts, client tokens are never open: without rules, none
+    /// is allowed.
     pub fn decide_client(&self, caller: &SpiffeId, provider: &str) -> Decision {
-        if self.is_open() {
-            return Decision::Open;
-        }
         let allows =
             |r: &&Arc<Rule>| r.client_token && r.names(caller) && r.names_provider(provider);
         match self.rules.iter().find(allows) {
@@ -371,7 +371,7 @@ providers = ["*"]
                 .unwrap()
                 .decide_client(&caller("x"), "github")
                 .label(),
-            "open"
+            "none"
         );
     }
 

@@ -21,6 +21,7 @@ use crate::error::TokenError;
 use crate::policy::Decision;
 use crate::policy::watch::PolicyRx;
 use crate::scopes::ScopeSet;
+use crate::token::AccessToken;
 
 /// The get-service implementation.
 #[derive(Debug, Clone)]
@@ -111,12 +112,7 @@ impl GetServiceImpl {
             .broker
             .scoped_access_token(key, req.min_ttl_seconds, want)
             .await
-            .map(|token| GetAccessTokenResponse {
-                access_token: token.token.to_string(),
-                token_type: token.token_type.to_string(),
-                expires_at_unix: token.expires_at_unix,
-                scopes: token.scopes.to_vec(),
-            });
+            .map(|token| answer(&token));
         (Some(decision), result)
     }
 
@@ -143,9 +139,9 @@ impl GetServiceImpl {
             Err(e) => return (None, Err(e)),
         };
         let policy = self.policy.borrow().clone();
+        // No rule file is no rule: client tokens are never open.
         let decision = match peer {
             Some(peer) => policy.decide_client(&peer.id, &provider),
-            None if policy.is_open() => Decision::Open,
             None => Decision::NoRule,
         };
         if matches!(decision, Decision::NoRule) {
@@ -171,12 +167,7 @@ impl GetServiceImpl {
             .broker
             .client_token(provider, req.min_ttl_seconds, scopes)
             .await
-            .map(|token| GetAccessTokenResponse {
-                access_token: token.token.to_string(),
-                token_type: token.token_type.to_string(),
-                expires_at_unix: token.expires_at_unix,
-                scopes: token.scopes.to_vec(),
-            });
+            .map(|token| answer(&token));
         (Some(decision), result)
     }
 
@@ -244,7 +235,7 @@ fn client_scopes(
         None if asked.is_empty() => Ok(None),
         None => Ok(Some(asked)),
         Some(ceiling) if asked.is_empty() => match configured.filter(|c| !c.is_empty()) {
-            Some(configured) if configured.is_subset(ceiling) => Ok(None),
+            Some(configured) if configured.is_subset(ceiling) => Ok(Some(configured)),
             Some(configured) => {
                 let within = configured.intersection(ceiling);
                 if within.is_empty() {
@@ -257,6 +248,16 @@ fn client_scopes(
         },
         Some(ceiling) if asked.is_subset(ceiling) => Ok(Some(asked)),
         Some(ceiling) => Err(asked.beyond(ceiling)),
+    }
+}
+
+/// What the caller gets of a token.
+fn answer(token: &AccessToken) -> GetAccessTokenResponse {
+    GetAccessTokenResponse {
+        access_token: token.token.to_string(),
+        token_type: token.token_type.to_string(),
+        expires_at_unix: token.expires_at_unix,
+        scopes: token.scopes.to_vec(),
     }
 }
 

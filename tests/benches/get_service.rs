@@ -2,7 +2,8 @@
 //! same run (issue #14's table; memory per account is `get_service_memory`,
 //! ingest is `store_throughput`):
 //!
-//! 1. Cached `GetAccessToken` over mTLS from a light raw tonic client (no
+//! 1. Cached `GetAccessToken` (and, in the last row, the application's own
+//!    token, `GetClientAccessToken`) over mTLS from a light raw tonic client (no
 //!    `WorkerClient`), 1 and 64 callers over 1 connection (K=1) or one each
 //!    (K=C), against a bare tonic service on the same accept loop and TLS
 //!    settings returning a fixed 200-byte token. Server CPU per call is the
@@ -32,6 +33,7 @@ use aws_lc_rs::rsa::{
 use base64::Engine;
 use rig::{PROVIDER, Rig, channels, request, runtimes, start_rig};
 use tokenvault_opener::PrivateKeyRing;
+use tokenvault_proto::v1::GetClientAccessTokenRequest;
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_seal::PublicKeySet;
 use tonic::transport::Channel;
@@ -107,29 +109,54 @@ impl Figures {
     }
 }
 
-/// `calls` cached calls for `account` from `callers` tasks over `clients`.
+/// What the bench asks for: an account's token, or the application's own
+/// client-credentials token.
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    Account(&'static str),
+    Client,
+}
+
+/// One call; the token's length.
+async fn call(client: &mut GetServiceClient<Channel>, ask: Ask) -> Result<usize, tonic::Status> {
+    let answer = match ask {
+        Ask::Account(account) => client.get_access_token(request(account)).await,
+        Ask::Client => {
+            client
+                .get_client_access_token(GetClientAccessTokenRequest {
+                    provider: PROVIDER.to_owned(),
+                    min_ttl_seconds: 1,
+                    scopes: vec![],
+                })
+                .await
+        }
+    };
+    answer.map(|r| r.into_inner().access_token.len())
+}
+
+/// `calls` cached calls for `ask` from `callers` tasks over `clients`.
 async fn drive(
     clients: &[GetServiceClient<Channel>],
     callers: usize,
     calls: usize,
-    account: &str,
+    ask: Ask,
 ) -> Figures {
     for c in clients {
         // A stalled server may fail this too; the run below counts failures.
-        let _ = c.clone().get_access_token(request(account)).await;
+        let _ = call(&mut c.clone(), ask).await;
     }
     let per_caller = calls / callers;
     let (cpu, start) = (server_cpu(), Instant::now());
     let tasks: Vec<_> = (0..callers)
         .map(|i| {
-            let (mut client, account) = (clients[i % clients.len()].clone(), request(account));
+            let mut client = clients[i % clients.len()].clone();
             tokio::spawn(async move {
                 let (mut lat, mut failed) = (Vec::with_capacity(per_caller), 0);
                 for _ in 0..per_caller {
                     let t = Instant::now();
-                    match client.get_access_token(account.clone()).await {
-                        Ok(token) => {
-                            assert!(!token.into_inner().access_token.is_empty());
+                    match call(&mut client, ask).await {
+                        Ok(len) => {
+                            assert!(len > 0);
                             lat.push(t.elapsed());
                         }
                         Err(_) => failed += 1,
@@ -179,22 +206,33 @@ async fn hot_path(rig: &Rig) {
         "cpu",
         "ratio"
     );
-    for (callers, k) in [(1, 1), (64, 1), (64, 64)] {
+    let hot = Ask::Account("hot");
+    for (callers, k, ask) in [
+        (1, 1, hot),
+        (64, 1, hot),
+        (64, 64, hot),
+        (64, 64, Ask::Client),
+    ] {
         let (get_channels, bare_channels) = (
             channels(rig, &rig.get.address(), k),
             channels(rig, &rig.bare, k),
         );
         let (mut get, mut bare) = (Vec::new(), Vec::new());
         for _ in 0..HOT_ROUNDS {
-            get.push(drive(&get_channels, callers, HOT_CALLS, "hot").await);
-            bare.push(drive(&bare_channels, callers, HOT_CALLS, "hot").await);
+            get.push(drive(&get_channels, callers, HOT_CALLS, ask).await);
+            bare.push(drive(&bare_channels, callers, HOT_CALLS, ask).await);
         }
         let (get, bare) = (Figures::median(&get), Figures::median(&bare));
         println!(
-            "{callers:>7} {k:>4} | {} | {} | {:>5.2}",
+            "{callers:>7} {k:>4} | {} | {} | {:>5.2}{}",
             get.columns(),
             bare.columns(),
-            get.rps / bare.rps
+            get.rps / bare.rps,
+            if matches!(ask, Ask::Client) {
+                "  (GetClientAccessToken)"
+            } else {
+                ""
+            }
         );
     }
 }
@@ -290,10 +328,10 @@ async fn cold_opens(rig: &Rig, server: &tokio::runtime::Handle) {
     );
 
     let clients = channels(rig, &rig.get.address(), 64);
-    let alone = drive(&clients, 64, HOT_CALLS, "hot").await;
+    let alone = drive(&clients, 64, HOT_CALLS, Ask::Account("hot")).await;
     let stop = Arc::new(AtomicBool::new(false));
     let burst = open_burst(rig, server, stop.clone(), usize::MAX);
-    let during = drive(&clients, 64, HOT_CALLS, "hot").await;
+    let during = drive(&clients, 64, HOT_CALLS, Ask::Account("hot")).await;
     stop.store(true, Ordering::Relaxed);
     let opened = burst.await.unwrap();
     println!("\n3. Cached calls (64 callers, K=64) alone and during a burst of opens");

@@ -1,11 +1,16 @@
 //! Connecting without a browser on the same host: the OAuth 2.0 device
 //! authorization grant (RFC 8628), for a CLI or a headless box.
 //!
-//! - `POST /device/{provider}` (with a signed connect link's parameters, or
-//!   none: the account is then `<provider>:<subject>`) asks the provider for
-//!   a user code and answers JSON: the code, where to enter it, how long it
-//!   lasts, and a `status_url`. The frontend itself then polls the provider
-//!   in the background, so the device code never leaves this process.
+//! - `POST /device/{provider}` asks the provider for a user code and answers
+//!   JSON: the code, where to enter it, how long it lasts, and a
+//!   `status_url`. The frontend itself then polls the provider in the
+//!   background, so the device code never leaves this process. The account
+//!   is always `<provider>:<subject>`: signed connect links are refused
+//!   here, because the person who enters the code on another device never
+//!   sees which account id the grant would be filed under, so a link's
+//!   holder could have someone else's grant filed under its own account
+//!   (RFC 8628 section 5.4, remote phishing). A request another site's page
+//!   makes (`Sec-Fetch-Site: cross-site`) is refused too.
 //! - When the person has entered the code and consented on any other
 //!   device, the refresh token is sealed and stored through set-service
 //!   exactly as a browser connect's ([`crate::routes::store_granted`]): the
@@ -16,9 +21,11 @@
 //!   the account id), or `failed` (with a reason: refused, expired, ...).
 //!   The id is 128 random bits, the only handle on the flow.
 //!
-//! Flows are held in memory, at most [`MAX_FLOWS`] at once, and forgotten
-//! [`KEEP_FINISHED`] after they end; a stop abandons the pending ones (the
-//! person starts again). Nothing here holds a token: the device code stays
+//! Flows are held in memory, at most [`MAX_FLOWS`] at once (a slot is taken
+//! before the provider is asked), and forgotten [`KEEP_FINISHED`] after
+//! they end. A stop refuses new flows, ends the polls of pending ones (the
+//! person starts again) and waits, within the shutdown grace period, for
+//! grants already received to be stored ([`DeviceFlows::stop`]). Nothing here holds a token: the device code stays
 //! inside the polling task, the refresh token only between the provider's
 //! answer and sealing.
 
@@ -28,18 +35,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::WithRejection;
 use serde_json::json;
 
 use crate::error::WebError;
-use crate::link::{LinkAction, LinkParams};
-use crate::provider::ProviderError;
-use crate::routes::{AppState, audit, now, session_label, store_granted};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// The most device flows held at once.
-pub const MAX_FLOWS: usize = 10_000;
+use crate::link::LinkParams;
+use crate::provider::{MAX_DEVICE_WAIT, ProviderError};
+use crate::routes::{AppState, audit, session_label, store_granted};
+
+/// The most device flows held at once, pending or recently finished.
+pub const MAX_FLOWS: usize = 1_000;
 /// How long a granted refresh token (sealed) is offered to set-service
 /// again while it is down: nobody is at a page to start over at once, and
 /// a lost grant means asking the person again.
@@ -63,15 +73,35 @@ struct Flow {
     until: Instant,
 }
 
-/// The device flows in progress and recently finished.
+/// The device flows in progress and recently finished, and their tasks.
 #[derive(Debug, Default)]
-pub struct DeviceFlows(Mutex<HashMap<String, Flow>>);
+pub struct DeviceFlows {
+    flows: Mutex<HashMap<String, Flow>>,
+    tasks: TaskTracker,
+    stopping: CancellationToken,
+}
 
 impl DeviceFlows {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Flow>> {
-        self.0
+        self.flows
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// At a stop: refuses new flows, ends pending polls, and waits until
+    /// `within` has passed for grants already received to be stored.
+    /// Returns whether every task ended.
+    pub async fn stop(&self, within: Duration) -> bool {
+        self.stopping.cancel();
+        self.tasks.close();
+        tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_ok()
+    }
+
+    /// Forgets a slot whose flow never started.
+    fn remove(&self, id: &str) {
+        self.lock().remove(id);
     }
 
     /// Registers a new pending flow (forgetting finished ones first);
@@ -155,8 +185,9 @@ pub async fn start(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     WithRejection(Path(provider_name), _): WithRejection<Path<String>, WebError>,
     WithRejection(Query(link), _): WithRejection<Query<LinkParams>, WebError>,
+    headers: HeaderMap,
 ) -> Response {
-    match begin(&app, peer, &provider_name, &link).await {
+    match begin(&app, peer, &provider_name, &headers, &link).await {
         Ok(body) => json_response(StatusCode::OK, &body),
         Err(e) => {
             tracing::info!(provider = %provider_name.chars().take(64).collect::<String>(), error = %e, "device flow refused");
@@ -169,6 +200,7 @@ async fn begin(
     app: &AppState,
     peer: SocketAddr,
     provider_name: &str,
+    headers: &HeaderMap,
     link: &LinkParams,
 ) -> Result<serde_json::Value, WebError> {
     let provider = Arc::clone(app.provider(provider_name)?);
@@ -177,23 +209,38 @@ async fn begin(
             "this provider is not configured for the device flow",
         ));
     }
-    let (account, metadata) = if link.is_present() {
-        let (account, metadata) = app.signer()?.verify_with_metadata(
-            LinkAction::Connect,
-            link,
+    if link.is_present() {
+        return Err(WebError::BadRequest(
+            "the device flow takes no signed link: the person entering the code elsewhere \
+             cannot see which account it would connect (the account is <provider>:<subject>)",
+        ));
+    }
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return Err(WebError::NotAllowed(
+            "another site's page may not start a device sign-in",
+        ));
+    }
+    let devices = app.devices();
+    if devices.stopping.is_cancelled() {
+        return Err(WebError::Busy);
+    }
+    // The slot first: a full table costs the provider nothing.
+    let id = devices
+        .add(
             provider.name(),
-            now(),
-        )?;
-        (Some(account), metadata)
-    } else {
-        (None, None)
-    };
-    let grant = provider.begin_device().await?;
-    let until = Instant::now() + grant.expires_in() + KEEP_FINISHED;
-    let id = app
-        .devices()
-        .add(provider.name(), until)
+            Instant::now() + MAX_DEVICE_WAIT + KEEP_FINISHED,
+        )
         .ok_or(WebError::Busy)?;
+    let grant = match provider.begin_device().await {
+        Ok(grant) => grant,
+        Err(e) => {
+            devices.remove(&id);
+            return Err(e.into());
+        }
+    };
     let body = json!({
         "device": id,
         "user_code": grant.user_code(),
@@ -201,26 +248,29 @@ async fn begin(
         "verification_uri_complete": grant.verification_uri_complete(),
         "expires_in": grant.expires_in().as_secs(),
         "interval": grant.interval().as_secs(),
-        "status_url": app.public_url().join(&format!("device/status/{id}")).map(|u| u.to_string()).unwrap_or_default(),
+        "status_url": app
+            .public_url()
+            .join(&format!("device/status/{id}"))
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
     });
-    let app = app.clone();
-    tokio::spawn(async move {
-        let session = session_label(&id);
-        let expected = account.clone().unwrap_or_default();
-        let result = match provider.finish_device(&grant).await {
+    let (app, stopping) = (app.clone(), devices.stopping.clone());
+    devices.tasks.spawn(async move {
+        // A stop ends the poll; a grant already received is still stored.
+        let polled = tokio::select! {
+            polled = provider.finish_device(&grant) => polled,
+            () = stopping.cancelled() => Err(ProviderError::Unavailable(
+                "web-frontend stopped before the code was entered; start again".into(),
+            )),
+        };
+        drop(grant);
+        let result = match polled {
             Ok(granted) => {
-                store_granted(
-                    &app,
-                    &provider,
-                    (account, metadata),
-                    granted,
-                    STORE_PATIENCE,
-                )
-                .await
+                store_granted(&app, &provider, (None, None), granted, STORE_PATIENCE).await
             }
             Err(e) => Err(WebError::Provider(e)),
         };
-        drop(grant);
+        let session = session_label(&id);
         let outcome = match result {
             Ok(account) => {
                 audit(
@@ -234,34 +284,29 @@ async fn begin(
                 Outcome::Connected { account }
             }
             Err(e) => {
-                audit(
-                    "web.connect",
-                    &session,
-                    peer,
-                    &expected,
-                    provider.name(),
-                    Err(&e),
-                );
-                let code = match &e {
-                    WebError::Provider(ProviderError::Refused(code)) if code == "access_denied" => {
-                        "denied"
-                    }
-                    WebError::Provider(ProviderError::Refused(code)) if code == "expired_token" => {
-                        "expired"
-                    }
-                    other => other.page().code,
-                };
-                let reason = if e.status().is_server_error() {
-                    "the account could not be stored; try again".to_owned()
-                } else {
-                    e.to_string()
-                };
-                Outcome::Failed { code, reason }
+                audit("web.connect", &session, peer, "", provider.name(), Err(&e));
+                failed(&e)
             }
         };
         app.devices().finish(&id, outcome);
     });
     Ok(body)
+}
+
+/// What the status tells of a failed flow. Provider errors name no token
+/// (only OAuth error codes); a failure here stays in the log.
+fn failed(e: &WebError) -> Outcome {
+    let code = match e {
+        WebError::Provider(ProviderError::Refused(code)) if code == "access_denied" => "denied",
+        WebError::Provider(ProviderError::Refused(code)) if code == "expired_token" => "expired",
+        other => other.page().code,
+    };
+    let reason = match e {
+        WebError::Provider(_) => e.to_string(),
+        _ if e.status().is_server_error() => "the account could not be stored; try again".into(),
+        _ => e.to_string(),
+    };
+    Outcome::Failed { code, reason }
 }
 
 /// `GET /device/status/{id}`: where a device flow stands.

@@ -70,6 +70,15 @@ pub fn router(config: &Config) -> Result<Router, ServeError> {
 /// [`router`] that registers its request and certificate metrics in
 /// `registry`.
 pub fn router_with_metrics(config: &Config, registry: &mut Registry) -> Result<Router, ServeError> {
+    build(config, registry, Arc::default())
+}
+
+/// The router, its device flows in `devices` (so that a stop can end them).
+fn build(
+    config: &Config,
+    registry: &mut Registry,
+    devices: Arc<device::DeviceFlows>,
+) -> Result<Router, ServeError> {
     config.validate()?;
     let http_metrics = HttpMetrics::register(registry);
     let expiry = CertExpiry::register(registry);
@@ -129,7 +138,7 @@ pub fn router_with_metrics(config: &Config, registry: &mut Registry) -> Result<R
         public_url,
         sign_in_ttl_secs: i64::try_from(config.session.sign_in_ttl_secs).unwrap_or(600),
         connected_ttl_secs: i64::try_from(config.session.connected_ttl_secs).unwrap_or(3600),
-        devices: device::DeviceFlows::default(),
+        devices,
     }));
     Ok(Router::new()
         .route("/", get(routes::home))
@@ -166,7 +175,8 @@ pub async fn run(
     // provider in the tree.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut registry = tokenvault_runtime::metrics::new_registry();
-    let app = router_with_metrics(&config, &mut registry)?;
+    let devices = Arc::new(device::DeviceFlows::default());
+    let app = build(&config, &mut registry, Arc::clone(&devices))?;
     let _metrics = listeners
         .metrics
         .map(|l| tokenvault_runtime::metrics::serve(l, registry));
@@ -185,6 +195,11 @@ pub async fn run(
     )
     .with_graceful_shutdown(shutdown)
     .await?;
+    // Device grants already received are stored within the grace period.
+    let grace = config.service.shutdown.grace().saturating_sub(drain);
+    if !devices.stop(grace).await {
+        tracing::warn!("device flows still storing at the end of the grace period were cut");
+    }
     tracing::info!("web-frontend stopped");
     Ok(())
 }

@@ -44,7 +44,7 @@ pub(crate) struct Inner {
     pub public_url: Url,
     pub sign_in_ttl_secs: i64,
     pub connected_ttl_secs: i64,
-    pub devices: crate::device::DeviceFlows,
+    pub devices: Arc<crate::device::DeviceFlows>,
 }
 
 impl FromRef<AppState> for Key {

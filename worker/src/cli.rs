@@ -46,10 +46,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print an access token for an account.
+    /// Print an access token for an account (or, with --client, the
+    /// application's own client-credentials token at the provider).
     Token {
+        #[arg(long, required_unless_present = "client", conflicts_with = "client")]
+        account: Option<String>,
+        /// The application's own token (GetClientAccessToken), no account.
         #[arg(long)]
-        account: String,
+        client: bool,
         #[arg(long)]
         provider: String,
         /// The token must stay valid at least this many seconds.
@@ -134,15 +138,26 @@ async fn execute(cli: Cli, out: &mut (dyn Write + Send)) -> Result<(), WorkerErr
     match cli.command {
         Command::Token {
             account,
+            client: _,
             provider,
             min_ttl,
             scopes,
             json,
         } => {
             let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-            let token = client
-                .access_token_scoped(&account, &provider, Duration::from_secs(min_ttl), &scopes)
-                .await?;
+            let min_ttl = Duration::from_secs(min_ttl);
+            let token = match account {
+                Some(account) => {
+                    client
+                        .access_token_scoped(&account, &provider, min_ttl, &scopes)
+                        .await?
+                }
+                None => {
+                    client
+                        .client_access_token(&provider, min_ttl, &scopes)
+                        .await?
+                }
+            };
             if json {
                 let value = serde_json::json!({
                     "access_token": token.secret(),

@@ -51,7 +51,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokenvault_proto::v1::get_service_client::GetServiceClient;
 use tokenvault_proto::v1::{
-    AccountStatus, GetAccessTokenRequest, GetAccountStatusRequest, GetClientAccessTokenRequest,
+    AccountStatus, GetAccessTokenRequest, GetAccessTokenResponse, GetAccountStatusRequest,
+    GetClientAccessTokenRequest,
 };
 use tokenvault_tls::{IdentityPattern, Role, TlsFiles};
 use zeroize::Zeroizing;
@@ -234,25 +235,13 @@ impl WorkerClient {
             })
             .await?
             .into_inner();
-        if !scopes.is_empty()
-            && response
-                .scopes
-                .iter()
-                .any(|s| !scopes.contains(&s.as_str()))
-        {
-            return Err(WorkerError::BroaderScopes(response.scopes.clone()));
-        }
-        Ok(AccessToken {
-            secret: Zeroizing::new(response.access_token.clone()),
-            token_type: response.token_type.clone(),
-            expires_at_unix: response.expires_at_unix,
-            scopes: response.scopes.clone(),
-        })
+        within(response, scopes)
     }
 
     /// The application's own client-credentials token at `provider`
     /// (`GetClientAccessToken`), valid for at least `min_ttl`, with `scopes`
-    /// (empty: the provider's configured ones).
+    /// (empty: the provider's configured ones; an answer with more is
+    /// refused, as for [`Self::access_token_scoped`]).
     pub async fn client_access_token(
         &self,
         provider: &str,
@@ -278,12 +267,7 @@ impl WorkerClient {
             })
             .await?
             .into_inner();
-        Ok(AccessToken {
-            secret: Zeroizing::new(response.access_token.clone()),
-            token_type: response.token_type.clone(),
-            expires_at_unix: response.expires_at_unix,
-            scopes: response.scopes.clone(),
-        })
+        within(response, scopes)
     }
 
     /// The account's status and its reason.
@@ -313,6 +297,25 @@ impl WorkerClient {
         let status = AccountStatus::try_from(response.status).unwrap_or(AccountStatus::Unspecified);
         Ok((status, response.reason))
     }
+}
+
+/// The answer's token, refused if it carries a scope beyond `scopes` (when
+/// any were asked for). The token text is moved, never copied.
+fn within(response: GetAccessTokenResponse, scopes: &[&str]) -> Result<AccessToken, WorkerError> {
+    if !scopes.is_empty()
+        && response
+            .scopes
+            .iter()
+            .any(|s| !scopes.contains(&s.as_str()))
+    {
+        return Err(WorkerError::BroaderScopes(response.scopes));
+    }
+    Ok(AccessToken {
+        secret: Zeroizing::new(response.access_token),
+        token_type: response.token_type,
+        expires_at_unix: response.expires_at_unix,
+        scopes: response.scopes,
+    })
 }
 
 /// Where the CLI found its settings; exposed for the binary.

@@ -6,7 +6,8 @@
 //! ([`AccountKey::client`]: an empty account id, which no real account can
 //! have) and the scopes asked for, so the store is never read for it: there
 //! is nothing stored to revalidate, no refresh token to open or rotate, and
-//! no grant that can die. Each replica gets its own client tokens (nothing
+//! no grant that can die. An answer with more scopes than were asked is
+//! refused (`FAILED_PRECONDITION`), as for narrowed account tokens. Each replica gets its own client tokens (nothing
 //! is shared between replicas: fetching one more costs the provider one
 //! request and risks nothing).
 //!
@@ -20,13 +21,19 @@ use tokenvault_tls::now_unix;
 use zeroize::Zeroizing;
 
 use super::{Broker, CacheKey, Outcome};
-use crate::account::AccountKey;
+use crate::account::{AccountKey, lock};
 use crate::error::TokenError;
 use crate::scopes::ScopeSet;
 use crate::token::AccessToken;
 
-/// The longest pause between two attempts.
+/// The longest pause between two attempts of our own choosing.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Where the lifetime of `provider`'s client tokens is remembered, apart
+/// from its account tokens' (`#` is in no provider name).
+pub(super) fn lifetime_key(provider: &str) -> String {
+    format!("{provider}#client")
+}
 
 impl Broker {
     /// Whether `provider` is configured for the client-credentials grant.
@@ -77,22 +84,36 @@ impl Broker {
             let sent = now_unix();
             let error = match provider.client_credentials(asked.as_deref()).await {
                 Ok(answer) => {
+                    let lifetime = (answer.expires_at_unix - sent).max(0);
+                    lock(&self.inner.lifetimes).insert(lifetime_key(name), lifetime);
+                    // The answer may carry no more than was asked (and so
+                    // no more than the caller's ceiling).
+                    if let Some(asked) = key.scopes.as_deref() {
+                        let carried = ScopeSet::of_token(&answer.scopes);
+                        if !carried.is_empty() && !carried.is_subset(asked) {
+                            return Err(TokenError::ScopesUnavailable(format!(
+                                "provider {name} answered with scopes {} beyond those asked \
+                                 for ({asked}); the token is not handed out",
+                                carried.beyond(asked)
+                            )));
+                        }
+                    }
                     tracing::info!(provider = %name, "fetched a client-credentials token");
                     return Ok(AccessToken {
                         token: Zeroizing::new(answer.access_token.expose().to_owned()),
                         token_type: answer.token_type.into(),
                         expires_at_unix: answer.expires_at_unix,
                         scopes: answer.scopes.into(),
-                        lifetime_secs: (answer.expires_at_unix - sent).max(0),
+                        lifetime_secs: lifetime,
                         shared: false,
                     });
                 }
                 Err(e) => e,
             };
+            // A provider's Retry-After is honoured in full, or not waited
+            // for at all when it reaches past the deadline.
             let wait = match &error {
-                ProviderError::Transient { retry_after, .. } => {
-                    retry_after.unwrap_or(pause).min(MAX_PAUSE)
-                }
+                ProviderError::Transient { retry_after, .. } => retry_after.unwrap_or(pause),
                 _ => return Err(client_error(name, error)),
             };
             if tokio::time::Instant::now() + wait >= deadline {

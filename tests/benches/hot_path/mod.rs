@@ -29,19 +29,14 @@ impl GetService for Bare {
         &self,
         _: Request<GetAccessTokenRequest>,
     ) -> Result<Response<GetAccessTokenResponse>, Status> {
-        Ok(Response::new(GetAccessTokenResponse {
-            access_token: "x".repeat(200),
-            token_type: "Bearer".into(),
-            expires_at_unix: i64::MAX,
-            scopes: vec![],
-        }))
+        Ok(Response::new(fixed_token()))
     }
 
     async fn get_client_access_token(
         &self,
         _: Request<GetClientAccessTokenRequest>,
     ) -> Result<Response<GetAccessTokenResponse>, Status> {
-        Err(Status::unimplemented("bare"))
+        Ok(Response::new(fixed_token()))
     }
 
     async fn get_account_status(
@@ -49,6 +44,16 @@ impl GetService for Bare {
         _: Request<GetAccountStatusRequest>,
     ) -> Result<Response<GetAccountStatusResponse>, Status> {
         Err(Status::unimplemented("bare"))
+    }
+}
+
+/// The baseline's answer: a fixed 200-byte token.
+fn fixed_token() -> GetAccessTokenResponse {
+    GetAccessTokenResponse {
+        access_token: "x".repeat(200),
+        token_type: "Bearer".into(),
+        expires_at_unix: i64::MAX,
+        scopes: vec![],
     }
 }
 

@@ -85,6 +85,7 @@ token_endpoint = "{}"
 client_id = "bench"
 client_secret = "bench-secret"
 client_auth = "client_secret_basic"
+client_credentials = true
 timeout_secs = 10
 "#,
         token_endpoint().await

@@ -4,13 +4,15 @@
 //! another device and consents, web-frontend seals and stores the refresh
 //! token like a browser connect's, and a worker then gets a token for the
 //! new account. Refusing, letting the code expire, a provider not
-//! configured for it and a signed link for the account are covered too.
+//! configured for it, a signed link (refused: the person entering the code
+//! cannot see the account id), another site's page and set-service down
+//! when the grant arrives are covered too.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tokenvault_proto::v1::AccountStatus;
-use tokenvault_tests::logs::{assert_not_logged, captured_audit_events};
+use tokenvault_tests::logs::{assert_not_logged, captured_audit_events, captured_logs};
 use tokenvault_tests::oidc::Decision;
 use tokenvault_tests::services::{LINK_SECRET, WebProvider};
 use tokenvault_tests::system::{Options, System};
@@ -49,7 +51,7 @@ async fn start(system: &System, provider: &str, query: &str) -> (u16, Value) {
 
 /// Polls the flow's status until it is no longer pending.
 async fn outcome(status_url: &str) -> Value {
-    for _ in 0..150 {
+    for _ in 0..300 {
         let body: Value = http()
             .get(status_url)
             .send()
@@ -132,11 +134,13 @@ async fn a_device_connects_without_a_browser_and_a_worker_gets_a_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusal_expiry_and_signed_links_through_the_device_flow() {
+async fn refusal_expiry_and_what_may_not_start_a_device_flow() {
     let system = System::start(options()).await.unwrap();
     system.oidc.set_device_flow(1, 600).await.unwrap();
 
-    // A signed link names the account.
+    let stored = system.row_counts().await.unwrap();
+    // A signed link is refused: whoever enters the code elsewhere could not
+    // see which account id it would be filed under.
     let expires = i64::try_from(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -156,26 +160,20 @@ async fn refusal_expiry_and_signed_links_through_the_device_flow() {
             None,
         )
         .unwrap();
-    let (_, started) = start(&system, "device", &format!("?{}", link.query().unwrap())).await;
-    system
-        .oidc
-        .enter_user_code(
-            started["user_code"].as_str().unwrap(),
-            "erin",
-            Decision::Allow,
-        )
+    let (status, refused) = start(&system, "device", &format!("?{}", link.query().unwrap())).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("bad-request")),
+        "{refused}"
+    );
+    // Another site's page may not start one.
+    let cross_site = http()
+        .post(format!("{}/device/device", system.web_url))
+        .header("sec-fetch-site", "cross-site")
+        .send()
         .await
         .unwrap();
-    let done = outcome(started["status_url"].as_str().unwrap()).await;
-    assert_eq!(done["account"], "acme:42", "{done}");
-    assert!(
-        system
-            .worker
-            .access_token("acme:42", "device", Duration::ZERO)
-            .await
-            .is_ok()
-    );
-    let stored = system.row_counts().await.unwrap();
+    assert_eq!(cross_site.status(), 403);
 
     // Refused on the other device: nothing stored.
     let (_, started) = start(&system, "device", "").await;
@@ -209,8 +207,6 @@ async fn refusal_expiry_and_signed_links_through_the_device_flow() {
     );
     let (status, _) = start(&system, "nowhere", "").await;
     assert_eq!(status, 404);
-    let (status, refused) = start(&system, "device", "?account=acme:1&expires=1&sig=AAAA").await;
-    assert_eq!(status, 403, "{refused}");
     let unknown = http()
         .get(format!(
             "{}/device/status/{}",
@@ -242,7 +238,14 @@ async fn a_grant_that_arrives_while_set_service_is_down_is_stored_when_it_is_bac
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The grant arrived and its sealed token waits for set-service.
+    for _ in 0..100 {
+        if captured_logs().contains("storing the sealed token again shortly") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(captured_logs().contains("storing the sealed token again shortly"));
     let waiting: Value = http()
         .get(&status_url)
         .send()

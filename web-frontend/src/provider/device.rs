@@ -18,8 +18,11 @@ use super::answer::{AnswerSubject, ShapedHttp};
 use super::error::{ProviderError, token_request_error};
 use super::{Flow, Granted, Provider};
 
+/// The shortest wait between two polls, whatever the provider says.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The most polling a device grant may take, whatever the provider says.
-const MAX_DEVICE_WAIT: Duration = Duration::from_secs(30 * 60);
+pub const MAX_DEVICE_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// A started device authorization: what the person is shown, and the
 /// pending grant to poll for.
@@ -113,17 +116,29 @@ impl Provider {
         let client = flow.client(&metadata);
         let shape = self.config.response_shape();
         let http = ShapedHttp::new(flow.http(), &shape, &AnswerSubject::Elsewhere);
-        let response = client
-            .exchange_device_access_token(&grant.answer)
-            .map_err(|e| ProviderError::Misconfigured(e.to_string()))?
-            .request_async(&http, tokio::time::sleep, Some(grant.expires_in()))
-            .await
-            .map_err(token_request_error)?;
+        // oauth2 polls until the person is done, slowing down when asked,
+        // but ends at the first other failure: a provider unavailable for
+        // a moment is polled again (never faster than once a second).
+        let deadline = tokio::time::Instant::now() + grant.expires_in();
+        let sleep = |d: Duration| tokio::time::sleep(d.max(MIN_INTERVAL));
+        let response = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let polled = client
+                .exchange_device_access_token(&grant.answer)
+                .map_err(|e| ProviderError::Misconfigured(e.to_string()))?
+                .request_async(&http, sleep, Some(left))
+                .await
+                .map_err(token_request_error);
+            match polled {
+                Err(ProviderError::Unavailable(reason)) if left > MIN_INTERVAL => {
+                    tracing::info!(provider = self.name(), %reason, "device flow: provider unavailable, polling again");
+                    tokio::time::sleep(grant.interval().max(MIN_INTERVAL)).await;
+                }
+                other => break other?,
+            }
+        };
         let refresh_token = super::refresh_token(&response)?;
-        let id_token = response
-            .extra_fields()
-            .id_token()
-            .ok_or_else(|| ProviderError::Identity("the token response has no ID token".into()))?;
+        let id_token = super::oidc::id_token_of(&response)?;
         // No nonce was sent, so none may come back.
         let no_nonce = |nonce: Option<&Nonce>| match nonce {
             None => Ok(()),

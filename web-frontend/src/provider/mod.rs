@@ -24,7 +24,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 pub use config::{ClientAuth, ProviderConfig, ProviderKind, ScopeSeparator, SubjectSource};
-pub use device::DeviceGrant;
+pub use device::{DeviceGrant, MAX_DEVICE_WAIT};
 pub use error::ProviderError;
 pub use from_catalogue::ConnectSettings;
 pub use plain::user_api_subject;

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openidconnect::core::{CoreClient, CoreIdToken, CoreProviderMetadata, CoreResponseType};
+use openidconnect::core::{
+    CoreClient, CoreIdToken, CoreProviderMetadata, CoreResponseType, CoreTokenResponse,
+};
 use openidconnect::{
     AuthType, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId,
     ClientSecret, CsrfToken, IssuerUrl, Nonce, NonceVerifier, PkceCodeChallenge, PkceCodeVerifier,
@@ -169,10 +171,7 @@ impl OidcFlow {
             .await
             .map_err(token_request_error)?;
         let refresh_token = super::refresh_token(&response)?;
-        let id_token = response
-            .extra_fields()
-            .id_token()
-            .ok_or_else(|| ProviderError::Identity("the token response has no ID token".into()))?;
+        let id_token = id_token_of(&response)?;
         let nonce = Nonce::new(nonce.to_owned());
         let subject = self.account_of(config, id_token, &nonce).await?;
         Ok(Granted {
@@ -220,6 +219,14 @@ impl OidcFlow {
             self.client_id.as_str(),
         )
     }
+}
+
+/// The ID token of a token answer; an OpenID provider's always has one.
+pub(super) fn id_token_of(response: &CoreTokenResponse) -> Result<&CoreIdToken, ProviderError> {
+    response
+        .extra_fields()
+        .id_token()
+        .ok_or_else(|| ProviderError::Identity("the token response has no ID token".into()))
 }
 
 fn id_token_error(e: ClaimsVerificationError) -> ProviderError {
