@@ -10,7 +10,9 @@
 //!    CPU time of the server's threads (runtime `srv`, `tokenvault-*`) over
 //!    the calls, read from `/proc/self/task`; clients run on their own
 //!    runtime (`cli`). get-service logs as its binary does (one JSON audit
-//!    line per call), to `/dev/null`.
+//!    line per call), to `/dev/null`, under an account policy of one rule
+//!    (every account, and the client token) that each call is checked
+//!    against.
 //! 2. Cold opens: `PrivateKeyRing::open_async` from 64 tasks against raw
 //!    aws-lc-rs RSA-4096 OAEP decryptions on every core.
 //! 3. Cached calls (64 callers) alone, then while a burst of 64 tasks keeps

@@ -427,7 +427,7 @@ impl System {
 
 /// Writes a rule file (mode 0644) at `path` whole, so that get-service reads
 /// the old file or the new one.
-fn write_policy(path: &std::path::Path, rules: &str) -> anyhow::Result<()> {
+pub fn write_policy(path: &std::path::Path, rules: &str) -> anyhow::Result<()> {
     Ok(tokenvault_runtime::files::replace_file(
         path,
         rules.as_bytes(),

@@ -94,6 +94,15 @@ timeout_secs = 10
     let mut config =
         get_service_config(&pki, &store.reader_url, &set.address(), vec![provider]).unwrap();
     config.cache.revalidate_secs = 3600;
+    // The bench workers may read every account and the client token.
+    let policy = pki.scratch().join("bench-policy.toml");
+    tokenvault_tests::system::write_policy(
+        &policy,
+        "[[rules]]\nname = \"bench\"\ncallers = [\"worker/bench\"]\naccounts = [\"*\"]\n\
+         providers = [\"*\"]\nclient_token = true\n",
+    )
+    .unwrap();
+    config.policy.file = Some(policy);
     let get = start_get_service(config).await.unwrap();
     let bare = bare_server(&pki).await;
     let keys = PublicKeySet::load_dir(&pki.public_keys_dir()).unwrap();
