@@ -26,9 +26,6 @@ use crate::error::TokenError;
 use crate::scopes::ScopeSet;
 use crate::token::AccessToken;
 
-/// The longest pause between two attempts of our own choosing.
-const MAX_PAUSE: Duration = Duration::from_secs(2);
-
 /// Where the lifetime of `provider`'s client tokens is remembered, apart
 /// from its account tokens' (`#` is in no provider name).
 pub(super) fn lifetime_key(provider: &str) -> String {
@@ -67,7 +64,8 @@ impl Broker {
     }
 
     /// Asks the provider for a new client token, retrying while it is
-    /// unavailable until `refresh_deadline_secs` have passed.
+    /// unavailable until `refresh_deadline_secs` have passed (the backoff
+    /// of refreshes: [`tokenvault_oauth::Provider::client_credentials_with_retry`]).
     pub(super) async fn fetch_client_token(
         &self,
         key: &CacheKey,
@@ -79,49 +77,36 @@ impl Broker {
         let asked = key.scopes.as_deref().map(ScopeSet::to_vec);
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs(self.inner.config.refresh_deadline_secs);
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let sent = now_unix();
-            let error = match provider.client_credentials(asked.as_deref()).await {
-                Ok(answer) => {
-                    let lifetime = (answer.expires_at_unix - sent).max(0);
-                    lock(&self.inner.lifetimes).insert(lifetime_key(name), lifetime);
-                    // The answer may carry no more than was asked (and so
-                    // no more than the caller's ceiling).
-                    if let Some(asked) = key.scopes.as_deref() {
-                        let carried = ScopeSet::of_token(&answer.scopes);
-                        if !carried.is_empty() && !carried.is_subset(asked) {
-                            return Err(TokenError::ScopesUnavailable(format!(
-                                "provider {name} answered with scopes {} beyond those asked \
-                                 for ({asked}); the token is not handed out",
-                                carried.beyond(asked)
-                            )));
-                        }
-                    }
-                    tracing::info!(provider = %name, "fetched a client-credentials token");
-                    return Ok(AccessToken {
-                        token: Zeroizing::new(answer.access_token.expose().to_owned()),
-                        token_type: answer.token_type.into(),
-                        expires_at_unix: answer.expires_at_unix,
-                        scopes: answer.scopes.into(),
-                        lifetime_secs: lifetime,
-                        shared: false,
-                    });
-                }
-                Err(e) => e,
-            };
-            // A provider's Retry-After is honoured in full, or not waited
-            // for at all when it reaches past the deadline.
-            let wait = match &error {
-                ProviderError::Transient { retry_after, .. } => retry_after.unwrap_or(pause),
-                _ => return Err(client_error(name, error)),
-            };
-            if tokio::time::Instant::now() + wait >= deadline {
-                return Err(client_error(name, error));
+        // As for refreshes (`sent` before the retries): the lifetime is
+        // never overstated.
+        let sent = now_unix();
+        let answer = provider
+            .client_credentials_with_retry(asked.as_deref(), deadline)
+            .await
+            .map_err(|e| client_error(name, e))?;
+        let lifetime = (answer.expires_at_unix - sent).max(0);
+        lock(&self.inner.lifetimes).insert(lifetime_key(name), lifetime);
+        // The answer may carry no more than was asked (and so no more than
+        // the caller's ceiling).
+        if let Some(asked) = key.scopes.as_deref() {
+            let carried = ScopeSet::of_token(&answer.scopes);
+            if !carried.is_empty() && !carried.is_subset(asked) {
+                return Err(TokenError::ScopesUnavailable(format!(
+                    "provider {name} answered with scopes {} beyond those asked for ({asked}); \
+                     the token is not handed out",
+                    carried.beyond(asked)
+                )));
             }
-            tokio::time::sleep(wait).await;
-            pause = (pause * 2).min(MAX_PAUSE);
         }
+        tracing::info!(provider = %name, "fetched a client-credentials token");
+        Ok(AccessToken {
+            token: Zeroizing::new(answer.access_token.expose().to_owned()),
+            token_type: answer.token_type.into(),
+            expires_at_unix: answer.expires_at_unix,
+            scopes: answer.scopes.into(),
+            lifetime_secs: lifetime,
+            shared: false,
+        })
     }
 }
 

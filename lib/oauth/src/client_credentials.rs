@@ -7,6 +7,8 @@
 //! token in a [`Secret`]; a refresh token in the answer (RFC 6749 says there
 //! should be none) is dropped unread.
 
+use std::time::Duration;
+
 use crate::classify::Exchange;
 use crate::client::{from_oauth, refreshed, timed_out, unix_now};
 use crate::transport::Transport;
@@ -25,10 +27,20 @@ impl Provider {
 
     /// One client-credentials attempt within `timeout_secs`, asking for
     /// `scopes`, or the configured ones if `None`. `Unsupported` unless the
-    /// client is configured for it.
+    /// client is configured for it. No retries: see
+    /// [`Provider::client_credentials_with_retry`].
     pub async fn client_credentials(
         &self,
         scopes: Option<&[String]>,
+    ) -> Result<Refreshed, ProviderError> {
+        self.client_credentials_within(scopes, self.timeout).await
+    }
+
+    /// One attempt within `limit`.
+    pub(crate) async fn client_credentials_within(
+        &self,
+        scopes: Option<&[String]>,
+        limit: Duration,
     ) -> Result<Refreshed, ProviderError> {
         if !self.client_credentials {
             return Err(ProviderError::Unsupported(format!(
@@ -45,23 +57,22 @@ impl Provider {
             .oauth
             .exchange_client_credentials()
             .add_scopes(self.scope_params(scopes));
-        let result =
-            match tokio::time::timeout(self.timeout, request.request_async(&transport)).await {
-                Err(_) => Err(timed_out(self.timeout)),
-                Ok(answer) => answer.map_err(from_oauth).map(|response| {
-                    let mut token = refreshed(
-                        response,
-                        scopes,
-                        self.scope_separator,
-                        "",
-                        sent_at,
-                        self.default_lifetime,
-                    );
-                    token.refresh_token = None;
-                    token.refresh_token_expires_at_unix = None;
-                    token
-                }),
-            };
+        let result = match tokio::time::timeout(limit, request.request_async(&transport)).await {
+            Err(_) => Err(timed_out(limit)),
+            Ok(answer) => answer.map_err(from_oauth).map(|response| {
+                let mut token = refreshed(
+                    response,
+                    scopes,
+                    self.scope_separator,
+                    "",
+                    sent_at,
+                    self.default_lifetime,
+                );
+                token.refresh_token = None;
+                token.refresh_token_expires_at_unix = None;
+                token
+            }),
+        };
         self.trace(
             "client_credentials",
             transport.status(),

@@ -1,6 +1,7 @@
-//! [`Provider::refresh_with_retry`]: retries transient refresh failures with
-//! exponential backoff and jitter, honouring `Retry-After`, until a deadline;
-//! and the pure backoff arithmetic behind it.
+//! [`Provider::refresh_with_retry`] (and
+//! [`Provider::client_credentials_with_retry`]): retries transient failures
+//! with exponential backoff and jitter, honouring `Retry-After`, until a
+//! deadline; and the pure backoff arithmetic behind it.
 //!
 //! Holds a plaintext refresh token (borrowed from the caller) only for the
 //! length of one call.
@@ -52,6 +53,39 @@ impl Provider {
         narrowed: Option<&[String]>,
         deadline: Instant,
     ) -> Result<Refreshed, ProviderError> {
+        self.retry_until(deadline, "refresh", |left| {
+            self.refresh_within(refresh_token, narrowed, left)
+        })
+        .await
+    }
+
+    /// The client-credentials grant ([`Provider::client_credentials`]),
+    /// retried like [`Provider::refresh_with_retry`]; each attempt within
+    /// `timeout_secs` or the time left, whichever is shorter (no token is
+    /// lost to an abandoned answer: a new one is simply asked for).
+    pub async fn client_credentials_with_retry(
+        &self,
+        scopes: Option<&[String]>,
+        deadline: Instant,
+    ) -> Result<Refreshed, ProviderError> {
+        self.retry_until(deadline, "client_credentials", |left| {
+            self.client_credentials_within(scopes, left.min(self.timeout))
+        })
+        .await
+    }
+
+    /// Runs `attempt` (given the time left) until it ends in anything but
+    /// `Transient`, or the next wait would reach past `deadline`.
+    async fn retry_until<F, Fut>(
+        &self,
+        deadline: Instant,
+        operation: &str,
+        attempt_within: F,
+    ) -> Result<Refreshed, ProviderError>
+    where
+        F: Fn(Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<Refreshed, ProviderError>>,
+    {
         let mut attempt: u32 = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -61,7 +95,7 @@ impl Provider {
                     retry_after: None,
                 });
             }
-            let error = match self.refresh_within(refresh_token, narrowed, left).await {
+            let error = match attempt_within(left).await {
                 Err(error @ ProviderError::Transient { .. }) => error,
                 other => return other,
             };
@@ -73,9 +107,10 @@ impl Provider {
             tracing::debug!(
                 target: TRACE_TARGET,
                 provider = self.name(),
+                operation,
                 attempt,
                 wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                "retrying the refresh after a transient failure"
+                "retrying after a transient failure"
             );
             tokio::time::sleep(wait).await;
         }
